@@ -54,3 +54,67 @@ def cluster(lab):
     """Master, metalogger, two chunkservers and a FUSE client, ready for writes."""
     parts = lab.start_cluster(chunkservers=2)
     return lab, parts
+
+
+WORKTREE = Path(__file__).resolve().parents[2]
+FAKEBIN = Path(__file__).resolve().parent / "fakebin"
+
+
+@pytest.fixture(scope="session")
+def ocf_root(tmp_path_factory):
+    """The agents installed the way users install them, into a private OCF root."""
+    import subprocess
+    root = tmp_path_factory.mktemp("ocf")
+    subprocess.run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root", str(root)],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(WORKTREE)})
+    os.chmod(root, 0o755)
+    for parent in root.parents:
+        if str(parent).startswith("/tmp/pytest-of-"):
+            os.chmod(parent, 0o755)
+    return root
+
+
+@pytest.fixture
+def agent(lab, ocf_root):
+    """Runs the installed ocf:pyha:mfsmaster inside the lab's network namespace."""
+    return AgentRunner(lab, ocf_root / "resource.d" / "pyha" / "mfsmaster")
+
+
+class AgentRunner:
+    def __init__(self, lab, path):
+        self.lab = lab
+        self.path = path
+        self.cib = lab.root / "cib.json"
+        self.state = lab.root / "rsctmp"
+        self.state.mkdir()
+
+    def env(self, params, timeout=60, check_level=None, interval=0):
+        env = {
+            "PATH": f"{FAKEBIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "OCF_ROOT": "/usr/lib/ocf",
+            "OCF_RESOURCE_INSTANCE": "mfs",
+            "OCF_RESOURCE_TYPE": "mfsmaster",
+            "OCF_RESKEY_CRM_meta_timeout": str(int(timeout * 1000)),
+            "OCF_RESKEY_CRM_meta_interval": str(interval),
+            "HA_RSCTMP": str(self.state),
+            "PYHA_MFS_CIB": str(self.cib),
+        }
+        if check_level is not None:
+            env["OCF_CHECK_LEVEL"] = str(check_level)
+        for key, value in params.items():
+            env[f"OCF_RESKEY_{key}"] = str(value)
+        return env
+
+    def __call__(self, action, timeout=60, check_level=None, interval=0, **params):
+        """Run an action; return (exit code, stderr)."""
+        result = self.lab.ns_run([str(self.path), action], check=False, timeout=timeout + 10,
+                                 env=self.env(params, timeout, check_level, interval))
+        return result.returncode, result.stderr
+
+    def recorded(self):
+        import json
+        try:
+            store = json.loads(self.cib.read_text())
+        except FileNotFoundError:
+            return None
+        return store.get("crm_config//mfs-metadata-version")
