@@ -404,6 +404,55 @@ def remembered_metaid(res):
         return None
 
 
+def changelog_metaid(path):
+    """The id in a changelog's SETMETAID line (change 1 of a new filesystem), or None.
+
+    A brand-new filesystem's metadata file carries no id; the master logs the
+    id it chose as its first change, so only the head of a changelog is read.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    marker = head.find(b"|SETMETAID(")
+    if marker >= 0:
+        number = head[marker + 11:head.find(b")", marker)]
+        if number.isdigit():
+            return int(number)
+    return None
+
+
+def metaid_from_changelog(cfg):
+    for name in ("changelog.0.mfs", "changelog.1.mfs"):
+        metaid = changelog_metaid(cfg.path_in_data(name))
+        if metaid is not None:
+            return metaid
+    return None
+
+
+def check_single_filesystem(res, inventory):
+    """Refuse sources that mix files of different filesystems (metadata ids).
+
+    mfsmaster -a would pick the newest metadata file whatever its id and ignore
+    the others, silently starting the wrong filesystem.
+    """
+    owners = {}
+    for path in inventory.metadata:
+        metaid = metadata_version(res, path)[1]
+        if metaid is not None:
+            owners.setdefault(metaid, []).append(path)
+    for path in inventory.changelogs:
+        metaid = changelog_metaid(path)
+        if metaid is not None:
+            owners.setdefault(metaid, []).append(path)
+    if len(owners) > 1:
+        described = "; ".join(f"{metaid:X}: {', '.join(paths)}" for metaid, paths in owners.items())
+        raise OCFError(ERR_GENERIC, f"metadata id mismatch: the sources hold files of "
+                       f"{len(owners)} filesystems ({described}); remove the foreign files")
+    return next(iter(owners), None)
+
+
 def check_against_record(res, metaid, version, what):
     recorded = read_record(res)
     if recorded is None:
@@ -456,6 +505,8 @@ def start(res):
         version, metaid = restore(res, cfg, everything, highest)
 
     launch(res, cfg)
+    if metaid is None:
+        metaid = metaid_from_changelog(cfg)
     remember_metaid(res, metaid)
     _, info = master_status(res, cfg)
     if info is not None:
@@ -490,6 +541,7 @@ def create_filesystem(res, cfg):
 def restore(res, cfg, inventory, highest):
     """Restore into a staging directory, check the result, install it. (version, id)."""
     import shutil
+    check_single_filesystem(res, inventory)
     uid, gid = cfg.ids()
     staging = cfg.path_in_data(STAGING_DIR)
     shutil.rmtree(staging, ignore_errors=True)
@@ -611,7 +663,12 @@ def monitor(res):
     if info is None:
         raise OCFError(ERR_GENERIC, f"mfsmaster (pid {holder}) holds its lock but does not answer "
                        f"on {cfg.client_host}:{cfg.client_port}")
-    write_record(res, remembered_metaid(res), info.metaversion)
+    metaid = remembered_metaid(res)
+    if metaid is None:
+        metaid = metaid_from_changelog(cfg)
+        if metaid is not None:
+            remember_metaid(res, metaid)
+    write_record(res, metaid, info.metaversion)
     if deep and info.chunkservers < res.params.min_chunkservers:
         raise OCFError(ERR_GENERIC, f"{info.chunkservers} chunkserver(s) connected, "
                        f"fewer than min_chunkservers={res.params.min_chunkservers}")
