@@ -61,17 +61,19 @@ FAKEBIN = Path(__file__).resolve().parent / "fakebin"
 
 
 @pytest.fixture(scope="session")
-def ocf_root(tmp_path_factory):
-    """The agents installed the way users install them, into a private OCF root."""
+def ocf_root():
+    """The agents installed the way users install them, into a private OCF root.
+
+    Not under pytest's 0700 tmp_path: ocf-tester runs meta-data as nobody.
+    """
     import subprocess
-    root = tmp_path_factory.mktemp("ocf")
+    import tempfile
+    root = Path(tempfile.mkdtemp(prefix="pyha-mfs-ocf-", dir="/tmp"))
+    root.chmod(0o755)
     subprocess.run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root", str(root)],
                    check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(WORKTREE)})
-    os.chmod(root, 0o755)
-    for parent in root.parents:
-        if str(parent).startswith("/tmp/pytest-of-"):
-            os.chmod(parent, 0o755)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
