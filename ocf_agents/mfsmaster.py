@@ -623,7 +623,10 @@ def install(res, cfg, staging):
     replaced = cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(replaced, 0o750, exist_ok=True)
     for name in os.listdir(cfg.data_path):
-        if is_metadata_file(name) or is_changelog(name) or name == "metadata.crc":
+        # Only the master's own files: a metalogger may share DATA_PATH and its
+        # changelog_ml*/metadata_ml* files are its own (and only ever read here).
+        if name.startswith(("changelog.", "metadata.mfs")) and (
+                is_metadata_file(name) or is_changelog(name)) or name == "metadata.crc":
             os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
     for name in ("metadata.crc", "metadata.mfs"):  # metadata.mfs last: it makes the directory valid
         if os.path.exists(os.path.join(staging, name)):
