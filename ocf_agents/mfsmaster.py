@@ -653,7 +653,7 @@ def launch(res, cfg):
         if res.time_left() < 2:
             raise OCFError(ERR_GENERIC, "mfsmaster started but never answered on "
                            f"{cfg.client_host}:{cfg.client_port}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 # --- monitor ---------------------------------------------------------------------------
