@@ -300,8 +300,8 @@ class Agent:
         values = Params()
         for p in self.parameters:
             raw = os.environ.get("OCF_RESKEY_" + p.name)
-            if raw is not None and raw == "" and not p.required:
-                raw = None  # an empty value means "use the default", as in the shell agents
+            if raw == "":
+                raw = None  # empty means unset, as in the shell agents
             try:
                 setattr(values, p.name, p.parse(raw))
             except ValueError as err:
