@@ -59,7 +59,17 @@ def inside(runs, ours):
     notify = dict(env, OCF_RESOURCE_INSTANCE="bench_notify", OCF_RESKEY_source_host=VIP[0])
     subprocess.run(["rpcbind", "-w"], check=True)
     statd = subprocess.Popen(["rpc.statd", "-F", "--no-notify"], stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    try:
+        time.sleep(1)
+        return measure(runs, ours, base, export, notify, env)
+    finally:
+        statd.kill()
+        statd.wait()
+        subprocess.run(["pkill", "-x", "rpcbind"], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def measure(runs, ours, base, export, notify, env):
     pairs = [("nfsexport", "exportfs", export), ("nfsnotify", "nfsnotify", notify)]
     for ours_name, theirs_name, agent_env in pairs:
         for path in (f"{ours}/{ours_name}", f"{HEARTBEAT}/{theirs_name}"):
@@ -67,12 +77,14 @@ def inside(runs, ours):
             if rc != 0:
                 sys.exit(f"{path} start failed ({rc})")
     rows = []
+    floor_samples = []
     for ours_name, theirs_name, agent_env in pairs:
         for action in ("meta-data", "monitor"):
             samples = {"pyha": [], "heartbeat": []}
             sides = {"pyha": [f"{ours}/{ours_name}", action],
                      "heartbeat": [f"{HEARTBEAT}/{theirs_name}", action]}
             for _ in range(runs):  # alternate, so drift hits both sides alike
+                floor_samples.append(timed(["/usr/bin/python3", "-I", "-S", "-c", "pass"], env)[0])
                 for side, argv in sides.items():
                     wall, cpu, rc = timed(argv, agent_env)
                     if rc != 0:
@@ -87,10 +99,7 @@ def inside(runs, ours):
     for ours_name, theirs_name, agent_env in pairs:
         for path in (f"{ours}/{ours_name}", f"{HEARTBEAT}/{theirs_name}"):
             subprocess.run([path, "stop"], env=agent_env, capture_output=True)
-    statd.terminate()
-    shutil.rmtree(base, ignore_errors=True)
-    floor = statistics.median(timed(["/usr/bin/python3", "-I", "-S", "-c", "pass"], env)[0]
-                              for _ in range(runs)) * 1000
+    floor = statistics.median(floor_samples) * 1000
     print(f"runs per figure: {runs}; floor `python3 -I -S -c pass`: {floor:.1f} ms\n")
     print("| action | pyha wall ms | pyha cpu ms | pyha procs | heartbeat wall ms "
           "| heartbeat cpu ms | heartbeat procs | wall ratio | target |")
@@ -105,6 +114,8 @@ def inside(runs, ours):
         print(f"| {ours_name} {action} vs {theirs_name} | {r['pyha'][0]:.1f} | {r['pyha'][1]:.1f} "
               f"| {procs[0]} | {r['heartbeat'][0]:.1f} | {r['heartbeat'][1]:.1f} | {procs[1]} "
               f"| {ratio:.2f} | <= {target} {'ok' if ok else 'MISSED'} |")
+    print("\nA Python agent cannot start faster than the interpreter floor above; where the "
+          "shell agent's\ntarget lies below it, the target is out of reach for any Python agent.")
     return 1 if failed else 0
 
 

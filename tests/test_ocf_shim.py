@@ -348,3 +348,37 @@ def test_monitor_imports_nothing_heavy(agents_dir, tmp_path):
                     if line.startswith("import time:")}
         assert result.returncode == 7, result.stderr
         assert heavy & imported == set(), name
+
+
+def test_pip_install_then_install_wrappers_that_point_at_site_packages(tmp_path):
+    target = tmp_path / "site"
+    build = subprocess.run(["/usr/bin/python3", "-m", "pip", "install", "-q", "--no-deps",
+                            "--no-build-isolation", "--target", str(target), str(REPO)],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stderr
+    assert (target / "ocf_agents" / "nfsexport.py").exists()
+    subprocess.run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root",
+                    str(tmp_path / "ocf")], env={**os.environ, "PYTHONPATH": str(target)},
+                   check=True, capture_output=True, cwd=tmp_path)
+    wrapper = (tmp_path / "ocf/resource.d/pyha/nfsexport").read_text()
+    assert f"sys.path.insert(0, {str(target)!r})" in wrapper
+
+
+def test_pacemaker_tools_list_and_describe_the_installed_agents():
+    """crm_resource and pcs see the agents in the standard OCF root (a private
+    tmpfs over resource.d/pyha, so the host's installation is untouched)."""
+    provider = Path("/usr/lib/ocf/resource.d/pyha")
+    provider.mkdir(parents=True, exist_ok=True)
+    script = (f"mount -t tmpfs tmpfs {provider}\n"
+              f"PYTHONPATH={REPO} /usr/bin/python3 -m ocf_agents install >/dev/null\n"
+              "echo '--list'; crm_resource --list-agents ocf:pyha\n"
+              "echo '--show'; crm_resource --show-metadata ocf:pyha:nfsexport | head -3\n"
+              "echo '--pcs'; pcs resource describe ocf:pyha:nfsnotify\n")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-ec", script],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("--show")[0].split()
+    assert "nfsexport" in listed and "nfsnotify" in listed
+    assert '<resource-agent name="nfsexport"' in result.stdout
+    assert "ocf:pyha:nfsnotify - Sends NFSv3 reboot notifications" in result.stdout
+    assert "source_host:" in result.stdout
