@@ -56,6 +56,7 @@ class Node:
         for name in ("sm", "sm.bak"):
             (self.nfs / name).mkdir()
         self.extra_mounts = []  # (source, target) bind mounts inside the namespace
+        self.prelude = ""  # more shell run inside the namespace before the agent
 
     def env(self, params, instance="export1", **extra):
         env = {
@@ -73,7 +74,7 @@ class Node:
         mounts = [(str(self.nfs), "/var/lib/nfs")] + self.extra_mounts
         script = "".join(f'mount --bind "${i * 2 + 1}" "${i * 2 + 2}"\n'
                          for i in range(len(mounts)))
-        script += f"shift {len(mounts) * 2}\nexec \"$@\"\n"
+        script += self.prelude + f"shift {len(mounts) * 2}\nexec \"$@\"\n"
         flat = [part for pair in mounts for part in pair]
         return ["unshare", "-m", "--propagation", "private", "sh", "-ec", script, "sh",
                 *flat, *argv]
