@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import EMU_BIN, SAMPLES
+from drbd_support import EMU_BIN, SAMPLES
 
 
 def keys(text):
