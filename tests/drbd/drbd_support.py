@@ -83,3 +83,78 @@ class Emu:
             if self.base in line:
                 subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+PYTHON = "/usr/bin/python3"
+
+FAKE_CRM_ATTRIBUTE = """#!/bin/sh
+# records every call; the agent never needs an answer beyond rc 0
+printf '%s\\n' "$*" >> "$FAKE_CRM_LOG"
+exit 0
+"""
+
+
+def install_agent(root):
+    subprocess.run([PYTHON, "-m", "ocf_agents", "install", "--ocf-root", str(root)],
+                   env=dict(os.environ, PYTHONPATH=str(REPO)), check=True,
+                   stdout=subprocess.DEVNULL)
+    return os.path.join(root, "resource.d", "pyha", "drbd")
+
+
+class Lab(Emu):
+    """The emulator plus the installed agent, a recording crm_attribute and per-node HA_RSCTMP."""
+
+    def __init__(self, base, agent):
+        super().__init__(base)
+        self.agent_path = agent
+        self.fake_bin = os.path.join(base, "fakebin")
+        os.makedirs(self.fake_bin)
+        path = os.path.join(self.fake_bin, "crm_attribute")
+        with open(path, "w") as f:
+            f.write(FAKE_CRM_ATTRIBUTE)
+        os.chmod(path, 0o755)
+        self.crm_log = os.path.join(base, "crm_attribute.log")
+        open(self.crm_log, "w").close()
+        self.env["PATH"] = "%s:%s" % (self.fake_bin, self.env["PATH"])
+        self.env["FAKE_CRM_LOG"] = self.crm_log
+
+    def agent_env(self, node, params=None, meta=None, instance="p_drbd_r0:0"):
+        env = self.node_env(node)
+        env.update(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE=instance,
+                   OCF_RESOURCE_TYPE="drbd", HA_RSCTMP=os.path.join(self.base, "rsc-" + node),
+                   OCF_RESKEY_CRM_meta_on_node=node)
+        p = {"drbd_resource": "r0", "wfc_timeout": "1",
+             "proc_drbd": os.path.join(self.base, "no-proc-drbd")}
+        p.update(params or {})
+        m = {"clone_max": "2", "clone_node_max": "1", "promoted_max": "1",
+             "promoted_node_max": "1", "notify": "true", "promotable": "true"}
+        m.update(meta or {})
+        for k, v in p.items():
+            if v is None:
+                env.pop("OCF_RESKEY_" + k, None)
+            else:
+                env["OCF_RESKEY_" + k] = str(v)
+        for k, v in m.items():
+            if v is not None:
+                env["OCF_RESKEY_CRM_meta_" + k] = str(v)
+        return env
+
+    def agent(self, node, action, params=None, meta=None, timeout=60):
+        if action == "monitor":     # a recurring monitor unless the test asks for a probe
+            meta = dict({"interval": "10000"}, **(meta or {}))
+        return subprocess.run([self.agent_path, action], env=self.agent_env(node, params, meta),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def crm_calls(self, since=0):
+        with open(self.crm_log) as f:
+            return f.read().splitlines()[since:]
+
+    def attribute(self, node, name):
+        """Last value written for a node attribute (None when deleted / never set)."""
+        value = None
+        for line in self.crm_calls():
+            words = line.split()
+            if "--name" in words and words[words.index("--name") + 1] == name and \
+                    words[words.index("--node") + 1] == node:
+                value = words[words.index("--update") + 1] if "--update" in words else None
+        return value
