@@ -343,3 +343,22 @@ def test_ocf_tester_passes_under_the_emulator(lab):
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "passed all tests" in p.stdout
+
+
+def test_steady_state_monitor_is_one_drbdsetup_call_and_no_cib_write(lab):
+    start_pair(lab)
+    lab.agent("node1", "monitor")
+    log = os.path.join(lab.base, "calls.log")
+    wrap = os.path.join(lab.base, "countbin")
+    os.makedirs(wrap)
+    for tool in ("drbdsetup", "drbdadm"):
+        with open(os.path.join(wrap, tool), "w") as f:
+            f.write('#!/bin/sh\necho %s >> %s\nexec %s/%s "$@"\n'
+                    % (tool, log, os.path.dirname(lab.agent_path) and
+                       str(REPO / "tests" / "drbd_emulator" / "bin"), tool))
+        os.chmod(os.path.join(wrap, tool), 0o755)
+    lab.env["PATH"] = wrap + ":" + lab.env["PATH"]
+    calls = len(lab.crm_calls())
+    assert lab.agent("node1", "monitor").returncode == 0
+    assert open(log).read().split() == ["drbdsetup"]
+    assert len(lab.crm_calls()) == calls
