@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from drbd_support import REPO, SAMPLES
+from drbd_support import EMU_BIN, REPO, SAMPLES
 
 sys.path.insert(0, str(REPO))
 from ocf_agents import drbd  # noqa: E402
@@ -354,8 +354,7 @@ def test_steady_state_monitor_is_one_drbdsetup_call_and_no_cib_write(lab):
     for tool in ("drbdsetup", "drbdadm"):
         with open(os.path.join(wrap, tool), "w") as f:
             f.write('#!/bin/sh\necho %s >> %s\nexec %s/%s "$@"\n'
-                    % (tool, log, os.path.dirname(lab.agent_path) and
-                       str(REPO / "tests" / "drbd_emulator" / "bin"), tool))
+                    % (tool, log, EMU_BIN, tool))
         os.chmod(os.path.join(wrap, tool), 0o755)
     lab.env["PATH"] = wrap + ":" + lab.env["PATH"]
     calls = len(lab.crm_calls())
