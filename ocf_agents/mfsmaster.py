@@ -686,6 +686,10 @@ def monitor(res):
 
 # --- stop ----------------------------------------------------------------------------
 def stop(res):
+    if read_file(res.params.config) is None:
+        # No configuration, no DATA_PATH to look at: nothing this resource can have started.
+        res.log.warning(f"{res.params.config} not found: nothing to stop")
+        return SUCCESS
     cfg = load_config(res)
     lock = cfg.path_in_data(LOCK_FILE)
     if lock_holder(lock) is None:

@@ -57,6 +57,7 @@ def test_deeper_monitor_counts_chunkservers(lab, agent, running):
 
 def test_validate_reports_configuration_errors(lab, agent):
     assert agent("validate-all", config=lab.root / "missing.cfg")[0] == 6
+    assert agent("stop", config=lab.root / "missing.cfg")[0] == 0
     assert agent("validate-all", config="relative.cfg")[0] == 6
     cfg = lab.master_cfg("master")
     assert agent("validate-all", config=cfg)[0] == 0
