@@ -22,6 +22,7 @@ and nothing else is imported until an action asks for it.
 """
 
 import os
+import stat
 import sys
 import time
 
@@ -691,18 +692,30 @@ def write_file_atomically(path, data, mode=0o644):
         raise
 
 
+READ_LIMIT = 64 << 20
+
+
 def read_file(path, default=None):
-    """Text of path without following a symlink at the last component."""
+    """Text of path without following a symlink at the last component; default
+    when there is no such file (missing, a directory, a symlink, a name too long)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as err:
-        if err.errno == 40:  # ELOOP: a symlink where a file belongs
+        if err.errno in (36, 40):  # ENAMETOOLONG; ELOOP: a symlink where a file belongs
             return default
         raise
-    with os.fdopen(fd, "rb") as f:
-        return f.read().decode(errors="replace")
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return default  # a device or FIFO where a file belongs
+            data = f.read(READ_LIMIT + 1)
+    except IsADirectoryError:
+        return default
+    if len(data) > READ_LIMIT:
+        raise OSError(f"{path} is larger than {READ_LIMIT} bytes")
+    return data.decode(errors="replace")
 
 
 # --- logging ------------------------------------------------------------------

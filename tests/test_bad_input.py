@@ -85,12 +85,29 @@ def nfsnotify_setup(sandbox, monkeypatch):
     return {"source_host": "localhost"}
 
 
+def mfsmaster_setup(sandbox, monkeypatch):
+    data = os.path.join(sandbox.root, "mfs")
+    os.makedirs(data, exist_ok=True)
+    config = os.path.join(sandbox.root, "mfsmaster.cfg")
+    with open(config, "w") as f:
+        f.write(f"DATA_PATH = {data}\nMATOCL_LISTEN_HOST = 127.0.0.1\n"
+                "MATOCL_LISTEN_PORT = 1\n")  # nothing listens on port 1
+    return {"config": config, "metadata_sources": sandbox.export}
+
+
+CRM_ATTRIBUTE_OPTIONS = {"--quiet", "--type", "--name", "--query", "--update", "--delete",
+                         "--lifetime", "--node"}
+
 # agent -> (setup returning valid params, the commands it may run with the only
 # options it may pass them, parameters whose values are options by design)
 AGENTS = {
     "nfsexport": (nfsexport_setup, {"exportfs": {"-v", "-o", "-u", "-f"}}, set()),
     "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
+    "mfsmaster": (mfsmaster_setup, {"mfsmaster": {"-c", "-a"}, "mfsmetadump": set(),
+                                    "crm_attribute": CRM_ATTRIBUTE_OPTIONS}, set()),
 }
+# Parameters that name a program by design: the value may stand as argv[0].
+PROGRAM_PARAMETERS = {("mfsmaster", "mfsmaster"), ("mfsmaster", "mfsmetadump")}
 
 
 def agent_parameters():
@@ -147,6 +164,8 @@ def check_case(name, param, value, action, monkeypatch, root):
     if code not in (0, 7, 8):
         assert "ocf-exit-reason:" in stderr, f"{where}: no exit reason: {stderr[:300]}"
     for argv in tripwire.calls:
+        if (name, param) in PROGRAM_PARAMETERS and argv[0] == value:
+            argv = [param] + argv[1:]
         assert argv[0] in commands, f"{where}: ran {argv}"
         if param in option_params:
             continue
