@@ -349,8 +349,9 @@ class Drbd:
             version = parse_proc_drbd(text)[0]
             if version:
                 return version
-        if use_cache and self.memory.get("kernel"):
-            return tuple(int(x) for x in self.memory["kernel"].split("."))
+        cached = self.memory.get("kernel", "").split(".")
+        if use_cache and all(x.isdigit() for x in cached):  # a corrupted memory is ignored
+            return tuple(int(x) for x in cached)
         result = self.res.run(["drbdadm", "--version"], timeout=10, quiet=True)
         for line in result.out.splitlines():
             key, _, value = line.partition("=")

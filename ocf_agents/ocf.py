@@ -270,6 +270,13 @@ class Agent:
             except KeyboardInterrupt:
                 res.exit_reason(f"{action} interrupted")
                 code = ERR_GENERIC
+            except OSError as err:
+                # The environment, not the agent: an unwritable state directory, a
+                # full disk, a file where a directory belongs. Name it plainly.
+                where = f" ({err.filename})" if err.filename else ""
+                res.exit_reason(f"{action}: {err.strerror or err}{where}")
+                res.log.debug_traceback()
+                code = ERR_GENERIC
             except Exception as err:  # noqa: BLE001 - an agent must never die with a traceback
                 res.exit_reason(f"{action} failed unexpectedly: {type(err).__name__}: {err}")
                 res.log.debug_traceback()
@@ -444,13 +451,14 @@ class Resource:
     def run(self, argv, timeout=None, stdin=None, quiet=False, missing_ok=False, env=None):
         """Run argv (a list; never a shell string) and return a Completed.
 
-        timeout defaults to what is left of the action's own timeout (less a
-        second of margin). A command that is not installed raises
+        timeout defaults to, and is never more than, what is left of the
+        action's own timeout (less a second of margin): a hanging tool must not
+        outlive the action. A command that is not installed raises
         OCFError(ERR_INSTALLED) unless missing_ok. A timed-out command is
         killed with its whole process group and reports rc None.
         """
-        if timeout is None:
-            timeout = max(1.0, self.time_left() - 1.0)
+        left = max(0.5, self.time_left() - 1.0)
+        timeout = left if timeout is None else min(timeout, left)
         result = run_command(argv, timeout=timeout, stdin=stdin, env=env)
         self.log.trace(f"run {argv!r} -> rc={result.rc} in {result.duration * 1000:.1f} ms")
         if result.missing:
@@ -464,10 +472,24 @@ class Resource:
 
     # -- state, locks, attributes -------------------------------------------
     def state_path(self, name):
-        """A path in the agent's private state directory (cleared at reboot)."""
+        """A path in the agent's private state directory (cleared at reboot).
+
+        The directory is the agent's own, so a directory found where a state
+        file belongs is debris (someone's mkdir): it is removed, or every write
+        and the stop that deletes the file would fail on it.
+        """
         directory = os.path.join(self.state_dir, self.type)
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        return os.path.join(directory, name)
+        path = os.path.join(directory, name)
+        try:
+            debris = stat.S_ISDIR(os.lstat(path).st_mode)
+        except OSError:
+            debris = False
+        if debris:
+            import shutil
+            self.log.warning(f"removing the directory {path} found where a state file belongs")
+            shutil.rmtree(path, ignore_errors=True)
+        return path
 
     def lock(self, path, timeout=None):
         """An exclusive fcntl lock on path, waited for up to timeout seconds."""
@@ -598,8 +620,10 @@ def run_command(argv, timeout=30.0, stdin=None, env=None):
     rc = None if timed_out else os.waitstatus_to_exitcode(status)
     if rc is not None and rc < 0:
         rc = 128 - rc  # killed by a signal: the shell's convention
-    return Completed(argv, rc, b"".join(chunks[out_r]).decode(errors="replace"),
-                     b"".join(chunks[err_r]).decode(errors="replace"),
+    err = b"".join(chunks[err_r]).decode(errors="replace")
+    if timed_out:  # agents quote err in their exit reasons: say why there is no answer
+        err += f"{argv[0]}: timed out after {timeout:.1f} s (killed)\n"
+    return Completed(argv, rc, b"".join(chunks[out_r]).decode(errors="replace"), err,
                      time.monotonic() - started, timed_out=timed_out)
 
 

@@ -11,8 +11,9 @@ redirected into a temporary directory. For every case:
 - no file written outside its place.
 
 PYHA_FUZZ_EXAMPLES sets the number of cases per agent (default 10000; CI
-runs the default, quick local runs can lower it). tests/fuzz_report.py
-prints the figures.
+runs the default, quick local runs can lower it). With PYHA_FUZZ_RECORD set,
+cases and violations are counted into that file; bench/reliability.py prints
+the figures.
 """
 
 import contextlib
@@ -158,22 +159,35 @@ def check_case(name, param, value, action, monkeypatch, root):
 
     shown = value if len(value) < 80 else value[:60] + f"...({len(value)} chars)"
     where = f"{name} {action} {param}={shown!r}"
-    assert code in VALID_EXIT_CODES, where
-    assert "failed unexpectedly" not in stderr, f"{where}: {stderr[:300]}"
-    assert "Traceback" not in stderr, where
-    if code not in (0, 7, 8):
-        assert "ocf-exit-reason:" in stderr, f"{where}: no exit reason: {stderr[:300]}"
+    # (kind, message): kinds are the columns of bench/reliability.py's table
+    violations = []
+    if code not in VALID_EXIT_CODES:
+        violations.append(("unclean", f"{where}: exit code {code}"))
+    if "failed unexpectedly" in stderr or "Traceback" in stderr:
+        violations.append(("traceback", f"{where}: {stderr[:300]}"))
+    if code not in (0, 7, 8) and "ocf-exit-reason:" not in stderr:
+        violations.append(("unclean", f"{where}: no exit reason: {stderr[:300]}"))
     for argv in tripwire.calls:
         if (name, param) in PROGRAM_PARAMETERS and argv[0] == value:
             argv = [param] + argv[1:]
-        assert argv[0] in commands, f"{where}: ran {argv}"
+        if argv[0] not in commands:
+            violations.append(("injection", f"{where}: ran {argv}"))
+            continue
         if param in option_params:
             continue
         options = {arg for arg in argv[1:] if arg.startswith("-")}
-        assert options <= commands[argv[0]], f"{where}: value became an option: {argv}"
+        if not options <= commands[argv[0]]:
+            violations.append(("injection", f"{where}: value became an option: {argv}"))
     for directory in written:
-        assert directory.startswith(os.path.realpath(sandbox.root)), \
-            f"{where}: wrote into {directory}"
+        if not directory.startswith(os.path.realpath(sandbox.root)):
+            violations.append(("stray", f"{where}: wrote into {directory}"))
+    return violations
+
+
+# PYHA_FUZZ_RECORD=<file>: count cases and violations per parameter (one JSON line
+# each, appended) instead of stopping at the first violation; bench/reliability.py
+# reads the file. The test still fails at the end when anything was found.
+RECORD = os.environ.get("PYHA_FUZZ_RECORD")
 
 
 @pytest.mark.parametrize("name,param", agent_parameters())
@@ -181,12 +195,26 @@ def test_any_value_of_any_parameter_gives_a_clean_answer(name, param, monkeypatc
                                                          tmp_path_factory):
     root = str(tmp_path_factory.mktemp(f"fuzz-{name}-{param}"))
     per_parameter = max(50, EXAMPLES // len([p for n, p in agent_parameters() if n == name]))
+    counts = {"agent": name, "parameter": param, "cases": 0, "traceback": 0,
+              "injection": 0, "stray": 0, "unclean": 0}
+    examples = []
 
     @settings(max_examples=per_parameter, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(value=VALUES, action=st.sampled_from(ACTIONS))
     def case(value, action):
         with monkeypatch.context() as patch:
-            check_case(name, param, value, action, patch, root)
+            violations = check_case(name, param, value, action, patch, root)
+        counts["cases"] += 1
+        for kind, message in violations:
+            counts[kind] += 1
+            examples.append(message)
+        if not RECORD:
+            assert not violations, violations[0][1]
 
     case()
+    if RECORD:
+        import json
+        with open(RECORD, "a") as f:
+            f.write(json.dumps(dict(counts, examples=examples[:5])) + "\n")
+        assert not examples, examples[0]

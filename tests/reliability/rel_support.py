@@ -1,0 +1,51 @@
+"""Helpers for the reliability tests (a uniquely named module beside conftest.py)."""
+
+import os
+from pathlib import Path
+
+
+def masked(argv, programs, not_a_program):
+    """argv run in a private mount namespace where each of programs is not executable."""
+    script = "".join(f'mount --bind {not_a_program} "{p}"\n' for p in programs)
+    return ["unshare", "-m", "--propagation", "private", "sh", "-ec",
+            script + 'exec "$@"', "sh", *map(str, argv)]
+
+
+def hanging_tool(directory, name, real, match, reached, before=True):
+    """A stand-in for a tool, first on PATH: when its arguments contain match it
+    writes its pid to reached and hangs (before or after running the real tool);
+    otherwise it is the real tool."""
+    path = Path(directory) / name
+    run_real = f'"{real}" "$@"\n'
+    hang = f'echo $$ > "{reached}.tmp"; mv "{reached}.tmp" "{reached}"; exec sleep 60\n'
+    path.write_text("#!/bin/sh\n"
+                    f'case " $* " in *"{match}"*)\n'
+                    + ("" if before else f"  {run_real}")
+                    + f"  {hang}"
+                    ";;\nesac\n"
+                    f'exec "{real}" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def wait_for_file(path, timeout=20):
+    import time
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return int(Path(path).read_text().strip() or 0)
+
+
+def kill_all(*pids):
+    """SIGKILL each pid (and its process group when it leads one)."""
+    import signal
+    for pid in pids:
+        if not pid:
+            continue
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
