@@ -7,6 +7,9 @@ keeps the clients in <statd dir>/sm; this agent runs sm-notify once per
 source address. Because sm-notify consumes the records it notified, the
 agent snapshots the statd directory first (<statd dir>/nfsnotify.bu.<id>) and
 notifies each further address, and any later re-notification, from copies.
+Instances share the statd directory: the latest snapshot any of them took
+(<statd dir>/nfsnotify.bu) serves an instance that starts after another one
+consumed the records.
 
 Monitor checks that the rpc.statd we notified for is still the one running:
 a restarted statd lost its view of the clients, so monitor fails and the
@@ -121,6 +124,8 @@ def stop_sm_notify(state_dirs):
 def sm_notify_dir(pid):
     """The -P directory of a running sm-notify (its default when not given)."""
     args = (read_file(f"/proc/{pid}/cmdline", "") or "").split("\0")
+    if not args[0]:
+        return None  # a zombie: nothing left to stop
     for i, arg in enumerate(args[:-1]):
         if arg == "-P":
             return args[i + 1].rstrip("/")
@@ -158,6 +163,11 @@ def copy_statd_state(source, target):
     for root, dirs, files in os.walk(target):
         for name in [""] + dirs + files:
             os.lchown(os.path.join(root, name), owner.st_uid, owner.st_gid)
+
+
+def is_real_dir(path):
+    """A directory, not a symlink to one: snapshots are never read through a planted link."""
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def copy_state_number(source, target):
@@ -218,11 +228,15 @@ def start(res):
     # Instances share the statd directory: one notification run at a time.
     with res.lock(res.state_path("statd-dir.lock")):
         stop_sm_notify([directory] + [copy_dir(res, directory, i) for i in range(len(hosts))])
-        # sm-notify consumes the records it notified: when sm/ is empty (we
-        # or statd notified since), the snapshot still knows the clients.
+        # sm-notify consumes the records it notified: when sm/ is empty (we,
+        # another instance or statd notified since), a snapshot still knows the
+        # clients: this instance's, else the latest one any instance took.
         fresh = bool(os.listdir(os.path.join(directory, "sm")))
-        if fresh or not os.path.isdir(backup):
-            copy_statd_state(directory, backup)
+        latest = os.path.join(directory, BACKUP_NAME)
+        if fresh:
+            copy_statd_state(directory, latest)
+        if fresh or not is_real_dir(backup):
+            copy_statd_state(latest if not fresh and is_real_dir(latest) else directory, backup)
         for index, host in enumerate(hosts):
             if index == 0 and fresh:
                 state_dir = directory

@@ -474,18 +474,22 @@ class Resource:
     def state_path(self, name):
         """A path in the agent's private state directory (cleared at reboot).
 
-        The directory is the agent's own, so a directory found where a state
-        file belongs is debris (someone's mkdir): it is removed, or every write
-        and the stop that deletes the file would fail on it.
+        The directory is the agent's own, so a directory or a symlink found
+        where a state file belongs is debris: it is removed (a symlink's target
+        is never touched), or every write, lock and the stop that deletes the
+        file would fail on it.
         """
         directory = os.path.join(self.state_dir, self.type)
         os.makedirs(directory, mode=0o755, exist_ok=True)
         path = os.path.join(directory, name)
         try:
-            debris = stat.S_ISDIR(os.lstat(path).st_mode)
+            mode = os.lstat(path).st_mode
         except OSError:
-            debris = False
-        if debris:
+            return path
+        if stat.S_ISLNK(mode):
+            self.log.warning(f"removing the symlink {path} found where a state file belongs")
+            os.unlink(path)
+        elif stat.S_ISDIR(mode):
             import shutil
             self.log.warning(f"removing the directory {path} found where a state file belongs")
             shutil.rmtree(path, ignore_errors=True)
@@ -661,7 +665,13 @@ class FileLock:
 
     def __enter__(self):
         import fcntl
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o600)
+        except OSError as err:
+            what = "is a symlink (not followed)" if err.errno == 40 else err.strerror
+            raise OCFError(ERR_GENERIC, f"cannot open the lock file {self.path}: {what}") \
+                from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:

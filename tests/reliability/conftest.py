@@ -59,3 +59,12 @@ def drbd_lab(drbd_agent_path):
         yield lab
     finally:
         lab.cleanup()
+
+
+@pytest.fixture
+def statd_sandbox(tmp_path, agents_dir):
+    """tests/test_nfsnotify.py's sandbox: rpcbind + rpc.statd in a private netns."""
+    from test_nfsnotify import StatdSandbox
+    sandbox = StatdSandbox(tmp_path, agents_dir)
+    yield sandbox
+    sandbox.close()
