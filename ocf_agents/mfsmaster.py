@@ -326,6 +326,12 @@ def head_lines(res, argv, count):
                                 errors="replace")
     except FileNotFoundError:
         raise OCFError(ERR_INSTALLED, f"{argv[0]} is not installed") from None
+    import threading
+    timed_out = []
+    # A hanging tool must not outlive the action: kill it when the time is up.
+    timer = threading.Timer(max(0.5, res.time_left() - 1),
+                            lambda: (timed_out.append(True), proc.kill()))
+    timer.start()
     lines = []
     try:
         for line in proc.stdout:
@@ -333,9 +339,12 @@ def head_lines(res, argv, count):
             if len(lines) >= count:
                 break
     finally:
+        timer.cancel()
         proc.kill()
         proc.stdout.close()
         proc.wait()
+    if timed_out:
+        raise OCFError(ERR_GENERIC, f"{argv[0]} {argv[-1]} timed out (killed)")
     res.log.debug(f"{argv[0]} {argv[-1]}: {lines!r}")
     return lines
 

@@ -68,3 +68,54 @@ def statd_sandbox(tmp_path, agents_dir):
     sandbox = StatdSandbox(tmp_path, agents_dir)
     yield sandbox
     sandbox.close()
+
+
+MFS_FAKEBIN = TESTS / "mfs" / "fakebin"
+
+
+class MfsAgent:
+    """Runs the installed ocf:pyha:mfsmaster inside an MfsLab's network namespace,
+    with tests/mfs's file-backed crm_attribute."""
+
+    def __init__(self, lab, path):
+        self.lab = lab
+        self.path = path
+        self.state = lab.root / "rsctmp"
+        self.state.mkdir(exist_ok=True)
+        self.cib = lab.root / "cib.json"
+
+    def env(self, params, timeout=60, interval=0, path_first=None):
+        env = {"PATH": f"{MFS_FAKEBIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+               "OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": "mfs",
+               "OCF_RESOURCE_TYPE": "mfsmaster",
+               "OCF_RESKEY_CRM_meta_timeout": str(int(timeout * 1000)),
+               "OCF_RESKEY_CRM_meta_interval": str(interval),
+               "HA_RSCTMP": str(self.state), "PYHA_MFS_CIB": str(self.cib)}
+        if path_first:
+            env["PATH"] = f"{path_first}:{env['PATH']}"
+        env.update({f"OCF_RESKEY_{k}": str(v) for k, v in params.items()})
+        return env
+
+    def argv(self, action, wrap=None):
+        argv = [str(self.path), action]
+        return self.lab.ns(wrap(argv) if wrap else argv)
+
+    def __call__(self, action, timeout=60, interval=0, wrap=None, **params):
+        import subprocess
+        return subprocess.run(self.argv(action, wrap), env=self.env(params, timeout, interval),
+                              capture_output=True, text=True, timeout=timeout + 30)
+
+
+@pytest.fixture
+def mfs(agents_dir):
+    """(lab, agent): a private MooseFS namespace and the agent to run in it."""
+    import shutil as _shutil
+    if not (_shutil.which("mfsmaster") and _shutil.which("mfsmount")
+            and os.path.exists("/dev/fuse")):
+        pytest.skip("MooseFS (moosefs-master, moosefs-client) and /dev/fuse needed")
+    from mfslab import MfsLab
+    lab = MfsLab()
+    try:
+        yield lab, MfsAgent(lab, agents_dir / "mfsmaster")
+    finally:
+        lab.destroy()
