@@ -548,9 +548,12 @@ def create_filesystem(res, cfg):
     uid, gid = cfg.ids()
     target = cfg.path_in_data("metadata.mfs")
     tmp = target + ".pyha-new"
-    shutil.copyfile(res.params.empty_metadata, tmp)
-    os.chown(tmp, uid, gid)
-    os.chmod(tmp, 0o640)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # a leftover, or a planted symlink: never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    with os.fdopen(fd, "wb") as out, open(res.params.empty_metadata, "rb") as source:
+        shutil.copyfileobj(source, out)
+        os.fchown(out.fileno(), uid, gid)
     os.rename(tmp, target)
     return None
 
@@ -561,11 +564,16 @@ def restore(res, cfg, inventory, highest):
     check_single_filesystem(res, inventory)
     uid, gid = cfg.ids()
     staging = cfg.path_in_data(STAGING_DIR)
+    if os.path.islink(staging):
+        os.unlink(staging)  # planted: never rmtree'd or written through
     shutil.rmtree(staging, ignore_errors=True)
-    os.mkdir(staging, 0o750)
-    os.chown(staging, uid, gid)
+    os.mkdir(staging, 0o700)
     try:
         highest = gather(res, inventory, staging, uid, gid)
+        # Only now does WORKING_USER get the directory (mfsmaster -a writes there):
+        # while root copies files in, nobody else can plant a symlink to write through.
+        os.chmod(staging, 0o750)
+        os.chown(staging, uid, gid)
         staged_cfg = os.path.join(staging, "pyha-restore.cfg")
         write_file_atomically(staged_cfg, "".join(
             f"{key} = {cfg.values[key]}\n" for key in ("WORKING_USER", "WORKING_GROUP")
