@@ -93,6 +93,19 @@ def test_parse_proc_drbd_84():
     assert minors[0][0] == "SyncSource" and minors[0][5] == 49.0
 
 
+def test_parse_gi_and_divergence_rules():
+    v9 = "EADD269BF6EC6081:4FE376A86CBC5DB4:0000000000000000:0000000000000000:1:1:1:0:0:0:0:0:0:0:0:1\n"
+    assert drbd.parse_gi(v9) == ("EADD269BF6EC6081", "4FE376A86CBC5DB4", "0" * 16, "0" * 16)
+    assert drbd.parse_gi("\n       V   V\n" + v9 + "   ^ ^ ^\n") == drbd.parse_gi(v9)
+    assert drbd.parse_gi("r0: Unknown resource\n") is None
+    base, a, b = "4FE376A86CBC5DB4", "EADD269BF6EC6081", "C18F1D7192028B14"
+    zero = "0" * 16
+    assert drbd.uuids_diverged((a, base, zero, zero), (b, base, zero, zero))   # both moved on
+    assert not drbd.uuids_diverged((a, base, zero, zero), (base, zero, zero, zero))  # behind
+    assert not drbd.uuids_diverged((a, zero, zero, zero), ("EADD269BF6EC6080", zero, zero, zero))
+    assert not drbd.uuids_diverged((a, zero, base, zero), (base, zero, zero, zero))
+
+
 # ------------------------------------------------------------------- score rules
 
 class P:
