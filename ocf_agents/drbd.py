@@ -315,6 +315,21 @@ def parse_proc_drbd(text):
     return version, {m: tuple(v) for m, v in minors.items()}
 
 
+def read_head(path, limit=65536):
+    """The start of a file such as /proc/drbd; "" when it cannot be read. Bounded and
+    non-blocking, because the path is a parameter (it could name /dev/zero or a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, limit).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 # --- talking to DRBD ----------------------------------------------------------
 class Drbd:
     """drbdadm/drbdsetup for one resource, plus the agent's small persistent memory."""
@@ -360,7 +375,7 @@ class Drbd:
 
     def kernel_version(self, use_cache=True):
         """DRBD module version (tuple) or None when the module is not loaded."""
-        text = read_file(self.res.params.proc_drbd)
+        text = read_head(self.res.params.proc_drbd)
         if text:
             version = parse_proc_drbd(text)[0]
             if version:

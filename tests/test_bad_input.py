@@ -85,11 +85,29 @@ def nfsnotify_setup(sandbox, monkeypatch):
     return {"source_host": "localhost"}
 
 
+def drbd_setup(sandbox, monkeypatch):
+    proc = os.path.join(sandbox.root, "proc_drbd")
+    with open(proc, "w") as f:
+        f.write("version: 9.1.17-1 (api:2/proto:86-121)\n")
+    return {"drbd_resource": "r0", "drbdconf": os.path.join(sandbox.root, "drbd.conf"),
+            "proc_drbd": proc}
+
+
+DRBD_COMMANDS = {
+    "drbdadm": {"-c", "--version", "-v", "--discard-my-data"},
+    "drbdsetup": {"--now"},
+    "crm_attribute": {"--quiet", "--lifetime", "--name", "--node", "--update", "--delete",
+                      "--query"},
+    "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},
+}
+
+
 # agent -> (setup returning valid params, the commands it may run with the only
 # options it may pass them, parameters whose values are options by design)
 AGENTS = {
     "nfsexport": (nfsexport_setup, {"exportfs": {"-v", "-o", "-u", "-f"}}, set()),
     "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
+    "drbd": (drbd_setup, DRBD_COMMANDS, set()),
 }
 
 
