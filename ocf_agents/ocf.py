@@ -182,8 +182,12 @@ class Agent:
     """A declared agent. ``main()`` dispatches one action and exits."""
 
     def __init__(self, name, shortdesc, longdesc, parameters, actions, validate=None,
-                 version="1.0"):
+                 version="1.0", commands=None):
         self.name = name
+        # Helper commands that are not OCF actions (e.g. a DRBD handler run by drbdadm):
+        # name -> function(argv) returning an exit code. They run before any parameter
+        # parsing, get no Resource, and are not advertised in the meta-data.
+        self.commands = dict(commands or {})
         self.version = version
         self.shortdesc = shortdesc
         self.longdesc = longdesc
@@ -257,6 +261,8 @@ class Agent:
         if action == "methods":
             sys.stdout.write("\n".join(a.name for a in self.actions) + "\n")
             return SUCCESS
+        if action in self.commands:
+            return _code(self.commands[action](args[1:]))
         if action not in self.handlers:
             sys.stderr.write(self.usage())
             return ERR_UNIMPLEMENTED if action else ERR_ARGS
@@ -433,8 +439,12 @@ class Resource:
         return self.deadline - time.monotonic()
 
     # -- reporting ---------------------------------------------------------
-    def exit_reason(self, reason):
-        """Tell Pacemaker why the action failed (shown by pcs status / crm_mon)."""
+    def exit_reason(self, reason, level="error"):
+        """Tell Pacemaker why the action failed (shown by pcs status / crm_mon).
+
+        level is the log level of the same line: "warning" for a result that is
+        degraded rather than failed (OCF_DEGRADED*), where an error would mislead.
+        """
         prefix = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
         line = " ".join(str(reason).split())
         try:
@@ -442,7 +452,7 @@ class Resource:
             sys.stderr.flush()
         except OSError:
             pass
-        self.log.error(line)
+        getattr(self.log, level)(line)
 
     def trace(self, message):
         self.log.trace(message)

@@ -99,6 +99,23 @@ def mfsmaster_setup(sandbox, monkeypatch):
 CRM_ATTRIBUTE_OPTIONS = {"--quiet", "--type", "--name", "--query", "--update", "--delete",
                          "--lifetime", "--node"}
 
+
+def drbd_setup(sandbox, monkeypatch):
+    proc = os.path.join(sandbox.root, "proc_drbd")
+    with open(proc, "w") as f:
+        f.write("version: 9.1.17-1 (api:2/proto:86-121)\n")
+    return {"drbd_resource": "r0", "drbdconf": os.path.join(sandbox.root, "drbd.conf"),
+            "proc_drbd": proc}
+
+
+DRBD_COMMANDS = {
+    "drbdadm": {"-c", "--version", "-v", "--discard-my-data"},
+    "drbdsetup": {"--now"},
+    "crm_attribute": CRM_ATTRIBUTE_OPTIONS,
+    "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},
+}
+
+
 # agent -> (setup returning valid params, the commands it may run with the only
 # options it may pass them, parameters whose values are options by design)
 AGENTS = {
@@ -106,6 +123,7 @@ AGENTS = {
     "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
     "mfsmaster": (mfsmaster_setup, {"mfsmaster": {"-c", "-a"}, "mfsmetadump": set(),
                                     "crm_attribute": CRM_ATTRIBUTE_OPTIONS}, set()),
+    "drbd": (drbd_setup, DRBD_COMMANDS, set()),
 }
 # Parameters that name a program by design: the value may stand as argv[0].
 PROGRAM_PARAMETERS = {("mfsmaster", "mfsmaster"), ("mfsmaster", "mfsmetadump")}
