@@ -23,9 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 AGENTS = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
+NFSEXPORT = "tests/test_nfsexport.py::test_"
 FAULT_TESTS = ["tests/reliability", "tests/test_nfsexport_faults.py",
-               "tests/test_nfsexport.py::test_concurrent_instances_merge_rmtab_without_losing_lines",
-               "tests/test_nfsexport.py::test_a_symlink_planted_at_the_backup_path_is_replaced_not_followed"]
+               NFSEXPORT + "concurrent_instances_merge_rmtab_without_losing_lines",
+               NFSEXPORT + "a_symlink_planted_at_the_backup_path_is_replaced_not_followed"]
 
 
 def pytest(args, env, log):

@@ -57,7 +57,8 @@ def test_start_killed_mid_restore_keeps_originals_and_start_again_loses_nothing(
     kill_agent_at(lab, agent, "start", stand_in, reached, config=cfg)
     staging = data / "pyha-restore.staging"
     assert staging.is_dir()  # killed in the middle: the copy exists ...
-    assert {n: b for n, b in files(data).items() if n in originals} == originals  # ... originals intact
+    # ... and the originals are intact
+    assert {n: b for n, b in files(data).items() if n in originals} == originals
     result = agent("start", config=cfg)
     assert result.returncode == 0, result.stderr
     lost = DIRS - dirs_served(lab)
