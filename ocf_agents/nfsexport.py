@@ -1,0 +1,417 @@
+"""ocf:pyha:nfsexport - NFS exports that fail over with their client list.
+
+Exports one or several directories to one or several clients with the real
+exportfs, and keeps each directory's lines of /var/lib/nfs/rmtab in a backup
+file inside the directory, so the node taking over knows which clients had
+it mounted (showmount, NFSv3 lock recovery).
+
+Monitor reads the export table (etab) directly: no fork on the hot path.
+"""
+
+import os
+import time
+
+from ocf_agents.ocf import (
+    ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+)
+
+NFS_STATE_DIR = "/var/lib/nfs"
+ETAB = NFS_STATE_DIR + "/etab"
+RMTAB = NFS_STATE_DIR + "/rmtab"
+# rpc.mountd and exportfs take this fcntl lock around their rmtab updates;
+# taking the same lock keeps our merges from racing theirs and each other's.
+RMTAB_LOCK = NFS_STATE_DIR + "/.rmtab.lock"
+UNLOCK_FILESYSTEM = "/proc/fs/nfsd/unlock_filesystem"
+LEASE_TIME = "/proc/fs/nfsd/nfsv4leasetime"
+EXPORT_CACHE = "/proc/net/rpc/nfsd.export/content"
+
+# Characters with a meaning to exportfs or the shell that no client spec needs.
+_CLIENT_FORBIDDEN = set("()\"'`$;&|<>\\,=!{}") | set(" \t\n\r\v\f")
+_OPTION_FORBIDDEN = set("()\"'`$;&|<>\\ \t\n\r\v\f")
+_HEX = set("0123456789abcdefABCDEF")
+
+
+# --- parameter checks -----------------------------------------------------------
+def parse_clientspecs(value):
+    specs = value.split()
+    if not specs:
+        raise ValueError("is empty")
+    clients = []
+    for spec in specs:
+        if spec.startswith("-") or _CLIENT_FORBIDDEN & set(spec) or not spec.isprintable():
+            raise ValueError(f"{spec!r} is not a client specification "
+                             "(host, IP, network/prefix, @netgroup, wildcard or *)")
+        if spec.startswith("[") and spec.endswith("]"):
+            spec = spec[1:-1]  # exportfs stores IPv6 addresses without brackets
+        if not spec or "[" in spec or "]" in spec:
+            raise ValueError(f"{spec!r} is not a client specification")
+        clients.append(spec)
+    return clients
+
+
+def parse_directories(value):
+    directories = []
+    for directory in value.split():
+        if not directory.startswith("/") or not directory.isprintable():
+            raise ValueError(f"{directory!r} is not an absolute path")
+        if "/../" in directory + "/" or "/./" in directory + "/":
+            raise ValueError(f"{directory!r} must not contain . or .. components")
+        directory = directory.rstrip("/") or "/"
+        if directory not in directories:
+            directories.append(directory)
+    if not directories:
+        raise ValueError("is empty")
+    return directories
+
+
+def parse_options(value):
+    if _OPTION_FORBIDDEN & set(value) or value.startswith("-") or not value.isprintable():
+        raise ValueError(f"{value!r} is not a comma-separated exportfs option list")
+    return [o for o in value.split(",") if o]
+
+
+def parse_fsid(value):
+    value = value.strip()
+    if value == "root":
+        return value
+    if value.isdigit():
+        return int(value)
+    digits = value.replace("-", "")
+    if len(digits) == 32 and set(digits) <= _HEX:
+        return value.lower()
+    raise ValueError(f"{value!r} is not an fsid (a number, a UUID or root)")
+
+
+def parse_backup_name(value):
+    if value == "none":
+        return None
+    if not value or "/" in value or value in (".", "..") or not value.isprintable():
+        raise ValueError(f"{value!r} must be a plain file name (or none)")
+    return value
+
+
+# --- the export table ---------------------------------------------------------
+def unescape_etab_path(path):
+    """exportfs writes a path's spaces and odd bytes as octal escapes (\\040)."""
+    if "\\" not in path:
+        return path
+    raw = path.encode()
+    out, i = bytearray(), 0
+    while i < len(raw):
+        if raw[i] == 0x5C and i + 3 < len(raw) and raw[i + 1:i + 4].isdigit():
+            out.append(int(raw[i + 1:i + 4], 8) & 0xFF)
+            i += 4
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode(errors="replace")
+
+
+def exported_pairs():
+    """The (directory, client) pairs in the export table."""
+    pairs = set()
+    for line in (read_file(ETAB, "") or "").splitlines():
+        path, _, rest = line.partition("\t")
+        if rest:
+            pairs.add((unescape_etab_path(path), rest.split("(", 1)[0]))
+    return pairs
+
+
+def wanted_pairs(params):
+    return [(d, c) for d in export_directories(params) for c in params.clientspec]
+
+
+def export_directories(params):
+    """Directories as exportfs records them: symlinks resolved."""
+    return [os.path.realpath(d) for d in params.directory]
+
+
+def exportfs_target(client, directory):
+    return f"[{client}]:{directory}" if ":" in client else f"{client}:{directory}"
+
+
+def export_options(params, index):
+    options = list(params.options)
+    fsid = params.fsid
+    if fsid is None:
+        return options
+    options = [o for o in options if not o.startswith("fsid=")]
+    options.append(f"fsid={fsid + index if isinstance(fsid, int) else fsid}")
+    return options
+
+
+# --- rmtab backup -------------------------------------------------------------
+def rmtab_lines_for(directory, rmtab_text):
+    """rmtab lines ("client:directory:0xcount") naming exactly this directory."""
+    lines = []
+    for line in rmtab_text.splitlines():
+        head, _, count = line.rpartition(":")
+        if head.endswith(":" + directory) and count.startswith("0x") and line not in lines:
+            lines.append(line)
+    return lines
+
+
+def save_rmtab(res, directories):
+    """Refresh each directory's backup; a failure warns but never fails the action."""
+    name = res.params.rmtab_backup
+    if name is None:
+        return
+    rmtab_text = read_file(RMTAB, "") or ""
+    mode = _rmtab_mode()
+    for directory in directories:
+        backup = os.path.join(directory, name)
+        wanted = "".join(line + "\n" for line in rmtab_lines_for(directory, rmtab_text))
+        try:
+            if read_file(backup) == wanted:
+                continue  # unchanged: no write on every monitor
+            write_file_atomically(backup, wanted, mode)
+        except OSError as err:
+            res.log.warning(f"cannot write the rmtab backup {backup}: {err}; "
+                            "the previous backup is kept")
+
+
+def restore_rmtab(res, directories):
+    """Merge each directory's backup into rmtab: no duplicates, other lines untouched."""
+    name = res.params.rmtab_backup
+    if name is None:
+        return
+    restored = []
+    for directory in directories:
+        text = read_file(os.path.join(directory, name))
+        if text:
+            restored += rmtab_lines_for(directory, text)
+    if not restored:
+        return
+    with res.lock(RMTAB_LOCK, timeout=max(1.0, min(10.0, res.time_left() - 2))):
+        current = (read_file(RMTAB, "") or "").splitlines()
+        present = set(current)
+        added = [line for line in dict.fromkeys(restored) if line not in present]
+        if added:
+            write_file_atomically(RMTAB, "".join(line + "\n" for line in current + added),
+                                  _rmtab_mode())
+            res.log.info(f"restored {len(added)} rmtab entr{'y' if len(added) == 1 else 'ies'}")
+
+
+def _rmtab_mode():
+    try:
+        return os.stat(RMTAB).st_mode & 0o666
+    except OSError:
+        return 0o644
+
+
+# --- actions --------------------------------------------------------------------
+def check_environment(res):
+    """validate-all and the checks before start/monitor."""
+    p = res.params
+    if p.fsid is not None and not isinstance(p.fsid, int) and len(p.directory) > 1:
+        raise OCFError(ERR_CONFIGURED, "parameter fsid: several directories need a numeric fsid "
+                                       "(each directory gets fsid, fsid+1, ...)")
+    if p.fsid is not None and any(o.startswith("fsid=") for o in p.options):
+        res.log.warning("options contain fsid=, which the fsid parameter overrides")
+    if res.action == "monitor":
+        return  # monitor must report, not refuse: a missing directory is "not exported"
+    if not have_binary("exportfs"):
+        raise OCFError(ERR_INSTALLED, "exportfs is not installed (package nfs-kernel-server)")
+    for directory in p.directory:
+        if not os.path.isdir(directory):
+            raise OCFError(ERR_CONFIGURED, f"directory {directory} does not exist")
+
+
+def state_marker(res):
+    return res.state_path(res.instance)
+
+
+def start(res):
+    directories = export_directories(res.params)
+    restore_rmtab(res, directories)
+    exported = exported_pairs()
+    done = []
+    for index, directory in enumerate(directories):
+        options = export_options(res.params, index)
+        for client in res.params.clientspec:
+            argv = ["exportfs", "-v"]
+            if options:
+                argv += ["-o", ",".join(options)]
+            argv.append(exportfs_target(client, directory))
+            result = res.run(argv)
+            if result.rc != 0:
+                undo_exports(res, [p for p in done if p not in exported])
+                reason = (result.err or result.out).strip().splitlines()
+                raise OCFError(ERR_GENERIC, f"exportfs {exportfs_target(client, directory)} "
+                                            f"failed: {reason[-1] if reason else result.rc}")
+            done.append((directory, client))
+    missing = set(done) - exported_pairs()
+    if missing:
+        undo_exports(res, [p for p in done if p not in exported])
+        raise OCFError(ERR_GENERIC, "exportfs succeeded but the export table lacks "
+                       + ", ".join(exportfs_target(c, d) for d, c in sorted(missing)))
+    write_file_atomically(state_marker(res), "started\n")
+    res.log.info(f"exported {', '.join(directories)} to {', '.join(res.params.clientspec)}")
+    return SUCCESS
+
+
+def undo_exports(res, pairs):
+    for directory, client in pairs:
+        res.run(["exportfs", "-u", exportfs_target(client, directory)], quiet=True)
+
+
+def monitor(res):
+    if not os.path.exists(state_marker(res)):
+        # The etab survives a reboot; only our marker (on tmpfs) says we started it.
+        return NOT_RUNNING
+    wanted = wanted_pairs(res.params)
+    exported = exported_pairs()
+    missing = [p for p in wanted if p not in exported]
+    if len(missing) == len(wanted):
+        return NOT_RUNNING
+    if missing:
+        raise OCFError(ERR_GENERIC, "not exported: "
+                       + ", ".join(exportfs_target(c, d) for d, c in missing))
+    save_rmtab(res, export_directories(res.params))
+    return SUCCESS
+
+
+def stop(res):
+    directories = export_directories(res.params)
+    wanted = wanted_pairs(res.params)
+    exported = exported_pairs()
+    present = [p for p in wanted if p in exported]
+    if present:
+        save_rmtab(res, directories)
+    for directory, client in present:
+        result = res.run(["exportfs", "-v", "-u", exportfs_target(client, directory)])
+        if result.rc != 0 and (directory, client) in exported_pairs():
+            raise OCFError(ERR_GENERIC, f"cannot unexport {exportfs_target(client, directory)}: "
+                                        f"{result.err.strip()}")
+    if present:
+        if res.params.unlock_on_stop:
+            unlock_filesystems(res, directories)
+        if res.params.wait_for_leasetime_on_stop:
+            wait_for_lease_time(res)
+        flush_export_cache(res, directories)
+    try:
+        os.unlink(state_marker(res))
+    except FileNotFoundError:
+        pass
+    left = [p for p in wanted if p in exported_pairs()]
+    if left:
+        raise OCFError(ERR_GENERIC, "still exported after stop: "
+                       + ", ".join(exportfs_target(c, d) for d, c in left))
+    return SUCCESS
+
+
+def unlock_filesystems(res, directories):
+    """Drop the NLM locks held on the directories' filesystems (kernel nfsd only)."""
+    if not os.path.exists(UNLOCK_FILESYSTEM):
+        res.log.debug(f"{UNLOCK_FILESYSTEM} is missing: no kernel nfsd locks to release")
+        return
+    for directory in directories:
+        try:
+            with open(UNLOCK_FILESYSTEM, "w") as f:
+                f.write(directory)
+        except OSError as err:
+            res.log.warning(f"cannot release NFS locks on {directory}: {err}")
+
+
+def wait_for_lease_time(res):
+    try:
+        lease = int((read_file(LEASE_TIME, "") or "").strip() or 0)
+    except ValueError:
+        lease = 0
+    if not lease:
+        res.log.debug("no NFSv4 lease time to wait for")
+        return
+    wait = min(lease + 2, max(0, res.time_left() - 5))
+    res.log.info(f"waiting {wait:.0f} s for NFSv4 leases to expire")
+    time.sleep(wait)
+
+
+def flush_export_cache(res, directories):
+    """Flush the kernel's export cache until it forgets the directories, boundedly."""
+    if not os.path.exists(EXPORT_CACHE):
+        return
+    deadline = time.monotonic() + min(10.0, max(1.0, res.time_left() - 3))
+    while True:
+        res.run(["exportfs", "-f"], timeout=5, quiet=True)
+        cache = read_file(EXPORT_CACHE, "") or ""
+        cached = [d for d in directories
+                  if any(line.split(None, 1)[:1] == [d] for line in cache.splitlines())]
+        if not cached:
+            return
+        if time.monotonic() >= deadline:
+            res.log.warning(f"the kernel export cache still lists {', '.join(cached)}")
+            return
+        time.sleep(0.5)
+
+
+def validate_all(res):
+    return SUCCESS
+
+
+AGENT = Agent(
+    name="nfsexport",
+    shortdesc="NFS exports with client lists that survive failover",
+    longdesc="""
+Exports one or more directories to one or more NFS clients with exportfs, and
+unexports them on stop. It does not run the NFS server itself.
+
+Each exported directory keeps a backup of its lines of /var/lib/nfs/rmtab (the
+list of clients that mounted it); the backup is refreshed by every monitor and
+merged back into rmtab on start, so after a failover the new node knows the
+clients that had the export mounted. The export table survives a reboot, so a
+probe reports running only when this node started the export since boot.
+""",
+    parameters=[
+        Parameter("clientspec", required=True, check=parse_clientspecs,
+                  shortdesc="Client(s) allowed to mount",
+                  longdesc="One or more client specifications separated by spaces, in the "
+                           "forms of exports(5): a host name or address, a network such as "
+                           "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses may be "
+                           "written in brackets. Every directory is exported to every client."),
+        Parameter("directory", required=True, check=parse_directories,
+                  shortdesc="Directory or directories to export",
+                  longdesc="One or more absolute paths separated by spaces. Symbolic links are "
+                           "resolved; a trailing slash is ignored."),
+        Parameter("options", default="", check=parse_options,
+                  shortdesc="Export options",
+                  longdesc="Comma-separated exportfs options, e.g. rw,no_root_squash,sync. "
+                           "An fsid given in the fsid parameter replaces any fsid= here."),
+        Parameter("fsid", check=parse_fsid,
+                  shortdesc="Filesystem id of the export",
+                  longdesc="A unique number, a UUID or root. Clients identify the export by it, "
+                           "so it must be the same on every node for failover to be transparent. "
+                           "With several directories it must be a number: the directories get "
+                           "fsid, fsid+1, ... in the order given. Optional: without it, exportfs "
+                           "derives the id from the filesystem."),
+        Parameter("unlock_on_stop", type="boolean", default=True,
+                  shortdesc="Release NFS locks on stop",
+                  longdesc="Release the NFS locks held on the exported filesystems when "
+                           "stopping (through /proc/fs/nfsd/unlock_filesystem), so the "
+                           "filesystem can be unmounted. Recommended unless another resource "
+                           "exports the same path."),
+        Parameter("wait_for_leasetime_on_stop", type="boolean", default=False,
+                  shortdesc="Wait out the NFSv4 lease time on stop",
+                  longdesc="After unexporting, wait the NFSv4 lease time (plus 2 s) so the "
+                           "kernel drops its handles on the filesystem. The wait is bounded by "
+                           "the stop timeout, which must allow for it."),
+        Parameter("rmtab_backup", default=".rmtab", check=parse_backup_name,
+                  shortdesc="File name of the rmtab backup",
+                  longdesc="Name of the file, inside each exported directory, that keeps that "
+                           "directory's lines of /var/lib/nfs/rmtab across failover. It is "
+                           "refreshed by monitor, so configure a monitor operation. none "
+                           "disables the backup."),
+    ],
+    actions=[
+        Action("start", timeout=40, handler=start),
+        Action("stop", timeout=120, handler=stop),
+        Action("monitor", timeout=20, interval=10, depth=0, handler=monitor),
+        Action("validate-all", timeout=30, handler=validate_all),
+        Action("meta-data", timeout=5),
+    ],
+    validate=check_environment,
+)
+
+
+if __name__ == "__main__":
+    AGENT.main()

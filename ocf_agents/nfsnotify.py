@@ -1,0 +1,271 @@
+"""ocf:pyha:nfsnotify - NSM reboot notification (sm-notify) after failover.
+
+NFSv3 clients hold locks through the NSM protocol: after the service moves,
+the new server must tell every client that had locks "I rebooted" so they
+reclaim them, under the floating address(es) the clients know. rpc.statd
+keeps the clients in <statd dir>/sm; this agent runs sm-notify once per
+source address. Because sm-notify consumes the records it notified, the
+agent snapshots the statd directory first (<statd dir>/nfsnotify.bu) and
+notifies each further address, and any later re-notification, from copies.
+
+Monitor checks that the rpc.statd we notified for is still the one running:
+a restarted statd lost its view of the clients, so monitor fails and the
+restart notifies again.
+"""
+
+import os
+import signal
+import time
+
+from ocf_agents.ocf import (
+    ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+)
+
+STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
+BACKUP_NAME = "nfsnotify.bu"
+
+# sm-notify options a user may add. -d (stay in the foreground) would make
+# start wait for every client up to 15 minutes; -P and -v are the agent's.
+_FLAG_OPTIONS = {"-f", "-q", "-n"}
+_VALUE_OPTIONS = {"-m", "-p"}
+_HOST_ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
+
+
+def parse_source_hosts(value):
+    hosts = [h for h in value.replace(",", " ").split() if h]
+    for host in hosts:
+        if host.startswith("-") or not set(host) <= _HOST_ALLOWED:
+            raise ValueError(f"{host!r} is not a host name or address")
+    return hosts
+
+
+def parse_notify_args(value):
+    words = value.split()
+    args, i = [], 0
+    while i < len(words):
+        word = words[i]
+        if word in _FLAG_OPTIONS:
+            args.append(word)
+        elif word in _VALUE_OPTIONS:
+            if i + 1 >= len(words) or not words[i + 1].isdigit():
+                raise ValueError(f"{word} needs a number")
+            args += [word, words[i + 1]]
+            i += 1
+        elif word[:2] in _VALUE_OPTIONS and word[2:].isdigit():
+            args.append(word)
+        else:
+            raise ValueError(f"{word!r} is not allowed (allowed: -f -q -n -m MINUTES -p PORT)")
+        i += 1
+    return args
+
+
+def parse_statd_dir(value):
+    if value and (not value.startswith("/") or "/../" in value + "/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value.rstrip("/") or None
+
+
+# --- processes, without forking ----------------------------------------------------
+def process_name(pid):
+    return (read_file(f"/proc/{pid}/comm", "") or "").strip()
+
+
+def pids_named(name):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and process_name(entry) == name:
+            found.append(int(entry))
+    return found
+
+
+def statd_pid():
+    pids = pids_named("rpc.statd")
+    return min(pids) if pids else None
+
+
+def stop_sm_notify(res):
+    """Stop sm-notify runs still retrying, so they cannot race a new one."""
+    pids = pids_named("sm-notify")
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if process_name(p) == "sm-notify"]
+        time.sleep(0.05)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --- the statd directory ----------------------------------------------------------
+def statd_dir(res):
+    if res.params.statd_dir:
+        return res.params.statd_dir
+    for candidate in STATD_DIR_CANDIDATES:
+        if os.path.isdir(os.path.join(candidate, "sm")):
+            return candidate
+    return STATD_DIR_CANDIDATES[-1]
+
+
+def copy_statd_state(source, target):
+    """Copy sm/, sm.bak/ and state with their owners: sm-notify runs as the
+    owner of the directory it is given."""
+    import shutil
+    if os.path.lexists(target):
+        shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) \
+            else os.unlink(target)
+    os.mkdir(target, 0o755)
+    for name in ("sm", "sm.bak"):
+        src = os.path.join(source, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(target, name), symlinks=True)
+        else:
+            os.mkdir(os.path.join(target, name), 0o755)
+    if os.path.isfile(os.path.join(source, "state")):
+        shutil.copy2(os.path.join(source, "state"), os.path.join(target, "state"))
+    owner = os.stat(os.path.join(source, "sm")) if os.path.isdir(os.path.join(source, "sm")) \
+        else os.stat(source)
+    for root, dirs, files in os.walk(target):
+        for name in [""] + dirs + files:
+            os.lchown(os.path.join(root, name), owner.st_uid, owner.st_gid)
+
+
+# --- actions ----------------------------------------------------------------------
+def check_environment(res):
+    if res.action == "monitor":
+        return
+    for tool in ("sm-notify",):
+        if not have_binary(tool):
+            raise OCFError(ERR_INSTALLED, f"{tool} is not installed (package nfs-common)")
+    directory = statd_dir(res)
+    if not os.path.isdir(directory):
+        raise OCFError(ERR_CONFIGURED, f"statd directory {directory} does not exist")
+
+
+def pid_file(res):
+    return res.state_path(f"{res.instance}.statd-pid")
+
+
+def recorded_statd_pid(res, suffix=""):
+    text = (read_file(pid_file(res) + suffix, "") or "").strip()
+    return int(text) if text.isdigit() else None
+
+
+def monitor(res):
+    recorded = recorded_statd_pid(res)
+    if recorded is None:
+        return NOT_RUNNING
+    if process_name(recorded) == "rpc.statd":
+        return SUCCESS
+    current = statd_pid()
+    if current is None:
+        raise OCFError(ERR_GENERIC, "rpc.statd is not running: NFSv3 clients cannot reclaim "
+                                    "locks; start rpc.statd (the NFS server resource)")
+    raise OCFError(ERR_GENERIC, f"rpc.statd was restarted (pid {recorded} is gone, now "
+                                f"{current}): clients must be notified again")
+
+
+def start(res):
+    if monitor_quietly(res) == SUCCESS:
+        return SUCCESS
+    pid = statd_pid()
+    if pid is None:
+        raise OCFError(ERR_GENERIC, "rpc.statd is not running: start rpc.statd (the NFS "
+                                    "server resource) before nfsnotify")
+    stop_sm_notify(res)
+    directory = statd_dir(res)
+    backup = os.path.join(directory, BACKUP_NAME)
+    renotify = pid == recorded_statd_pid(res, ".prev") and os.path.isdir(backup)
+    if not renotify:
+        copy_statd_state(directory, backup)
+    hosts = res.params.source_host or [None]
+    for index, host in enumerate(hosts):
+        if index == 0 and not renotify:
+            state_dir = directory
+        else:
+            # sm-notify empties the directory it notified from: later
+            # addresses and re-notifications work on fresh copies.
+            state_dir = os.path.join(directory, f"{BACKUP_NAME}.{index}")
+            copy_statd_state(backup, state_dir)
+        argv = ["sm-notify", "-f"] + res.params.notify_args
+        if host:
+            argv += ["-v", host]
+        argv += ["-P", state_dir]
+        result = res.run(argv)
+        if result.rc != 0:
+            raise OCFError(ERR_GENERIC, f"sm-notify{' for ' + host if host else ''} failed: "
+                                        f"{(result.err or result.out).strip() or result.rc}")
+        res.log.info(f"sent reboot notifications{' as ' + host if host else ''} "
+                     f"from {state_dir}")
+    write_file_atomically(pid_file(res), f"{pid}\n")
+    return SUCCESS
+
+
+def monitor_quietly(res):
+    try:
+        return monitor(res)
+    except OCFError:
+        return ERR_GENERIC
+
+
+def stop(res):
+    stop_sm_notify(res)
+    path = pid_file(res)
+    if os.path.exists(path):
+        os.replace(path, path + ".prev")
+    return SUCCESS
+
+
+def validate_all(res):
+    return SUCCESS
+
+
+AGENT = Agent(
+    name="nfsnotify",
+    shortdesc="Sends NFSv3 reboot notifications (sm-notify) after failover",
+    longdesc="""
+Runs sm-notify when the NFS service starts on this node, so NFSv3 clients that
+held locks reclaim them from the new server. Start it after the exports and the
+floating address(es), since clients reclaim right away. With several source
+hosts (floating addresses), each is notified from its own copy of the statd
+state, because sm-notify consumes the records it notified.
+
+Monitor fails when rpc.statd has been restarted since the notification (its
+client list is lost), so Pacemaker restarts this resource and notifies again.
+rpc.statd itself is the NFS server's job.
+""",
+    parameters=[
+        Parameter("source_host", default="", check=parse_source_hosts,
+                  shortdesc="Floating address(es) to notify from",
+                  longdesc="Host names or addresses, separated by commas or spaces, that "
+                           "clients know this NFS server by (the floating IPs). Each is sent "
+                           "as the server's name (sm-notify -v). Empty: the node's own name."),
+        Parameter("notify_args", default="", check=parse_notify_args,
+                  shortdesc="Extra sm-notify options",
+                  longdesc="Additional sm-notify options; allowed are -f, -q, -n, "
+                           "-m MINUTES (retry time) and -p PORT (source port). -f is always "
+                           "used."),
+        Parameter("statd_dir", default="", check=parse_statd_dir,
+                  shortdesc="rpc.statd state directory",
+                  longdesc="Directory holding sm/, sm.bak/ and state. Empty: "
+                           "/var/lib/nfs/statd when it has sm/, else /var/lib/nfs (Debian)."),
+    ],
+    actions=[
+        Action("start", timeout=90, handler=start),
+        Action("stop", timeout=90, handler=stop),
+        Action("monitor", timeout=20, interval=30, depth=0, handler=monitor),
+        Action("validate-all", timeout=20, handler=validate_all),
+        Action("meta-data", timeout=5),
+    ],
+    validate=check_environment,
+)
+
+
+if __name__ == "__main__":
+    AGENT.main()

@@ -1,0 +1,812 @@
+"""The OCF shim: everything an agent needs from Pacemaker's side, written once.
+
+An agent module declares itself::
+
+    AGENT = Agent(
+        name="nfsexport", shortdesc="...", longdesc="...",
+        parameters=[Parameter("directory", required=True, check=parse_dirs, ...)],
+        actions=[Action("start", timeout=40, handler=start),
+                 Action("monitor", timeout=20, interval=10, handler=monitor), ...],
+        validate=check_environment,       # optional, runs before most actions
+    )
+
+and its executable calls ``AGENT.main()``. Each handler receives a ``Resource``
+(parameters already parsed and validated, Pacemaker's environment, logging,
+command running, state files, node attributes) and returns an OCF exit code,
+or raises ``OCFError(code, reason)``.
+
+Start-up cost matters: Pacemaker runs every monitor as a new process, forever.
+This module imports only what every action needs (os, sys, time); commands are
+run through os.posix_spawn rather than the subprocess module (10 ms of imports),
+and nothing else is imported until an action asks for it.
+"""
+
+import os
+import sys
+import time
+
+# --- exit codes -------------------------------------------------------------
+SUCCESS = 0
+ERR_GENERIC = 1
+ERR_ARGS = 2
+ERR_UNIMPLEMENTED = 3
+ERR_PERM = 4
+ERR_INSTALLED = 5
+ERR_CONFIGURED = 6
+NOT_RUNNING = 7
+RUNNING_PROMOTED = 8
+FAILED_PROMOTED = 9
+DEGRADED = 190
+DEGRADED_PROMOTED = 191
+
+EXIT_CODE_NAMES = {
+    0: "OCF_SUCCESS", 1: "OCF_ERR_GENERIC", 2: "OCF_ERR_ARGS",
+    3: "OCF_ERR_UNIMPLEMENTED", 4: "OCF_ERR_PERM", 5: "OCF_ERR_INSTALLED",
+    6: "OCF_ERR_CONFIGURED", 7: "OCF_NOT_RUNNING", 8: "OCF_RUNNING_PROMOTED",
+    9: "OCF_FAILED_PROMOTED", 190: "OCF_DEGRADED", 191: "OCF_DEGRADED_PROMOTED",
+}
+
+# Actions that describe the agent rather than act on a resource: they never
+# look at parameters, so a broken configuration cannot stop them working.
+INFORMATIONAL_ACTIONS = ("meta-data", "usage", "methods")
+
+TRUE_WORDS = frozenset(("1", "yes", "true", "on", "y", "ja"))
+FALSE_WORDS = frozenset(("0", "no", "false", "off", "n", "nein", ""))
+
+# Commands are looked up on PATH; Pacemaker's PATH can be minimal, so make sure
+# the usual sbin directories are there (as ocf-shellfuncs does).
+_SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+class OCFError(Exception):
+    """Ends the action with ``code``; ``reason`` becomes the ocf-exit-reason."""
+
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def have_binary(name):
+    """Whether name is an executable on PATH (without forking).
+
+    ocf-tester sets OCF_TESTER_FAIL_HAVE_BINARY to check how an agent behaves
+    when its tools are missing; honour it as ocf-shellfuncs does.
+    """
+    if os.environ.get("OCF_TESTER_FAIL_HAVE_BINARY"):
+        return False
+    if "/" in name:
+        return os.access(name, os.X_OK)
+    _ensure_path()
+    return any(os.access(os.path.join(d, name), os.X_OK)
+               for d in os.environ.get("PATH", "").split(":") if d)
+
+
+def is_true(value):
+    return str(value).strip().lower() in TRUE_WORDS
+
+
+# --- declarations -------------------------------------------------------------
+class Parameter:
+    """One resource parameter.
+
+    type is one of string, integer, boolean, time (seconds; "10s", "2min",
+    "500ms" or a bare number). ``check`` receives the typed value and returns
+    the value the handlers will see (it may normalise, e.g. split a list), or
+    raises ValueError with a message that names what is wrong.
+    """
+
+    TYPES = ("string", "integer", "boolean", "time")
+
+    def __init__(self, name, type="string", default=None, required=False, unique=False,
+                 shortdesc="", longdesc="", check=None):
+        if type not in self.TYPES:
+            raise ValueError(f"parameter {name}: unknown type {type}")
+        self.name = name
+        self.type = type
+        self.default = default
+        self.required = required
+        self.unique = unique
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc or shortdesc
+        self.check = check
+
+    def parse(self, raw):
+        """Typed, checked value from the raw environment string (None = unset)."""
+        if raw is None:
+            if self.required:
+                raise ValueError("is required but not set")
+            raw = self.default
+            if raw is None:
+                return None
+        raw = str(raw)
+        if "\0" in raw:
+            raise ValueError("contains a NUL byte")
+        if self.type == "integer":
+            try:
+                value = int(raw.strip(), 10)
+            except ValueError:
+                raise ValueError(f"{raw!r} is not an integer") from None
+        elif self.type == "boolean":
+            word = raw.strip().lower()
+            if word in TRUE_WORDS:
+                value = True
+            elif word in FALSE_WORDS:
+                value = False
+            else:
+                raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+        elif self.type == "time":
+            value = parse_time(raw)
+        else:
+            value = raw
+        if self.check is not None:
+            value = self.check(value)
+        return value
+
+
+def parse_time(text):
+    """Seconds from a Pacemaker-style time: "90", "90s", "2min", "500ms", "1h"."""
+    text = text.strip().lower()
+    units = (("ms", 0.001), ("msec", 0.001), ("min", 60), ("m", 60), ("sec", 1), ("s", 1),
+             ("hr", 3600), ("h", 3600))
+    factor = 1
+    for suffix, unit_factor in sorted(units, key=lambda u: -len(u[0])):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)].strip(), unit_factor
+            break
+    try:
+        value = float(text) * factor
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time (e.g. 30, 30s, 2min, 500ms)") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError("must be a finite, non-negative time")
+    return value
+
+
+class Action:
+    """One action: its advertised timeout/interval/depth/role and its handler."""
+
+    def __init__(self, name, timeout, handler=None, interval=None, depth=None, role=None,
+                 advertise=True):
+        self.name = name
+        self.timeout = timeout
+        self.handler = handler
+        self.interval = interval
+        self.depth = depth
+        self.role = role
+        self.advertise = advertise
+
+
+class Agent:
+    """A declared agent. ``main()`` dispatches one action and exits."""
+
+    def __init__(self, name, shortdesc, longdesc, parameters, actions, validate=None,
+                 version="1.0"):
+        self.name = name
+        self.version = version
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc
+        self.parameters = list(parameters)
+        self.validate = validate
+        self.actions = list(actions)
+        names = {a.name for a in self.actions}
+        for builtin, timeout in (("meta-data", 5), ("validate-all", 20)):
+            if builtin not in names:
+                self.actions.append(Action(builtin, timeout=timeout))
+        self.handlers = {a.name: a.handler for a in self.actions}
+
+    # -- meta-data ---------------------------------------------------------
+    def metadata_xml(self):
+        """Meta-data valid against ra-api-1.dtd and resource-agents' metadata.rng.
+
+        Both schemas must accept it (ocf-tester uses the DTD, Pacemaker and
+        pcs read it), so "time" parameters are declared as strings: the DTD
+        knows "time", the RELAX NG schema only "second".
+        """
+        out = ['<?xml version="1.0"?>',
+               '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">',
+               f'<resource-agent name="{_xml(self.name)}" version="{_xml(self.version)}">',
+               "<version>1.0</version>",
+               f'<longdesc lang="en">\n{_xml(self.longdesc.strip())}\n</longdesc>',
+               f'<shortdesc lang="en">{_xml(self.shortdesc)}</shortdesc>',
+               "<parameters>"]
+        for p in self.parameters:
+            content_type = "string" if p.type == "time" else p.type
+            default = ""
+            if p.default is not None:
+                default = f' default="{_xml(_format_default(p.default))}"'
+            out += [f'<parameter name="{_xml(p.name)}" unique="{int(p.unique)}" '
+                    f'required="{int(p.required)}">',
+                    f'<longdesc lang="en">\n{_xml(p.longdesc.strip())}\n</longdesc>',
+                    f'<shortdesc lang="en">{_xml(p.shortdesc)}</shortdesc>',
+                    f'<content type="{content_type}"{default}/>',
+                    "</parameter>"]
+        out += ["</parameters>", "<actions>"]
+        for a in self.actions:
+            if not a.advertise:
+                continue
+            attrs = f'name="{a.name}" timeout="{_seconds(a.timeout)}"'
+            if a.interval is not None:
+                attrs += f' interval="{_seconds(a.interval)}"'
+            if a.depth is not None:
+                attrs += f' depth="{a.depth}"'
+            if a.role is not None:
+                attrs += f' role="{a.role}"'
+            out.append(f"<action {attrs}/>")
+        out += ["</actions>", "</resource-agent>", ""]
+        return "\n".join(out)
+
+    def usage(self):
+        names = "|".join(a.name for a in self.actions)
+        return f"usage: {self.name} {{{names}}}\n"
+
+    # -- dispatch ----------------------------------------------------------
+    def main(self, argv=None):
+        sys.exit(self.run(sys.argv[1:] if argv is None else argv))
+
+    def run(self, args):
+        """Run the action named by args[0] (or __OCF_ACTION); return its exit code."""
+        action = args[0] if args else os.environ.get("__OCF_ACTION", "")
+        if action in ("meta-data",):
+            sys.stdout.write(self.metadata_xml())
+            return SUCCESS
+        if action in ("usage", "help", "-h", "--help"):
+            sys.stdout.write(self.usage())
+            return SUCCESS
+        if action == "methods":
+            sys.stdout.write("\n".join(a.name for a in self.actions) + "\n")
+            return SUCCESS
+        if action not in self.handlers:
+            sys.stderr.write(self.usage())
+            return ERR_UNIMPLEMENTED if action else ERR_ARGS
+        res = Resource(self, action)
+        try:
+            try:
+                code = self._run_action(res, action)
+            except OCFError as err:
+                res.exit_reason(err.reason)
+                code = err.code
+            except KeyboardInterrupt:
+                res.exit_reason(f"{action} interrupted")
+                code = ERR_GENERIC
+            except Exception as err:  # noqa: BLE001 - an agent must never die with a traceback
+                res.exit_reason(f"{action} failed unexpectedly: {type(err).__name__}: {err}")
+                res.log.debug_traceback()
+                code = ERR_GENERIC
+            res.trace(f"exit {code} ({EXIT_CODE_NAMES.get(code, '?')})")
+        finally:
+            res.close()
+        return code
+
+    def _run_action(self, res, action):
+        try:
+            res.params = self._parse_parameters()
+        except OCFError as err:
+            if action == "stop":
+                # Pacemaker stops with the parameters the resource was started
+                # with, so a stop that cannot parse its parameters is for a
+                # resource that never started.
+                res.log.warning(f"stop with unusable parameters ({err.reason}): nothing to stop")
+                return SUCCESS
+            raise
+        if self.validate is not None and action not in ("stop",):
+            self.validate(res)
+        if action == "validate-all":
+            handler = self.handlers.get(action)
+            return SUCCESS if handler is None else _code(handler(res))
+        return _code(self.handlers[action](res))
+
+    def _parse_parameters(self):
+        values = Params()
+        for p in self.parameters:
+            raw = os.environ.get("OCF_RESKEY_" + p.name)
+            if raw is not None and raw == "" and not p.required:
+                raw = None  # an empty value means "use the default", as in the shell agents
+            try:
+                setattr(values, p.name, p.parse(raw))
+            except ValueError as err:
+                raise OCFError(ERR_CONFIGURED, f"parameter {p.name}: {err}") from None
+        return values
+
+
+class Params:
+    """Parsed parameter values, as attributes."""
+
+    def __repr__(self):
+        return f"Params({vars(self)!r})"
+
+
+def _code(value):
+    return SUCCESS if value is None else int(value)
+
+
+def _xml(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _format_default(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _seconds(value):
+    if isinstance(value, str):
+        return value
+    return f"{int(value)}s" if float(value).is_integer() else f"{int(value * 1000)}ms"
+
+
+# --- the running action -------------------------------------------------------
+class Resource:
+    """What a handler sees: parameters, Pacemaker's environment and the helpers."""
+
+    def __init__(self, agent, action):
+        env = os.environ
+        self.agent = agent
+        self.action = action
+        self.params = None
+        self.started = time.monotonic()
+        self.instance = env.get("OCF_RESOURCE_INSTANCE") or agent.name
+        self.type = env.get("OCF_RESOURCE_TYPE") or agent.name
+        self.interval_ms = _int_env("OCF_RESKEY_CRM_meta_interval", 0)
+        self.timeout = _int_env("OCF_RESKEY_CRM_meta_timeout", 0) / 1000.0 or self._declared_timeout()
+        self.deadline = self.started + self.timeout
+        self.check_level = _int_env("OCF_CHECK_LEVEL", 0)
+        self.state_dir = env.get("HA_RSCTMP") or "/run/resource-agents"
+        _ensure_path()
+        self.log = Log(agent.name, self.instance, action)
+
+    def _declared_timeout(self):
+        for a in self.agent.actions:
+            if a.name == self.action:
+                return float(a.timeout)
+        return 20.0
+
+    # -- Pacemaker's environment -------------------------------------------
+    @property
+    def is_probe(self):
+        """A one-off monitor (Pacemaker's probe): interval 0 or unset."""
+        return self.action == "monitor" and self.interval_ms == 0
+
+    def meta(self, name, default=None):
+        """A Pacemaker meta attribute, e.g. meta("clone_max") or meta("notify")."""
+        return os.environ.get("OCF_RESKEY_CRM_meta_" + name.replace("-", "_"), default)
+
+    @property
+    def is_clone(self):
+        return self.meta("clone") is not None or self.meta("clone_max") is not None
+
+    @property
+    def is_promotable(self):
+        return is_true(self.meta("promotable", "false")) or self.meta("promoted_max") is not None \
+            or self.meta("master_max") is not None
+
+    @property
+    def notify_type(self):
+        return self.meta("notify_type", "")
+
+    @property
+    def notify_operation(self):
+        return self.meta("notify_operation", "")
+
+    def notify_unames(self, kind):
+        """Node names from Pacemaker's notify lists: kind is start, stop, promote,
+        demote, active, inactive, promoted (alias master) or unpromoted (slave)."""
+        keys = [kind]
+        aliases = {"promoted": "master", "unpromoted": "slave", "master": "promoted",
+                   "slave": "unpromoted"}
+        if kind in aliases:
+            keys.append(aliases[kind])
+        for key in keys:
+            value = self.meta(f"notify_{key}_uname")
+            if value is not None:
+                return value.split()
+        return []
+
+    @property
+    def node_name(self):
+        """The local node's cluster name (CRM_meta_on_node, else crm_node -n, else uname)."""
+        name = self.meta("on_node")
+        if name:
+            return name
+        result = self.run(["crm_node", "-n"], timeout=5, quiet=True, missing_ok=True)
+        if result.rc == 0 and result.out.strip():
+            return result.out.strip()
+        return os.uname().nodename
+
+    @property
+    def instance_without_clone_suffix(self):
+        name, sep, number = self.instance.rpartition(":")
+        return name if sep and number.isdigit() else self.instance
+
+    def time_left(self):
+        return self.deadline - time.monotonic()
+
+    # -- reporting ---------------------------------------------------------
+    def exit_reason(self, reason):
+        """Tell Pacemaker why the action failed (shown by pcs status / crm_mon)."""
+        prefix = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
+        line = " ".join(str(reason).split())
+        try:
+            sys.stderr.write(f"{prefix}{line}\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+        self.log.error(line)
+
+    def trace(self, message):
+        self.log.trace(message)
+
+    # -- commands ----------------------------------------------------------
+    def run(self, argv, timeout=None, stdin=None, quiet=False, missing_ok=False, env=None):
+        """Run argv (a list; never a shell string) and return a Completed.
+
+        timeout defaults to what is left of the action's own timeout (less a
+        second of margin). A command that is not installed raises
+        OCFError(ERR_INSTALLED) unless missing_ok. A timed-out command is
+        killed with its whole process group and reports rc None.
+        """
+        if timeout is None:
+            timeout = max(1.0, self.time_left() - 1.0)
+        result = run_command(argv, timeout=timeout, stdin=stdin, env=env)
+        self.log.trace(f"run {argv!r} -> rc={result.rc} in {result.duration * 1000:.1f} ms")
+        if result.missing:
+            if missing_ok:
+                return result
+            raise OCFError(ERR_INSTALLED, f"{argv[0]} is not installed (not found on PATH)")
+        if result.rc != 0 and not quiet:
+            what = "timed out" if result.timed_out else f"exited {result.rc}"
+            self.log.warning(f"{' '.join(argv)} {what}: {result.err.strip() or result.out.strip()}")
+        return result
+
+    # -- state, locks, attributes -------------------------------------------
+    def state_path(self, name):
+        """A path in the agent's private state directory (cleared at reboot)."""
+        directory = os.path.join(self.state_dir, self.type)
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        return os.path.join(directory, name)
+
+    def lock(self, path, timeout=None):
+        """An exclusive fcntl lock on path, waited for up to timeout seconds."""
+        return FileLock(path, self.time_left() - 1 if timeout is None else timeout)
+
+    def node_attribute(self, name, value=None, delete=False, lifetime="reboot", node=None):
+        """Set, delete or (value None) read a node attribute with crm_attribute."""
+        argv = ["crm_attribute", "--quiet", "--lifetime", lifetime, "--name", name,
+                "--node", node or self.node_name]
+        if delete:
+            argv.append("--delete")
+        elif value is not None:
+            argv += ["--update", str(value)]
+        else:
+            argv.append("--query")
+        result = self.run(argv, timeout=min(max(self.time_left() - 1, 1), 30),
+                          quiet=value is None and not delete)
+        if value is None and not delete:
+            return result.out.strip() if result.rc == 0 else None
+        return result.rc == 0
+
+    def set_promotion_score(self, score):
+        """Promotion score for this clone instance on this node (None deletes it)."""
+        name = "master-" + self.instance_without_clone_suffix
+        if score is None:
+            return self.node_attribute(name, delete=True)
+        return self.node_attribute(name, value=int(score))
+
+    def close(self):
+        self.log.close()
+
+
+class Completed:
+    def __init__(self, argv, rc, out, err, duration, timed_out=False, missing=False):
+        self.argv = argv
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.duration = duration
+        self.timed_out = timed_out
+        self.missing = missing
+
+    def __repr__(self):
+        return f"Completed({self.argv!r}, rc={self.rc})"
+
+
+def run_command(argv, timeout=30.0, stdin=None, env=None):
+    """posix_spawn argv with captured output, bounded by timeout (seconds)."""
+    import select
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise TypeError("argv must be a non-empty list of strings")
+    started = time.monotonic()
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("LC_ALL", "C")
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+        actions.append((os.POSIX_SPAWN_CLOSE, fd))
+    try:
+        pid = os.posix_spawnp(argv[0], argv, child_env, file_actions=actions, setpgroup=0)
+    except FileNotFoundError:
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            os.close(fd)
+        return Completed(argv, 127, "", f"{argv[0]}: not found", 0.0, missing=True)
+    os.close(in_r)
+    os.close(out_w)
+    os.close(err_w)
+    if stdin:
+        try:
+            os.write(in_w, stdin.encode() if isinstance(stdin, str) else stdin)
+        except OSError:
+            pass
+    os.close(in_w)
+    chunks = {out_r: [], err_r: []}
+    poller = select.poll()
+    for fd in chunks:
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+    open_fds = set(chunks)
+    timed_out = False
+    while open_fds:
+        left = started + timeout - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        for fd, _event in poller.poll(left * 1000):
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+    if timed_out:
+        try:
+            os.killpg(pid, 9)
+        except OSError:
+            pass
+    status = _wait_child(pid, started + timeout + (5 if not timed_out else 2))
+    for fd in chunks:
+        os.close(fd)
+    if status is None:
+        try:
+            os.killpg(pid, 9)
+        except OSError:
+            pass
+        status = _wait_child(pid, time.monotonic() + 2)
+        timed_out = True
+    rc = None if timed_out else os.waitstatus_to_exitcode(status)
+    if rc is not None and rc < 0:
+        rc = 128 - rc  # killed by a signal: the shell's convention
+    return Completed(argv, rc, b"".join(chunks[out_r]).decode(errors="replace"),
+                     b"".join(chunks[err_r]).decode(errors="replace"),
+                     time.monotonic() - started, timed_out=timed_out)
+
+
+def _wait_child(pid, deadline):
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
+def _ensure_path():
+    parts = os.environ.get("PATH", "").split(":")
+    missing = [d for d in _SYSTEM_PATH if d not in parts]
+    if missing:
+        os.environ["PATH"] = ":".join([p for p in parts if p] + missing)
+
+
+def _int_env(name, default):
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class FileLock:
+    """Context manager: an exclusive fcntl lock that gives up after timeout."""
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.timeout = max(timeout, 0)
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = None
+                    raise OCFError(ERR_GENERIC, f"timed out waiting for the lock {self.path}") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the lock
+        self.fd = None
+
+
+def write_file_atomically(path, data, mode=0o644):
+    """Replace path with data: a new file beside it, fsynced, then renamed over.
+
+    The rename replaces a symlink planted at path rather than following it,
+    and O_EXCL keeps the temporary name from being a planted file either.
+    """
+    directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    for attempt in range(100):
+        tmp = os.path.join(directory, f".{base}.{os.getpid()}.{attempt}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(f"cannot create a temporary file beside {path}")
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data.encode() if isinstance(data, str) else data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.rename(tmp, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_file(path, default=None):
+    """Text of path without following a symlink at the last component."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return default
+    except OSError as err:
+        if err.errno == 40:  # ELOOP: a symlink where a file belongs
+            return default
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+# --- logging ------------------------------------------------------------------
+class Log:
+    """Logging the resource-agents way.
+
+    HA_LOGFILE gets info and above, HA_DEBUGLOG everything, HA_LOGFACILITY
+    sends to syslog (silently nothing when /dev/log is missing), HA_debug
+    (any value but 0/empty) enables debug lines. Lines go to stderr when
+    stderr is a terminal or when no log destination is configured at all, so
+    Pacemaker (which records an agent's stderr) and crm_resource -V show them.
+    OCF_TRACE_RA=1 (or the trace_ra parameter) also writes a trace file.
+    """
+
+    LEVELS = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3, "crit": 2}
+
+    def __init__(self, agent_name, instance, action):
+        env = os.environ
+        self.tag = f"{agent_name}({instance})[{os.getpid()}]"
+        self.action = action
+        self.logfile = env.get("HA_LOGFILE") or None
+        self.debuglog = env.get("HA_DEBUGLOG") or None
+        self.facility = env.get("HA_LOGFACILITY") or None
+        if self.facility in ("none",):
+            self.facility = None
+        self.debug_enabled = env.get("HA_debug", "0") not in ("", "0")
+        self.to_stderr = _isatty(2) or not (self.logfile or self.facility or self.debuglog)
+        self._syslog = None
+        self.trace_file = None
+        if is_true(env.get("OCF_TRACE_RA", "")) or is_true(env.get("OCF_RESKEY_trace_ra", "")):
+            self._open_trace(agent_name, instance, action)
+
+    def _open_trace(self, agent_name, instance, action):
+        env = os.environ
+        path = env.get("OCF_TRACE_FILE")
+        if not path:
+            base = env.get("OCF_RESKEY_trace_dir") or os.path.join(
+                env.get("HA_VARLIB", "/var/lib/heartbeat"), "trace_ra",
+                env.get("OCF_RESOURCE_TYPE") or agent_name)
+            stamp = time.strftime("%Y-%m-%d.%H:%M:%S")
+            path = os.path.join(base, f"{instance.replace('/', '_')}.{action}.{stamp}")
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            self.trace_file = open(path, "a")
+        except OSError:
+            return
+        self.trace(f"action {action} of {instance}; environment:")
+        for key in sorted(env):
+            if key.startswith(("OCF_", "HA_", "__OCF")):
+                self.trace(f"  {key}={env[key]}")
+
+    def _emit(self, level, message):
+        line = f"{level.upper()}: {message}"
+        stamp = time.strftime("%b %d %T")
+        if self.trace_file:
+            self.trace(line)
+        if level == "debug" and not self.debug_enabled:
+            return
+        for path in {self.debuglog, self.logfile if level != "debug" else None} - {None}:
+            _append(path, f"{self.tag}:\t{stamp} {line}\n")
+        if self.facility:
+            self._send_syslog(level, line)
+        if self.to_stderr:
+            try:
+                sys.stderr.write(f"{stamp} {self.tag} {line}\n")
+            except OSError:
+                pass
+
+    def _send_syslog(self, level, line):
+        import syslog
+        if self._syslog is None:
+            facility = getattr(syslog, "LOG_" + self.facility.upper(), syslog.LOG_DAEMON)
+            syslog.openlog(self.tag, syslog.LOG_PID, facility)
+            self._syslog = syslog
+        self._syslog.syslog(self.LEVELS[level], line)
+
+    def debug(self, message):
+        self._emit("debug", message)
+
+    def info(self, message):
+        self._emit("info", message)
+
+    def notice(self, message):
+        self._emit("notice", message)
+
+    def warning(self, message):
+        self._emit("warning", message)
+
+    warn = warning
+
+    def error(self, message):
+        self._emit("error", message)
+
+    def crit(self, message):
+        self._emit("crit", message)
+
+    def trace(self, message):
+        if self.trace_file:
+            self.trace_file.write(f"+ {time.strftime('%T')} {message}\n")
+
+    def debug_traceback(self):
+        import traceback
+        text = traceback.format_exc()
+        self.trace(text)
+        for line in text.rstrip().splitlines():
+            self._emit("debug", line)
+
+    def close(self):
+        if self.trace_file:
+            self.trace_file.close()
+            self.trace_file = None
+
+
+def _append(path, text):
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def _isatty(fd):
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
