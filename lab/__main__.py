@@ -4,17 +4,30 @@ import sys
 
 from . import LAB_DIR, util
 from .cluster import Cluster
+from .stacks import STACKS
 from .util import LabError, say
 
 
 def cmd_up(args):
+    bring_up(args)
+
+
+def bring_up(args):
+    """Create, start, fence and configure; returns (cluster, stack)."""
     if Cluster.load(args.lab_dir):
         raise LabError(f"a lab exists in {args.lab_dir}; run `python3 -m lab down` first")
     cluster = Cluster(args.nodes, args.lab_dir, token_ms=args.token)
+    stack = STACKS[args.stack]() if args.stack else None
+    cluster.stack = args.stack
     cluster.create()
+    if stack:
+        stack.prepare(cluster)
     cluster.start()
     cluster.configure_fencing()
+    if stack:
+        stack.configure(cluster)
     say("lab is up: " + " ".join(f"{n.name}={n.address}" for n in cluster.nodes))
+    return cluster, stack
 
 
 def cmd_down(args):
@@ -52,6 +65,7 @@ def main(argv=None):
     p = sub.add_parser("up", help="create and start the cluster")
     p.add_argument("--nodes", type=int, default=2, choices=(2, 3))
     p.add_argument("--token", type=int, default=1000, help="corosync token timeout (ms)")
+    p.add_argument("--stack", choices=sorted(STACKS), help="configure a service stack")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove everything the lab made").set_defaults(func=cmd_down)
     sub.add_parser("status", help="nodes and crm_mon").set_defaults(func=cmd_status)

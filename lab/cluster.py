@@ -10,7 +10,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import BRIDGE, CLIENT_BASE, LAB_DIR, SUBNET, fencing
+import os
+
+from . import BRIDGE, CLIENT_BASE, LAB_DIR, REPO_ROOT, SUBNET, fencing
 from .node import Machine, Node
 from .util import LabError, run, say, step, tail, wait_for
 
@@ -37,8 +39,8 @@ def corosync_conf(nodes, token_ms, consensus_ms):
 
 
 class LabNode(Node):
-    def __init__(self, index, lab_dir=LAB_DIR):
-        super().__init__(f"node{index}", f"{SUBNET}.{index}", lab_dir)
+    def __init__(self, index, lab_dir=LAB_DIR, setup=None):
+        super().__init__(f"node{index}", f"{SUBNET}.{index}", lab_dir, setup)
         self.index = index
 
 
@@ -48,9 +50,13 @@ class Cluster:
         self.lab_dir = Path(lab_dir)
         self.token_ms = token_ms
         self.consensus_ms = consensus_ms or int(token_ms * 1.2)
-        self.nodes = [LabNode(i, self.lab_dir) for i in range(1, n_nodes + 1)]
-        self.clients = [Machine(name, f"{SUBNET}.{CLIENT_BASE + i}", self.lab_dir)
-                        for i, name in enumerate(clients)]
+        # What every node gets on top of the bare cluster: env, path_prefix,
+        # binds {target: host dir}, services [argv], hooks {kind: [argv]}.
+        self.setup = {}
+        self.client_setup = {}
+        self.nodes = [LabNode(i, self.lab_dir, self.setup) for i in range(1, n_nodes + 1)]
+        self.clients = [Machine(name, f"{SUBNET}.{CLIENT_BASE + i}", self.lab_dir,
+                                self.client_setup) for i, name in enumerate(clients)]
         self.stack = None  # name of the configured service stack, if any
 
     # ---- persistence -------------------------------------------------------
@@ -64,8 +70,7 @@ class Cluster:
             "nodes": len(self.nodes), "token_ms": self.token_ms,
             "consensus_ms": self.consensus_ms,
             "clients": [c.name for c in self.clients], "stack": self.stack,
-            "node_env": {n.name: {"extra_env": n.extra_env, "path_prefix": n.path_prefix}
-                         for n in self.nodes},
+            "setup": self.setup, "client_setup": self.client_setup,
         }, indent=1))
 
     @classmethod
@@ -78,10 +83,8 @@ class Cluster:
         cluster = cls(data["nodes"], lab_dir, data["token_ms"], data["consensus_ms"],
                       data.get("clients", ()))
         cluster.stack = data.get("stack")
-        for node in cluster.nodes:
-            env = data.get("node_env", {}).get(node.name, {})
-            node.extra_env = env.get("extra_env", {})
-            node.path_prefix = env.get("path_prefix", [])
+        cluster.setup.update(data.get("setup", {}))
+        cluster.client_setup.update(data.get("client_setup", {}))
         return cluster
 
     # ---- lookups -------------------------------------------------------------
@@ -120,6 +123,25 @@ class Cluster:
             for client in self.clients:
                 client.create()
             fencing.install()
+            self.install_agents()
+            self.save()
+
+    def install_agents(self):
+        """ocf:pyha agents from this checkout (or $PYHA_LAB_AGENTS_FROM) into
+        LAB_DIR/ocf, bound over /usr/lib/ocf/resource.d/pyha on every node:
+        the nodes run exactly these, whatever the host has installed."""
+        source = Path(os.environ.get("PYHA_LAB_AGENTS_FROM", REPO_ROOT))
+        if not (source / "ocf_agents" / "__main__.py").exists():
+            say(f"no ocf_agents in {source}: ocf:pyha agents not installed")
+            return
+        ocf_root = self.lab_dir / "ocf"
+        run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root", ocf_root],
+            env={"PYTHONPATH": str(source), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd=source)
+        host_dir = Path("/usr/lib/ocf/resource.d/pyha")
+        if not host_dir.exists():
+            host_dir.mkdir(parents=True)
+            self.setup["made_host_dir"] = str(host_dir)  # removed again by destroy()
+        self.setup.setdefault("binds", {})[str(host_dir)] = str(ocf_root / "resource.d" / "pyha")
 
     def _seed_cib(self, node):
         """A first CIB with a short dc-deadtime: the default 20 s is spent
@@ -233,7 +255,8 @@ class Cluster:
             out += tail(node.corosync_log, lines)
             out.append(f"--- {node.name} pacemaker.log (errors/warnings)")
             out += tail(node.pacemaker_log, lines,
-                        grep=("error", "warning", "crit", "ocf-exit-reason", "fence"))
+                        grep=("error:", "warning:", "crit:", "ocf-exit-reason", "notice: Result of",
+                              "(log_op_output)"))
             out.append(f"--- {node.name} console")
             out += tail(node.console, lines // 2)
         fence_log = self.lab_dir / "fence.log"
@@ -248,6 +271,12 @@ class Cluster:
             machine.destroy()
         leftovers(self.lab_dir)
         fencing.uninstall()
+        made = self.setup.get("made_host_dir")
+        if made:
+            try:
+                os.rmdir(made)
+            except OSError:
+                pass
         if run(["ip", "link", "show", BRIDGE], check=False, quiet=True).returncode == 0:
             run(["ip", "link", "del", BRIDGE], check=False)
         shutil.rmtree(self.lab_dir, ignore_errors=True)

@@ -34,6 +34,7 @@ CLUSTER_DIRS = {
     "/var/lib/pacemaker": ("/var/lib/pacemaker", None, 0o755),
     "/var/log/pacemaker": ("/var/log/pacemaker", "hacluster:haclient", 0o770),
     "/var/lib/nfs": ("/var/lib/nfs", None, 0o755),
+    "/srv": (None, None, 0o755),  # mount points of the stacks' filesystems
 }
 PACEMAKER_SUBDIRS = ("cib", "pengine", "blackbox", "cores")
 
@@ -78,10 +79,15 @@ class Machine:
     private_dirs = {}        # see CLUSTER_DIRS
     iface = "eth0"           # name of the machine's interface, inside it
 
-    def __init__(self, name, address, lab_dir=LAB_DIR):
+    def __init__(self, name, address, lab_dir=LAB_DIR, setup=None):
         self.name = name
         self.address = address
         self.lab_dir = Path(lab_dir)
+        # What stacks add to every node (see Cluster.setup): environment,
+        # PATH prefix, shared bind mounts, services started at boot, and hooks
+        # run when a node loses power or its cable.  A dict shared with the
+        # Cluster; read from lab.json when we are e.g. the fence agent.
+        self.setup = setup if setup is not None else self._read_setup()
         self.dir = self.lab_dir / name
         self.netns = NETNS_PREFIX + name
         self.host_if = NETNS_PREFIX + name
@@ -90,6 +96,19 @@ class Machine:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} {self.address}>"
+
+    def _read_setup(self):
+        try:
+            return json.loads((self.lab_dir / "lab.json").read_text()).get("setup", {})
+        except (OSError, ValueError):
+            return {}
+
+    def _hooks(self, kind):
+        for template in self.setup.get("hooks", {}).get(kind, []):
+            argv = [a.replace("{node}", self.name) for a in template]
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env())
+            if proc.returncode != 0:
+                say(f"hook {' '.join(argv)} failed: {proc.stderr.strip()}")
 
     # ---- paths -------------------------------------------------------------
     def path(self, target):
@@ -149,6 +168,7 @@ class Machine:
         """The switch side of the cable: a network cut that the machine itself
         sees only as lost carrier (its addresses and processes stay)."""
         run(["ip", "link", "set", self.host_if, "up" if plugged else "down"])
+        self._hooks("cable_up" if plugged else "cable_down")
 
     # ---- the holder --------------------------------------------------------
     def holder_pid(self):
@@ -180,8 +200,9 @@ class Machine:
             return
         self.link_power(True)
         self.pidfile.unlink(missing_ok=True)
-        spec = {"name": self.name, "pidfile": str(self.pidfile),
-                "mounts": {t: str(self.path(t)) for t in self.private_dirs}}
+        mounts = {t: str(self.path(t)) for t in self.private_dirs}
+        mounts.update(self.setup.get("binds", {}))
+        spec = {"name": self.name, "pidfile": str(self.pidfile), "mounts": mounts}
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         with open(self.console, "ab") as log:
             subprocess.run(
@@ -190,6 +211,8 @@ class Machine:
                  sys.executable, "-m", "lab.node", "boot", json.dumps(spec)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, check=True)
         wait_for(self.is_on, 15, f"{self.name} to boot")
+        for argv in self.setup.get("services", []):
+            self.spawn(argv)
 
     def power_off(self):
         """Crash: NIC dark, every process of the machine SIGKILLed."""
@@ -203,6 +226,7 @@ class Machine:
                         "dev", self.iface], capture_output=True)
         if ns is not None:
             kill_mount_ns(ns)
+        self._hooks("power_off")
 
     def processes(self):
         """[(pid, comm)] of the machine's processes."""
@@ -229,8 +253,12 @@ class Machine:
 
     def env(self):
         """Environment of commands and daemons on this machine."""
-        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb"}
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb"}
+        env.update(self.setup.get("env", {}))
+        if self.setup.get("path_prefix"):
+            env["PATH"] = ":".join([*self.setup["path_prefix"], env["PATH"]])
+        return env
 
     def run(self, argv, check=True, timeout=120, input=None, quiet=False):
         """Run argv on the machine and wait; returns CompletedProcess."""
@@ -274,25 +302,12 @@ class Node(Machine):
             run(["chown", "hacluster:haclient", base / sub])
             os.chmod(base / sub, 0o750)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Environment of everything run on the node, daemons included, so
-        # every resource agent Pacemaker runs inherits it.  Stacks add to it
-        # (the DRBD emulator's bin dir goes first on PATH).
-        self.extra_env = {}
-        self.path_prefix = []
-
-    def env(self):
-        env = super().env()
-        env.update(self.extra_env)
-        if self.path_prefix:
-            env["PATH"] = ":".join([*self.path_prefix, env["PATH"]])
-        return env
-
     def start_stack(self):
         self.spawn(["corosync", "-f"])
 
     def start_pacemaker(self):
+        # The daemons' environment is inherited by every resource agent
+        # Pacemaker runs (e.g. the DRBD emulator first on PATH).
         self.spawn(["pacemakerd", "-f"], {"PCMK_logfile": "/var/log/pacemaker/pacemaker.log"})
 
     @property

@@ -4,15 +4,27 @@ A stack knows how to configure itself with pcs, where its service is active,
 how to prove the service works on a node, what data to write before a failure
 and how to check that data afterwards.  Scenarios (scenarios.py) drive them.
 """
+import hashlib
+import os
 import time
+from pathlib import Path
 
-from .util import LabError, say, step, wait_for
+from . import REPO_ROOT, SUBNET, FIRST_VIP, CLIENT_BASE
+from .util import LabError, run, say, step, wait_for
+
+# Where the DRBD emulator lives (tests/drbd_emulator of this checkout unless
+# PYHA_LAB_DRBD_EMULATOR points elsewhere).
+EMULATOR_DIR = Path(os.environ.get("PYHA_LAB_DRBD_EMULATOR",
+                                   REPO_ROOT / "tests" / "drbd_emulator"))
 
 
 class Stack:
     name = "?"
     service_process = None      # comm of the process a kill -9 scenario kills
     promotable = None           # primitive id of the promotable clone, if any
+
+    def prepare(self, cluster):
+        """Before the cluster starts: what every node needs (cluster.setup)."""
 
     def configure(self, cluster):
         raise NotImplementedError
@@ -83,4 +95,138 @@ class StatefulStack(Stack):
         return node.name in cluster.where("state", "Unpromoted")
 
 
-STACKS = {"stateful": StatefulStack}
+class DrbdMixin:
+    """The DRBD emulator on the nodes: shared state in LAB_DIR/drbd, its bin
+    dir first on every node's PATH (so the agent's drbdadm/drbdsetup are the
+    emulator's), and the hooks that tell it about crashes and cable cuts (it
+    has no daemon that could notice them)."""
+
+    drbd_resource = "r0"
+    drbd_minor = 213            # /dev/drbd213: unlikely to collide with anything
+    drbd_size = "64M"
+
+    @property
+    def drbd_device(self):
+        return f"/dev/drbd{self.drbd_minor}"
+
+    def prepare_drbd(self, cluster):
+        emu_bin = EMULATOR_DIR / "bin"
+        if not (emu_bin / "drbdadm").exists():
+            raise LabError(f"DRBD emulator not found in {EMULATOR_DIR}")
+        state = cluster.lab_dir / "drbd"
+        state.mkdir(parents=True, exist_ok=True)
+        cluster.setup.setdefault("env", {})["DRBDEMU_STATE"] = str(state)
+        cluster.setup["path_prefix"] = [str(emu_bin)]
+        emu = str(emu_bin / "drbdemu")
+        hooks = cluster.setup.setdefault("hooks", {})
+        hooks["power_off"] = [[emu, "crash", "{node}"]]
+        hooks["cable_down"] = [[emu, "cut", self.drbd_resource]]
+        hooks["cable_up"] = [[emu, "heal", self.drbd_resource]]
+        cluster.save()
+        nodes = [n.name for n in cluster.nodes[:2]]
+        self.drbdemu(cluster, "init", self.drbd_resource, "--nodes", ",".join(nodes),
+                     "--minor", str(self.drbd_minor), "--size", self.drbd_size,
+                     "--addresses", ",".join(f"{n.name}={n.address}" for n in cluster.nodes[:2]))
+
+    def drbdemu(self, cluster, *args):
+        return run([EMULATOR_DIR / "bin" / "drbdemu", *args],
+                   env=dict(cluster.nodes[0].env()))
+
+    def drbd_state(self, cluster, node):
+        """(role, disk) of node's side of the resource, by the emulator."""
+        proc = cluster.node(node).run(["drbdadm", "role", self.drbd_resource], check=False,
+                                      quiet=True)
+        role = proc.stdout.strip()
+        proc = cluster.node(node).run(["drbdadm", "dstate", self.drbd_resource], check=False,
+                                      quiet=True)
+        return role, proc.stdout.strip().split("/")[0]
+
+
+class NfsDrbdStack(DrbdMixin, Stack):
+    """pcs-examples/nfs-drbd.sh: DRBD -> ext4 -> VIP -> nfsexport -> nfsnotify."""
+
+    name = "nfs"
+    promotable = "nfs-drbd"
+    service_process = "rpc.statd"   # the NFS server's process the stack depends on
+    vip = f"{SUBNET}.{FIRST_VIP}"
+    mountpoint = "/srv/nfs"
+    export_dir = "/srv/nfs/export"
+
+    def __init__(self):
+        self.written = {}   # file name -> sha256
+        self.rmtab = []     # rmtab lines that must survive
+
+    def prepare(self, cluster):
+        self.prepare_drbd(cluster)
+        # The NFS server's own services, started at boot like systemd would.
+        cluster.setup["services"] = [["rpcbind", "-f", "-w"], ["rpc.statd", "-F", "--no-notify"]]
+        cluster.save()
+
+    def configure(self, cluster):
+        node = cluster.nodes[0]
+        script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
+        with step(f"configuring the NFS stack with {script.name}", cluster.explain):
+            node.run(["env", f"NODES={cluster.nodes[0].name} {cluster.nodes[1].name}",
+                      f"DRBD_RESOURCE={self.drbd_resource}", f"DRBD_DEVICE={self.drbd_device}",
+                      f"MOUNTPOINT={self.mountpoint}", f"EXPORT_DIR={self.export_dir}",
+                      f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes", "bash", script],
+                     timeout=180)
+        with step("waiting for the NFS service", cluster.explain):
+            self.wait_active(cluster, timeout=90)
+
+    def active_node(self, cluster, via=None):
+        promoted = cluster.where("nfs-drbd", "Promoted", via=via)
+        places = [cluster.where(r, via=via) for r in ("nfs-fs", "nfs-vip", "nfs-export",
+                                                       "nfs-notify")]
+        if len(promoted) == 1 and all(p == promoted for p in places):
+            return promoted[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        """VIP on the node, the DRBD disk mounted, the directory exported."""
+        addr = node.run(["ip", "-o", "addr", "show"], check=False, quiet=True).stdout
+        if f" {self.vip}/" not in addr:
+            return False
+        mnt = node.run(["findmnt", "-n", "-o", "SOURCE", self.mountpoint], check=False,
+                       quiet=True).stdout.split()
+        if not mnt:
+            return False
+        exports = node.run(["exportfs", "-v"], check=False, quiet=True).stdout
+        return self.export_dir in exports
+
+    def write_data(self, cluster, tag):
+        node = cluster.node(self.active_node(cluster))
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 1000
+        name = f"data-{tag}"
+        node.run(["tee", f"{self.export_dir}/{name}"], input=content, quiet=True)
+        node.run(["sync", "-f", f"{self.export_dir}/{name}"], quiet=True)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+        # A client mount as rpc.mountd records it; the agent's monitor keeps
+        # the directory's rmtab lines in its backup on the DRBD disk.
+        client = f"{SUBNET}.{CLIENT_BASE + len(self.rmtab) % 40}"
+        line = f"{client}:{self.export_dir}:0x00000001"
+        node.run(["sh", "-c", f"echo '{line}' >> /var/lib/nfs/rmtab"], quiet=True)
+        self.rmtab.append(line)
+        backup = f"{self.export_dir}/.rmtab"
+        wait_for(lambda: line in node.run(["cat", backup], check=False, quiet=True).stdout,
+                 30, "the rmtab backup (nfsexport monitor)")
+        node.run(["sync", "-f", backup], quiet=True)
+
+    def check_data(self, cluster, node):
+        for name, digest in self.written.items():
+            proc = node.run(["sha256sum", f"{self.export_dir}/{name}"], check=False, quiet=True)
+            if proc.returncode != 0 or proc.stdout.split()[0] != digest:
+                raise LabError(f"{name} lost or changed on {node.name}",
+                               proc.stdout + proc.stderr)
+        rmtab = node.run(["cat", "/var/lib/nfs/rmtab"], quiet=True).stdout
+        missing = [line for line in self.rmtab if line not in rmtab]
+        if missing:
+            raise LabError(f"rmtab entries lost on {node.name}: {missing}")
+
+    def rejoined_ok(self, cluster, node):
+        if node.name not in cluster.where("nfs-drbd", "Unpromoted"):
+            return False
+        return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
+
+
+STACKS = {"stateful": StatefulStack, "nfs": NfsDrbdStack}

@@ -26,13 +26,13 @@ def say(message):
     print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def run(argv, check=True, timeout=120, input=None, env=None, quiet=False):
+def run(argv, check=True, timeout=120, input=None, env=None, quiet=False, cwd=None):
     """Run argv (never through a shell); return CompletedProcess with text output."""
     if VERBOSE and not quiet:
         say("$ " + " ".join(map(str, argv)))
     try:
         proc = subprocess.run([str(a) for a in argv], input=input, capture_output=True,
-                              text=True, timeout=timeout, env=env)
+                              text=True, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout}s: {' '.join(map(str, argv))}") from exc
     if check and proc.returncode != 0:
