@@ -26,6 +26,8 @@ UNLOCK_FILESYSTEM = "/proc/fs/nfsd/unlock_filesystem"
 LEASE_TIME = "/proc/fs/nfsd/nfsv4leasetime"
 EXPORT_CACHE = "/proc/net/rpc/nfsd.export/content"
 
+NAME_MAX, PATH_MAX = 255, 4095
+
 # Characters with a meaning to exportfs or the shell that no client spec needs.
 _CLIENT_FORBIDDEN = set("()\"'`$;&|<>\\,=!{}") | set(" \t\n\r\v\f")
 _OPTION_FORBIDDEN = set("()\"'`$;&|<>\\ \t\n\r\v\f")
@@ -57,6 +59,9 @@ def parse_directories(value):
             raise ValueError(f"{directory!r} is not an absolute path")
         if "/../" in directory + "/" or "/./" in directory + "/":
             raise ValueError(f"{directory!r} must not contain . or .. components")
+        if len(directory.encode()) > PATH_MAX or \
+                any(len(part.encode()) > NAME_MAX for part in directory.split("/")):
+            raise ValueError(f"{directory[:60]!r}... is longer than a path can be")
         directory = directory.rstrip("/") or "/"
         if directory not in directories:
             directories.append(directory)
@@ -86,7 +91,8 @@ def parse_fsid(value):
 def parse_backup_name(value):
     if value == "none":
         return None
-    if not value or "/" in value or value in (".", "..") or not value.isprintable():
+    if not value or "/" in value or value in (".", "..") or not value.isprintable() \
+            or len(value.encode()) > NAME_MAX:
         raise ValueError(f"{value!r} must be a plain file name (or none)")
     return value
 
@@ -178,7 +184,11 @@ def restore_rmtab(res, directories):
         return
     restored = []
     for directory in directories:
-        text = read_file(os.path.join(directory, name))
+        try:
+            text = read_file(os.path.join(directory, name))
+        except OSError as err:
+            res.log.warning(f"cannot read the rmtab backup in {directory}: {err}")
+            continue
         if text:
             restored += rmtab_lines_for(directory, text)
     if not restored:

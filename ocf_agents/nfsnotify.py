@@ -5,7 +5,7 @@ the new server must tell every client that had locks "I rebooted" so they
 reclaim them, under the floating address(es) the clients know. rpc.statd
 keeps the clients in <statd dir>/sm; this agent runs sm-notify once per
 source address. Because sm-notify consumes the records it notified, the
-agent snapshots the statd directory first (<statd dir>/nfsnotify.bu) and
+agent snapshots the statd directory first (<statd dir>/nfsnotify.bu.<id>) and
 notifies each further address, and any later re-notification, from copies.
 
 Monitor checks that the rpc.statd we notified for is still the one running:
@@ -14,7 +14,6 @@ restart notifies again.
 """
 
 import os
-import signal
 import time
 
 from ocf_agents.ocf import (
@@ -24,6 +23,7 @@ from ocf_agents.ocf import (
 
 STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
 BACKUP_NAME = "nfsnotify.bu"
+SIGTERM, SIGKILL = 15, 9  # the signal module would import enum: milliseconds per monitor
 
 # sm-notify options a user may add. -d (stay in the foreground) would make
 # start wait for every client up to 15 minutes; -P and -v are the agent's.
@@ -72,11 +72,25 @@ def process_name(pid):
 
 
 def pids_named(name):
+    """Processes called name serving this node: several nodes (containers,
+    test labs) may share one PID namespace but each has its own network."""
+    own_net = _net_namespace("self")
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and process_name(entry) == name:
+        if entry.isdigit() and process_name(entry) == name and _net_namespace(entry) == own_net:
             found.append(int(entry))
     return found
+
+
+def is_local_statd(pid):
+    return process_name(pid) == "rpc.statd" and _net_namespace(pid) == _net_namespace("self")
+
+
+def _net_namespace(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
 
 
 def statd_pid():
@@ -84,23 +98,33 @@ def statd_pid():
     return min(pids) if pids else None
 
 
-def stop_sm_notify(res):
-    """Stop sm-notify runs still retrying, so they cannot race a new one."""
-    pids = pids_named("sm-notify")
+def stop_sm_notify(state_dirs):
+    """Stop sm-notify runs still retrying from state_dirs, so they cannot race
+    a new run; other instances' runs are left alone."""
+    pids = [pid for pid in pids_named("sm-notify") if sm_notify_dir(pid) in state_dirs]
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 5
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if process_name(p) == "sm-notify"]
         time.sleep(0.05)
+        pids = [p for p in pids if process_name(p) == "sm-notify"]
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def sm_notify_dir(pid):
+    """The -P directory of a running sm-notify (its default when not given)."""
+    args = (read_file(f"/proc/{pid}/cmdline", "") or "").split("\0")
+    for i, arg in enumerate(args[:-1]):
+        if arg == "-P":
+            return args[i + 1].rstrip("/")
+    return STATD_DIR_CANDIDATES[-1]
 
 
 # --- the statd directory ----------------------------------------------------------
@@ -136,6 +160,14 @@ def copy_statd_state(source, target):
             os.lchown(os.path.join(root, name), owner.st_uid, owner.st_gid)
 
 
+def copy_state_number(source, target):
+    import shutil
+    if os.path.isfile(os.path.join(source, "state")):
+        shutil.copy2(os.path.join(source, "state"), os.path.join(target, "state"))
+        owner = os.stat(target)
+        os.lchown(os.path.join(target, "state"), owner.st_uid, owner.st_gid)
+
+
 # --- actions ----------------------------------------------------------------------
 def check_environment(res):
     if res.action == "monitor":
@@ -152,8 +184,8 @@ def pid_file(res):
     return res.state_path(f"{res.instance}.statd-pid")
 
 
-def recorded_statd_pid(res, suffix=""):
-    text = (read_file(pid_file(res) + suffix, "") or "").strip()
+def recorded_statd_pid(res):
+    text = (read_file(pid_file(res), "") or "").strip()
     return int(text) if text.isdigit() else None
 
 
@@ -161,7 +193,7 @@ def monitor(res):
     recorded = recorded_statd_pid(res)
     if recorded is None:
         return NOT_RUNNING
-    if process_name(recorded) == "rpc.statd":
+    if is_local_statd(recorded):
         return SUCCESS
     current = statd_pid()
     if current is None:
@@ -178,33 +210,69 @@ def start(res):
     if pid is None:
         raise OCFError(ERR_GENERIC, "rpc.statd is not running: start rpc.statd (the NFS "
                                     "server resource) before nfsnotify")
-    stop_sm_notify(res)
+    for host in res.params.source_host:
+        check_resolvable(host)
     directory = statd_dir(res)
-    backup = os.path.join(directory, BACKUP_NAME)
-    renotify = pid == recorded_statd_pid(res, ".prev") and os.path.isdir(backup)
-    if not renotify:
-        copy_statd_state(directory, backup)
     hosts = res.params.source_host or [None]
-    for index, host in enumerate(hosts):
-        if index == 0 and not renotify:
-            state_dir = directory
-        else:
-            # sm-notify empties the directory it notified from: later
-            # addresses and re-notifications work on fresh copies.
-            state_dir = os.path.join(directory, f"{BACKUP_NAME}.{index}")
-            copy_statd_state(backup, state_dir)
-        argv = ["sm-notify", "-f"] + res.params.notify_args
-        if host:
-            argv += ["-v", host]
-        argv += ["-P", state_dir]
-        result = res.run(argv)
-        if result.rc != 0:
-            raise OCFError(ERR_GENERIC, f"sm-notify{' for ' + host if host else ''} failed: "
-                                        f"{(result.err or result.out).strip() or result.rc}")
-        res.log.info(f"sent reboot notifications{' as ' + host if host else ''} "
-                     f"from {state_dir}")
+    backup = backup_dir(res, directory)
+    # Instances share the statd directory: one notification run at a time.
+    with res.lock(res.state_path("statd-dir.lock")):
+        stop_sm_notify([directory] + [copy_dir(res, directory, i) for i in range(len(hosts))])
+        # sm-notify consumes the records it notified: when sm/ is empty (we
+        # or statd notified since), the snapshot still knows the clients.
+        fresh = bool(os.listdir(os.path.join(directory, "sm")))
+        if fresh or not os.path.isdir(backup):
+            copy_statd_state(directory, backup)
+        for index, host in enumerate(hosts):
+            if index == 0 and fresh:
+                state_dir = directory
+            else:
+                state_dir = copy_dir(res, directory, index)
+                copy_statd_state(backup, state_dir)
+                # The NSM state number must move forward with every reboot
+                # notification: start from the live one, not the snapshot's.
+                copy_state_number(directory, state_dir)
+            notify(res, host, state_dir)
     write_file_atomically(pid_file(res), f"{pid}\n")
     return SUCCESS
+
+
+def notify(res, host, state_dir):
+    argv = ["sm-notify", "-f"] + res.params.notify_args
+    if host:
+        argv += ["-v", host]
+    argv += ["-P", state_dir]
+    result = res.run(argv)
+    if result.rc != 0:
+        raise OCFError(ERR_GENERIC, f"sm-notify{' for ' + host if host else ''} failed: "
+                                    f"{(result.err or result.out).strip() or result.rc}")
+    res.log.info(f"sent reboot notifications{' as ' + host if host else ''} from {state_dir}")
+
+
+def backup_dir(res, directory):
+    return os.path.join(directory, f"{BACKUP_NAME}.{safe_name(res.instance)}")
+
+
+def copy_dir(res, directory, index):
+    return f"{backup_dir(res, directory)}.{index}"
+
+
+def safe_name(text):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def check_resolvable(host):
+    """sm-notify needs a name for its -v address (a reverse lookup for an IP)
+    and otherwise fails silently into syslog; say so plainly instead."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
+        if host.replace(".", "").isdigit() or ":" in host:
+            socket.getnameinfo((host, 0), socket.NI_NAMEREQD)
+    except (OSError, IndexError) as err:
+        raise OCFError(ERR_GENERIC, f"source_host {host} does not resolve ({err}); sm-notify "
+                                    "needs a name for it: add it to /etc/hosts or DNS") from None
+    return infos
 
 
 def monitor_quietly(res):
@@ -215,10 +283,13 @@ def monitor_quietly(res):
 
 
 def stop(res):
-    stop_sm_notify(res)
-    path = pid_file(res)
-    if os.path.exists(path):
-        os.replace(path, path + ".prev")
+    directory = statd_dir(res)
+    hosts = res.params.source_host or [None]
+    stop_sm_notify([directory] + [copy_dir(res, directory, i) for i in range(len(hosts))])
+    try:
+        os.unlink(pid_file(res))
+    except FileNotFoundError:
+        pass
     return SUCCESS
 
 

@@ -300,8 +300,8 @@ class Agent:
         values = Params()
         for p in self.parameters:
             raw = os.environ.get("OCF_RESKEY_" + p.name)
-            if raw is not None and raw == "" and not p.required:
-                raw = None  # an empty value means "use the default", as in the shell agents
+            if raw == "":
+                raw = None  # empty means unset, as in the shell agents
             try:
                 setattr(values, p.name, p.parse(raw))
             except ValueError as err:
@@ -346,6 +346,7 @@ class Resource:
         self.agent = agent
         self.action = action
         self.params = None
+        self._node_name = None
         self.started = time.monotonic()
         self.instance = env.get("OCF_RESOURCE_INSTANCE") or agent.name
         self.type = env.get("OCF_RESOURCE_TYPE") or agent.name
@@ -407,13 +408,13 @@ class Resource:
     @property
     def node_name(self):
         """The local node's cluster name (CRM_meta_on_node, else crm_node -n, else uname)."""
-        name = self.meta("on_node")
-        if name:
-            return name
-        result = self.run(["crm_node", "-n"], timeout=5, quiet=True, missing_ok=True)
-        if result.rc == 0 and result.out.strip():
-            return result.out.strip()
-        return os.uname().nodename
+        if self._node_name is None:
+            name = self.meta("on_node")
+            if not name:
+                result = self.run(["crm_node", "-n"], timeout=5, quiet=True, missing_ok=True)
+                name = result.out.strip() if result.rc == 0 else ""
+            self._node_name = name or os.uname().nodename
+        return self._node_name
 
     @property
     def instance_without_clone_suffix(self):

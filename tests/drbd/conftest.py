@@ -1,0 +1,44 @@
+"""Fixtures for the DRBD agent and emulator tests.
+
+`emu` gives a private emulator state directory (/tmp/pyha-drbd-*), an environment whose PATH
+starts with the emulator's bin/, and a cleanup that unmounts, releases loop devices and
+deletes everything it created. `lab` adds the installed agent and a recording crm_attribute.
+"""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from drbd_support import Emu, Lab, install_agent
+
+
+@pytest.fixture
+def emu():
+    e = Emu(tempfile.mkdtemp(prefix="pyha-drbd-"))
+    try:
+        yield e
+    finally:
+        e.cleanup()
+
+
+@pytest.fixture(scope="session")
+def agent_path():
+    root = tempfile.mkdtemp(prefix="pyha-drbd-ocf-")
+    os.chmod(root, 0o755)
+    try:
+        yield install_agent(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def lab(agent_path):
+    base = tempfile.mkdtemp(prefix="pyha-drbd-")
+    os.chmod(base, 0o755)
+    e = Lab(base, agent_path)
+    try:
+        yield e
+    finally:
+        e.cleanup()

@@ -1,0 +1,363 @@
+"""ocf:pyha:drbd: state parsing on real-format samples, score rules, and the installed agent
+driving the DRBD emulator through every transition."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from drbd_support import EMU_BIN, REPO, SAMPLES
+
+sys.path.insert(0, str(REPO))
+from ocf_agents import drbd  # noqa: E402
+
+
+# ------------------------------------------------------------------- parsing
+
+def test_parse_events2_real_capture():
+    st = drbd.parse_events2((SAMPLES / "v9_events2_statistics_old.txt").read_text(), "r0")
+    assert (st.role, st.disks, st.client, st.quorum) == ("Primary", ["UpToDate"], False, True)
+    peer = st.peers["0"]
+    assert (peer.name, peer.connection, peer.role, peer.disks) == \
+        ("peer", "Connected", "Secondary", ["UpToDate"])
+
+
+def test_parse_events2_other_resource_and_empty():
+    text = (SAMPLES / "v9_events2_statistics_old.txt").read_text()
+    assert not drbd.parse_events2(text, "r1").configured
+    assert not drbd.parse_events2("exists -\n", "r0").configured
+
+
+def test_parse_events2_922_fields_sync_and_quorum():
+    text = ("exists resource name:r0 role:Secondary suspended:no force-io-failures:no "
+            "may_promote:no promotion_score:10001\n"
+            "exists connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Primary\n"
+            "exists device name:r0 volume:0 minor:0 backing_dev:/dev/sdb disk:Inconsistent "
+            "client:no quorum:no\n"
+            "exists peer-device name:r0 peer-node-id:1 conn-name:b volume:0 replication:SyncTarget "
+            "peer-disk:UpToDate peer-client:no resync-suspended:no done:37.50\n"
+            "exists path name:r0 peer-node-id:1 conn-name:b local:ipv4:1.2.3.4:7789 "
+            "peer:ipv4:5.6.7.8:7790 established:yes\nexists -\n")
+    st = drbd.parse_events2(text, "r0")
+    assert st.disks == ["Inconsistent"] and not st.quorum
+    assert st.peers["1"].replication == ["SyncTarget"] and st.peers["1"].done == 37.5
+
+
+@pytest.mark.parametrize("sample,role,conn,peer_role,pdisk,done", [
+    ("v9_status_json_primary.json", "Primary", "Connected", "Secondary", "UpToDate", None),
+    ("head_secondary_status.json", "Secondary", "Connected", "Primary", "UpToDate", None),
+    ("head_primary_connecting_status.json", "Primary", "Connecting", "Unknown", "DUnknown", None),
+    ("head_primary_syncsource_status.json", "Primary", "Connected", "Secondary", "Inconsistent",
+     37.5),
+])
+def test_parse_status_json_samples(sample, role, conn, peer_role, pdisk, done):
+    text = (SAMPLES / sample).read_text()
+    name = "r0" if sample.startswith("v9") else "some-resource"
+    st = drbd.parse_status_json(text, name)
+    (peer,) = st.peers.values()
+    assert (st.role, st.disks) == (role, ["UpToDate"])
+    assert (peer.connection, peer.role, peer.disks, peer.done) == (conn, peer_role, [pdisk], done)
+
+
+def test_parse_sh_status_84():
+    st = drbd.parse_sh_status((SAMPLES / "84_sh_status.txt").read_text())
+    assert (st.role, st.disks) == ("Primary", ["UpToDate"])
+    peer = st.peers["peer"]
+    assert (peer.connection, peer.role, peer.disks) == ("Connected", "Secondary", ["UpToDate"])
+    unconf = "_minor=0\n_res_name=r0\n_volume=0\n_known=Unconfigured\n\n_sh_status_process\n\n\n"
+    assert not drbd.parse_sh_status(unconf).configured
+    wfc = (SAMPLES / "84_sh_status.txt").read_text().replace("_cstate=Connected",
+                                                             "_cstate=WFConnection")
+    wfc = wfc.replace("_pdsk=UpToDate", "_pdsk=DUnknown").replace("_peer=Secondary", "_peer=Unknown")
+    peer = drbd.parse_sh_status(wfc).peers["peer"]
+    assert (peer.connection, peer.any_unknown) == ("Connecting", True)
+
+
+def test_parse_drbdadm_84_words():
+    st = drbd.parse_drbdadm_84("Primary/Secondary\n", "SyncSource\n", "UpToDate/Inconsistent\n")
+    assert st.primary and st.peers["peer"].connection == "Connected"
+    assert st.peers["peer"].replication == ["SyncSource"]
+    assert not drbd.parse_drbdadm_84("Unconfigured\n", "Unconfigured\n", "Unconfigured\n").configured
+    st = drbd.parse_drbdadm_84("Secondary/Unknown", "StandAlone", "Outdated/DUnknown")
+    assert st.standalone_peers and st.disks == ["Outdated"]
+
+
+def test_parse_proc_drbd_84():
+    version, minors = drbd.parse_proc_drbd((SAMPLES / "84_proc_drbd.txt").read_text())
+    assert version == (8, 4, 11)
+    assert minors[0] == ("Connected", "Primary", "Secondary", "UpToDate", "UpToDate", None)
+    assert minors[1][0] == "Unconfigured"
+    _, minors = drbd.parse_proc_drbd((SAMPLES / "84_proc_drbd_resync.txt").read_text())
+    assert minors[0][0] == "SyncSource" and minors[0][5] == 49.0
+
+
+# ------------------------------------------------------------------- score rules
+
+class P:
+    adjust_master_score = [0, 10, 1000, 10000]
+    remove_master_score_if_peer_primary = "false"
+
+
+def state(role, disk, conn="Connected", peer_role="Secondary", pdisk="UpToDate", client=False):
+    st = drbd.DrbdState()
+    st.role, st.disks, st.client = role, [disk], client
+    peer = drbd.Peer("b")
+    peer.connection, peer.role, peer.disks = conn, peer_role, [pdisk]
+    st.peers["1"] = peer
+    return st
+
+
+@pytest.mark.parametrize("st,score", [
+    (state("Primary", "UpToDate"), 10000),
+    (state("Secondary", "UpToDate"), 10000),
+    (state("Secondary", "UpToDate", "Connecting", "Unknown", "DUnknown"), 1000),
+    (state("Primary", "UpToDate", "Connecting", "Unknown", "DUnknown"), 10000),
+    (state("Secondary", "Inconsistent", peer_role="Primary"), 10),
+    (state("Secondary", "Outdated", "Connecting", "Unknown", "DUnknown"), None),
+    (state("Secondary", "Consistent", "Connecting", "Unknown", "DUnknown"), None),
+    (state("Secondary", "Inconsistent", "Connecting", "Unknown", "DUnknown"), None),
+    (state("Secondary", "Attaching", "Connecting", "Unknown", "DUnknown"), drbd.UNCHANGED),
+    (state("Secondary", "Diskless", client=True), 9999),
+])
+def test_promotion_score_rules(st, score):
+    assert drbd.compute_score(st, P) == score
+
+
+def test_score_removed_when_peer_primary_if_configured():
+    class Q(P):
+        remove_master_score_if_peer_primary = "true"
+    assert drbd.compute_score(state("Secondary", "UpToDate", peer_role="Primary"), Q) is None
+    assert drbd.compute_score(state("Secondary", "UpToDate", peer_role="Primary"), P) == 10000
+    st = state("Secondary", "UpToDate")
+    st.quorum = False
+    assert drbd.compute_score(st, P) is None
+
+
+# ------------------------------------------------------------------- agent x emulator
+
+def start_pair(lab, params=None, **init):
+    lab.init("r0", **init)
+    for n in ("node1", "node2"):
+        p = lab.agent(n, "start", params)
+        assert p.returncode == 0, p.stderr
+    return lab
+
+
+@pytest.mark.parametrize("mode", ["9", "8.4"])
+def test_lifecycle_start_promote_demote_stop(lab, mode):
+    start_pair(lab, mode=mode)
+    assert lab.attribute("node1", "master-p_drbd_r0") == "1000"     # peer not there yet
+    assert lab.attribute("node2", "master-p_drbd_r0") == "10000"
+    assert [lab.agent(n, "monitor").returncode for n in ("node1", "node2")] == [0, 0]
+    assert lab.attribute("node1", "master-p_drbd_r0") == "10000"
+    calls = len(lab.crm_calls())
+    assert lab.agent("node1", "monitor").returncode == 0
+    assert len(lab.crm_calls()) == calls          # unchanged score: no CIB write
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.agent("node1", "promote").returncode == 0     # idempotent
+    assert lab.agent("node1", "demote").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 0
+    for n in ("node1", "node2"):
+        assert lab.agent(n, "stop").returncode == 0
+        assert lab.agent(n, "monitor").returncode == 7
+        assert lab.agent(n, "stop").returncode == 0          # idempotent
+    assert lab.attribute("node1", "master-p_drbd_r0") is None
+    assert lab.agent("node1", "demote").returncode == 7
+
+
+def test_probe_rewrites_the_score_and_detects_running_resource(lab):
+    start_pair(lab)
+    calls = len(lab.crm_calls())
+    p = lab.agent("node1", "monitor", meta={"interval": "0"})
+    assert p.returncode == 0
+    assert len(lab.crm_calls()) == calls + 1
+
+
+def test_peer_loss_is_degraded_then_resync_restores(lab):
+    start_pair(lab, resync_seconds=1)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 191 and "peer not connected" in p.stderr
+    assert lab.agent("node2", "monitor").returncode == 190
+    assert lab.attribute("node2", "master-p_drbd_r0") == "1000"
+    assert lab.agent("node1", "monitor", params={"report_degraded": "false"}).returncode == 8
+    lab.admin("heal", "r0")
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", "master-p_drbd_r0") == "10"        # SyncTarget
+    time.sleep(1.1)
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", "master-p_drbd_r0") == "10000"
+
+
+def test_outdated_data_is_not_promoted(lab):
+    start_pair(lab, params={"stop_outdates_secondary": "true"})
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node2", "stop", {"stop_outdates_secondary": "true"}).returncode == 0
+    lab.admin("crash", "node1")
+    assert lab.agent("node2", "start").returncode == 0
+    assert lab.attribute("node2", "master-p_drbd_r0") is None
+    t = time.time()
+    p = lab.agent("node2", "promote")
+    assert p.returncode == 1 and "no access to UpToDate data" in p.stderr
+    assert time.time() - t < 5
+
+
+def test_promote_retries_while_peer_is_primary_then_fails_at_timeout(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    t = time.time()
+    p = lab.agent("node2", "promote", meta={"timeout": "4000"})
+    assert p.returncode == 1 and "Multiple primaries" in p.stderr
+    assert 0.9 < time.time() - t < 6
+    p = lab.agent("node2", "promote", params={"fail_promote_early_if_peer_primary": "true"})
+    assert p.returncode == 1 and "already Primary" in p.stderr
+
+
+def test_split_brain_detected_and_reported(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    assert lab.agent("node2", "promote").returncode == 0
+    lab.admin("heal", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 191 and "split brain" in p.stderr and "CRIT" in p.stderr
+    assert lab.attribute("node1", "drbd-r0-split-brain") == "1"
+    assert lab.agent("node2", "monitor").returncode == 191
+    assert lab.image("r0", "node1") != lab.image("r0", "node2")      # nothing discarded
+    calls = len(lab.crm_calls())
+    lab.agent("node1", "monitor")
+    assert len(lab.crm_calls()) == calls                               # reported once
+
+
+def test_discard_my_data_recovery_when_configured(lab):
+    params = {"split_brain_recovery": "discard-secondary"}
+    start_pair(lab, params=params, resync_seconds=0)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    assert lab.agent("node2", "promote").returncode == 0
+    lab.admin("heal", "r0")
+    assert lab.agent("node2", "demote").returncode == 0
+    assert lab.agent("node2", "monitor", params).returncode == 190      # reconnects, discarding
+    assert lab.agent("node1", "monitor", params).returncode == 191      # reconnects
+    assert lab.agent("node1", "monitor", params).returncode == 8
+    assert lab.agent("node2", "monitor", params).returncode == 0
+    assert lab.attribute("node1", "drbd-r0-split-brain") is None
+    assert lab.image("r0", "node1") == lab.image("r0", "node2")
+
+
+def test_demote_of_mounted_device_names_the_holder(lab):
+    dev = start_pair(lab) and os.path.join(lab.dev, "drbd0")
+    assert lab.agent("node1", "promote").returncode == 0
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = lab.mount(dev, "mnt")
+    p = lab.agent("node1", "demote", meta={"timeout": "3000"})
+    assert p.returncode == 1 and "held open by: mount %s" % mnt in p.stderr
+    subprocess.run(["umount", mnt], check=True)
+    assert lab.agent("node1", "demote").returncode == 0
+
+
+def test_primary_with_failed_disk_is_failed_promoted(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("fail-disk", "r0", "node1")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 9 and "without its local disk" in p.stderr
+
+
+def test_start_fails_clearly_for_an_undefined_resource(lab):
+    lab.init("r0")
+    p = lab.agent("node1", "start", params={"drbd_resource": "r9"})
+    assert p.returncode == 6 and "not defined" in p.stderr
+
+
+@pytest.mark.parametrize("meta,params,reason", [
+    ({"clone_node_max": "2"}, {}, "clone-node-max"),
+    ({"promoted_max": "3"}, {}, "promoted-max"),
+    ({"promoted_max": "2"}, {}, "allow-two-primaries"),
+    ({"notify": "false"}, {}, "notify=true"),
+    ({}, {"adjust_master_score": "1 2 3"}, "adjust_master_score"),
+    ({}, {"drbd_resource": "-x; rm"}, "drbd_resource"),
+    ({}, {"require_drbd_module_version_lt": "9.0.0"}, "not older than"),
+])
+def test_validate_all_rejects_bad_configuration(lab, meta, params, reason):
+    lab.init("r0")
+    p = lab.agent("node1", "validate-all", params=params, meta=meta)
+    assert p.returncode in (5, 6) and reason in p.stderr, p.stderr
+
+
+def test_validate_all_accepts_dual_primary_with_allow_two_primaries(lab):
+    lab.init("r0", allow_two_primaries=True)
+    assert lab.agent("node1", "validate-all", meta={"promoted_max": "2"}).returncode == 0
+    assert lab.agent("node1", "validate-all").returncode == 0
+
+
+def test_notify_post_promote_outdates_disconnected_secondary(lab):
+    params = {"stop_outdates_secondary": "true"}
+    start_pair(lab, params=params)
+    lab.admin("cut", "r0")
+    meta = {"notify_type": "post", "notify_operation": "promote",
+            "notify_promote_uname": "node1", "notify_master_uname": "node1"}
+    assert lab.agent("node2", "notify", params, meta).returncode == 0
+    assert "disk:Outdated" in lab.run("node2", "drbdsetup", "status", "r0").stdout
+    assert lab.attribute("node2", "master-p_drbd_r0") is None
+    for kind in ("pre", "post"):
+        for op in ("start", "stop", "promote", "demote"):
+            m = {"notify_type": kind, "notify_operation": op}
+            assert lab.agent("node1", "notify", meta=m).returncode == 0
+
+
+def test_failover_keeps_files_written_on_the_primary(lab):
+    start_pair(lab, size="32M")
+    dev = os.path.join(lab.dev, "drbd0")
+    assert lab.agent("node1", "promote").returncode == 0
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = lab.mount(dev, "m1")
+    with open(os.path.join(mnt, "data"), "w") as f:
+        f.write("payload\n")
+    subprocess.run(["umount", mnt], check=True)
+    assert lab.agent("node1", "demote").returncode == 0
+    assert lab.agent("node2", "promote").returncode == 0
+    mnt = lab.mount(dev, "m2")
+    assert open(os.path.join(mnt, "data")).read() == "payload\n"
+    subprocess.run(["umount", mnt], check=True)
+
+
+# ------------------------------------------------------------------- ocf-tester
+
+def test_ocf_tester_passes_under_the_emulator(lab):
+    lab.init("r0", nodes=os.uname().nodename)      # single node: nothing is degraded
+    env = lab.agent_env(os.uname().nodename)
+    for k in list(env):
+        if k.startswith("OCF_RESKEY") or k in ("OCF_RESOURCE_INSTANCE",):
+            del env[k]
+    env.pop("DRBDEMU_NODE", None)
+    p = subprocess.run(["ocf-tester", "-n", "p_drbd_r0", "-o", "drbd_resource=r0",
+                        "-o", "wfc_timeout=0", "-o",
+                        "proc_drbd=" + os.path.join(lab.base, "no-proc-drbd"), lab.agent_path],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "passed all tests" in p.stdout
+
+
+def test_steady_state_monitor_is_one_drbdsetup_call_and_no_cib_write(lab):
+    start_pair(lab)
+    lab.agent("node1", "monitor")
+    log = os.path.join(lab.base, "calls.log")
+    wrap = os.path.join(lab.base, "countbin")
+    os.makedirs(wrap)
+    for tool in ("drbdsetup", "drbdadm"):
+        with open(os.path.join(wrap, tool), "w") as f:
+            f.write('#!/bin/sh\necho %s >> %s\nexec %s/%s "$@"\n'
+                    % (tool, log, EMU_BIN, tool))
+        os.chmod(os.path.join(wrap, tool), 0o755)
+    lab.env["PATH"] = wrap + ":" + lab.env["PATH"]
+    calls = len(lab.crm_calls())
+    assert lab.agent("node1", "monitor").returncode == 0
+    assert open(log).read().split() == ["drbdsetup"]
+    assert len(lab.crm_calls()) == calls

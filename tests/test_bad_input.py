@@ -1,0 +1,173 @@
+"""Bad input, every agent, every parameter (property-based, hypothesis).
+
+Each generated value replaces one parameter of an otherwise valid
+configuration, and the agent runs its actions in-process with every command
+it tries to run intercepted (nothing is executed) and its state files
+redirected into a temporary directory. For every case:
+- a clean OCF exit code, with an ocf-exit-reason whenever it is a failure;
+- no unhandled exception (the shim would report "failed unexpectedly");
+- no command other than the agent's own tools, and no value turned into an
+  option (a value starting with "-" never stands as an argument by itself);
+- no file written outside its place.
+
+PYHA_FUZZ_EXAMPLES sets the number of cases per agent (default 10000; CI
+runs the default, quick local runs can lower it). tests/fuzz_report.py
+prints the figures.
+"""
+
+import contextlib
+import importlib
+import io
+import os
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocf_agents import ocf
+
+EXAMPLES = int(os.environ.get("PYHA_FUZZ_EXAMPLES", "10000"))
+VALID_EXIT_CODES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 190, 191}
+ACTIONS = ("validate-all", "probe", "monitor", "start", "stop")
+
+NASTY = [
+    "", " ", "-", "--", "-rf", "--help", "-o", "-P /tmp", "-d", "$(touch /tmp/pyha-pwned)",
+    "`id`", "; rm -rf /", "a|b", "a&&b", "\n", "a\nb", "x\r\ny", "../../etc/passwd",
+    "/etc/passwd", "/", ".", "..", "/tmp/../etc", "x" * 5000, "é中文😀", "*", "~root", "%s%n",
+    "{}", "[", "]", "[::1]", ",", "=", "'", '"', "\\", "\t", "10.0.0.1;reboot", "0x10",
+    "1e9", "99999999999999999999", "-1", "true", "no", "root", "none", "/dev/null",
+    "/proc/self/mem", "@netgroup", "10.0.0.0/33", "a:b:c", "rw,fsid=1", "(rw)",
+]
+VALUES = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            max_size=200),
+    st.builds(lambda a, b: a + b, st.sampled_from(NASTY),
+              st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                             blacklist_characters="\x00"), max_size=20)),
+)
+
+
+class Tripwire:
+    """Stands in for ocf.run_command: records argv, runs nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, argv, timeout=30.0, stdin=None, env=None):
+        self.calls.append(list(argv))
+        return ocf.Completed(argv, 1, "", "refused by the test tripwire", 0.0)
+
+
+class Sandbox:
+    """A valid configuration and private paths for one agent."""
+
+    def __init__(self, root):
+        self.root = root
+        self.rsctmp = os.path.join(root, "rsctmp")
+        self.nfs = os.path.join(root, "nfs")
+        self.export = os.path.join(root, "export")
+        for d in (self.rsctmp, self.nfs, self.export, os.path.join(self.nfs, "sm")):
+            os.makedirs(d, exist_ok=True)
+
+
+def nfsexport_setup(sandbox, monkeypatch):
+    from ocf_agents import nfsexport
+    for name in ("ETAB", "RMTAB", "RMTAB_LOCK"):
+        monkeypatch.setattr(nfsexport, name, os.path.join(sandbox.nfs, name.lower()))
+    return {"clientspec": "10.213.0.0/24", "directory": sandbox.export, "fsid": "1"}
+
+
+def nfsnotify_setup(sandbox, monkeypatch):
+    from ocf_agents import nfsnotify
+    monkeypatch.setattr(nfsnotify, "STATD_DIR_CANDIDATES", (sandbox.nfs,))
+    return {"source_host": "localhost"}
+
+
+# agent -> (setup returning valid params, the commands it may run with the only
+# options it may pass them, parameters whose values are options by design)
+AGENTS = {
+    "nfsexport": (nfsexport_setup, {"exportfs": {"-v", "-o", "-u", "-f"}}, set()),
+    "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
+}
+
+
+def agent_parameters():
+    cases = []
+    for name in AGENTS:
+        if importlib.util.find_spec(f"ocf_agents.{name}") is None:
+            continue
+        agent = importlib.import_module(f"ocf_agents.{name}").AGENT
+        cases += [(name, p.name) for p in agent.parameters]
+    return cases
+
+
+def run_action(agent, action, env, monkeypatch):
+    for key in [k for k in os.environ if k.startswith(("OCF_", "HA_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if action == "probe":
+        action = "monitor"
+        monkeypatch.setenv("OCF_RESKEY_CRM_meta_interval", "0")
+    elif action == "monitor":
+        monkeypatch.setenv("OCF_RESKEY_CRM_meta_interval", "10000")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = agent.run([action])
+    return code, err.getvalue()
+
+
+def check_case(name, param, value, action, monkeypatch, root):
+    setup, commands, option_params = AGENTS[name]
+    module = importlib.import_module(f"ocf_agents.{name}")
+    sandbox = Sandbox(tempfile.mkdtemp(dir=root))
+    params = setup(sandbox, monkeypatch)
+    params[param] = value
+    tripwire = Tripwire()
+    monkeypatch.setattr(ocf, "run_command", tripwire)
+    written = []
+    real_write = ocf.write_file_atomically
+
+    def recording_write(path, data, mode=0o644):
+        written.append(os.path.realpath(os.path.dirname(path)))
+        return real_write(path, data, mode)
+    monkeypatch.setattr(module, "write_file_atomically", recording_write)
+    env = {"OCF_RESOURCE_INSTANCE": "fuzz", "HA_RSCTMP": sandbox.rsctmp,
+           "OCF_RESKEY_CRM_meta_timeout": "2000", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    code, stderr = run_action(module.AGENT, action, env, monkeypatch)
+
+    shown = value if len(value) < 80 else value[:60] + f"...({len(value)} chars)"
+    where = f"{name} {action} {param}={shown!r}"
+    assert code in VALID_EXIT_CODES, where
+    assert "failed unexpectedly" not in stderr, f"{where}: {stderr[:300]}"
+    assert "Traceback" not in stderr, where
+    if code not in (0, 7, 8):
+        assert "ocf-exit-reason:" in stderr, f"{where}: no exit reason: {stderr[:300]}"
+    for argv in tripwire.calls:
+        assert argv[0] in commands, f"{where}: ran {argv}"
+        if param in option_params:
+            continue
+        options = {arg for arg in argv[1:] if arg.startswith("-")}
+        assert options <= commands[argv[0]], f"{where}: value became an option: {argv}"
+    for directory in written:
+        assert directory.startswith(os.path.realpath(sandbox.root)), \
+            f"{where}: wrote into {directory}"
+
+
+@pytest.mark.parametrize("name,param", agent_parameters())
+def test_any_value_of_any_parameter_gives_a_clean_answer(name, param, monkeypatch,
+                                                         tmp_path_factory):
+    root = str(tmp_path_factory.mktemp(f"fuzz-{name}-{param}"))
+    per_parameter = max(50, EXAMPLES // len([p for n, p in agent_parameters() if n == name]))
+
+    @settings(max_examples=per_parameter, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(value=VALUES, action=st.sampled_from(ACTIONS))
+    def case(value, action):
+        with monkeypatch.context() as patch:
+            check_case(name, param, value, action, patch, root)
+
+    case()
