@@ -12,7 +12,7 @@ from pathlib import Path
 
 import os
 
-from . import BRIDGE, CLIENT_BASE, LAB_DIR, REPO_ROOT, SUBNET, fencing
+from . import BRIDGE, CLIENT_BASE, FIRST_VIP, LAB_DIR, REPO_ROOT, SUBNET, fencing
 from .node import Machine, Node
 from .util import LabError, run, say, step, tail, wait_for
 
@@ -124,7 +124,19 @@ class Cluster:
                 client.create()
             fencing.install()
             self.install_agents()
+            self.write_hosts()
             self.save()
+
+    def write_hosts(self):
+        """One /etc/hosts for every lab machine: nodes, clients and the
+        floating IPs by name (sm-notify needs a name for its source address)."""
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{m.address}\t{m.name}" for m in self.nodes + self.clients]
+        lines += [f"{SUBNET}.{FIRST_VIP + i}\tvip{i}" for i in range(10)]
+        hosts = self.lab_dir / "hosts"
+        hosts.write_text("\n".join(lines) + "\n")
+        self.setup.setdefault("binds", {})["/etc/hosts"] = str(hosts)
+        self.client_setup.setdefault("binds", {})["/etc/hosts"] = str(hosts)
 
     def install_agents(self):
         """ocf:pyha agents from this checkout (or $PYHA_LAB_AGENTS_FROM) into

@@ -211,8 +211,14 @@ class Machine:
                  sys.executable, "-m", "lab.node", "boot", json.dumps(spec)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, check=True)
         wait_for(self.is_on, 15, f"{self.name} to boot")
+        self.start_services()
+
+    def start_services(self):
+        """Start the machine's boot-time services that are not running."""
+        running = {c for _, c in self.processes()}
         for argv in self.setup.get("services", []):
-            self.spawn(argv)
+            if Path(argv[0]).name[:15] not in running:
+                self.spawn(argv)
 
     def power_off(self):
         """Crash: NIC dark, every process of the machine SIGKILLed."""

@@ -69,14 +69,17 @@ def _reboot(cluster, stack, node):
     cluster.start([node], timeout=60)
 
 
-def _cleanup(cluster, stack, node):
+def _restart_and_cleanup(cluster, stack, node):
+    """After kill -9: the service manager restarts the killed process (as
+    systemd's Restart= would), then the admin clears the failure."""
+    node.start_services()
     cluster.pcs("resource", "cleanup")
 
 
 SCENARIOS = {
     # name: (inject, recover, the failed node is fenced)
     "standby": (_standby, _unstandby, False),
-    "kill9": (_kill9, _cleanup, False),
+    "kill9": (_kill9, _restart_and_cleanup, False),
     "crash": (_crash, _reboot, True),
     "linkdown": (_cut, _reboot, True),
 }

@@ -11,8 +11,8 @@
 # Prerequisites on every node: the DRBD resource $DRBD_RESOURCE defined (and
 # its metadata created), ocf:pyha agents installed
 # (python3 -m ocf_agents install), rpcbind and rpc.statd running (the NFS
-# server's own services), and a working fence device (DRBD without fencing
-# risks split brain).
+# server's own services), $VIP with a name in /etc/hosts (sm-notify sends the
+# name), and a working fence device (DRBD without fencing risks split brain).
 set -euo pipefail
 
 NODES=${NODES:-"node1 node2"}            # the two nodes that hold the disk
