@@ -55,13 +55,18 @@ def lab_factory():
         pytest.skip(reason)
     made = []
 
-    def make(n_nodes=2, fencing=True, **kw):
+    def make(n_nodes=2, stack=None, fencing=True, **kw):
         wipe()
         cluster = Cluster(n_nodes, LAB_DIR, **kw)
         made.append(cluster)
+        cluster.stack = stack.name if stack else None
         cluster.create()
+        if stack:
+            stack.prepare(cluster)
         cluster.start()
         cluster.configure_fencing(enabled=fencing)
+        if stack:
+            stack.configure(cluster)
         return cluster
 
     yield make
