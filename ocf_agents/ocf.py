@@ -488,6 +488,24 @@ class Resource:
             return result.out.strip() if result.rc == 0 else None
         return result.rc == 0
 
+    def cluster_attribute(self, name, value=None, delete=False):
+        """Set, delete or (value None) read a cluster-wide crm_config attribute.
+
+        Reading an attribute that is not set returns None (crm_attribute exits 6).
+        """
+        argv = ["crm_attribute", "--quiet", "--type", "crm_config", "--name", name]
+        if delete:
+            argv.append("--delete")
+        elif value is not None:
+            argv += ["--update", str(value)]
+        else:
+            argv.append("--query")
+        result = self.run(argv, timeout=min(max(self.time_left() - 1, 1), 30),
+                          quiet=value is None and not delete)
+        if value is None and not delete:
+            return result.out.strip() if result.rc == 0 else None
+        return result.rc == 0
+
     def set_promotion_score(self, score):
         """Promotion score for this clone instance on this node (None deletes it)."""
         name = "master-" + self.instance_without_clone_suffix

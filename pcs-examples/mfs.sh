@@ -1,0 +1,86 @@
+#!/bin/sh
+# A highly available MooseFS master with Pacemaker: a floating IP and ocf:pyha:mfsmaster.
+#
+# The seed's keepalived design (VIP + notify scripts that start mfsmaster, rsync of
+# /var/lib/mfs both ways, pgrep as health check) done with Pacemaker. Choose where the
+# master's DATA_PATH lives on the node that takes over:
+#
+#   STORAGE=metalogger VIP=10.213.0.100 sh pcs-examples/mfs.sh
+#       DATA_PATH is local on each node; a metalogger on every node follows the master
+#       through the VIP, and the standby restores from its metalogger's directory
+#       (metadata_sources). Changes the metalogger had not received yet are lost; the
+#       cluster attribute the agent keeps refuses a restore older than what the cluster saw.
+#
+#   STORAGE=drbd DRBD_RESOURCE=mfs DEVICE=/dev/drbd1 VIP=10.213.0.100 sh pcs-examples/mfs.sh
+#       DATA_PATH is on DRBD (ocf:pyha:drbd promotable clone + ocf:heartbeat:Filesystem):
+#       the standby mounts the dead master's own directory, so nothing is lost; the agent
+#       runs mfsmaster -a (safely) after a crash.
+#
+# Needs on every node: moosefs-master (and moosefs-metalogger for STORAGE=metalogger),
+# /etc/mfs/mfsmaster.cfg with the same settings, MASTER_HOST=$VIP in the chunkservers',
+# metaloggers' and clients' configuration, ocf:pyha:* installed (python3 -m ocf_agents
+# install). Run on one cluster node; everything is written in one CIB push.
+set -eu
+
+STORAGE=${STORAGE:-metalogger}
+VIP=${VIP:?set VIP to the floating address of the master (MASTER_HOST everywhere)}
+CIDR=${CIDR:-24}
+MFSMASTER_CFG=${MFSMASTER_CFG:-/etc/mfs/mfsmaster.cfg}
+METALOGGER_CFG=${METALOGGER_CFG:-/etc/mfs/mfsmetalogger.cfg}
+# The metalogger's DATA_PATH (from mfsmetalogger.cfg); keep it apart from the master's.
+METALOGGER_DATA=${METALOGGER_DATA:-/var/lib/mfs-metalogger}
+DRBD_RESOURCE=${DRBD_RESOURCE:-mfs}
+DEVICE=${DEVICE:-/dev/drbd1}
+MOUNTPOINT=${MOUNTPOINT:-/var/lib/mfs}     # = DATA_PATH in mfsmaster.cfg
+FSTYPE=${FSTYPE:-ext4}
+
+cib=$(mktemp /tmp/pyha-mfs-cib.XXXXXX)
+trap 'rm -f "$cib"' EXIT
+pcs cluster cib "$cib"
+
+pcs -f "$cib" resource create mfs-ip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
+    op monitor interval=10s
+
+case "$STORAGE" in
+metalogger)
+    # A metalogger on every node (mfsmetalogger has no OCF agent: ocf:heartbeat:anything
+    # keeps it in the foreground). It connects to the VIP, wherever the master runs.
+    pcs -f "$cib" resource create mfs-metalogger ocf:heartbeat:anything \
+        binfile=/usr/sbin/mfsmetalogger cmdline_options="-f -c $METALOGGER_CFG start" \
+        op monitor interval=30s clone
+    pcs -f "$cib" resource create mfs-master ocf:pyha:mfsmaster \
+        config="$MFSMASTER_CFG" metadata_sources="$METALOGGER_DATA" \
+        op start timeout=300s op stop timeout=120s \
+        op monitor interval=10s timeout=20s \
+        op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
+    pcs -f "$cib" resource group add mfs mfs-ip mfs-master
+    ;;
+drbd)
+    pcs -f "$cib" resource create "drbd-$DRBD_RESOURCE" ocf:pyha:drbd \
+        drbd_resource="$DRBD_RESOURCE" \
+        op monitor interval=29s role=Promoted timeout=20s \
+        op monitor interval=31s role=Unpromoted timeout=20s \
+        promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true
+    pcs -f "$cib" resource create mfs-fs ocf:heartbeat:Filesystem \
+        device="$DEVICE" directory="$MOUNTPOINT" fstype="$FSTYPE" op monitor interval=20s
+    pcs -f "$cib" resource create mfs-master ocf:pyha:mfsmaster config="$MFSMASTER_CFG" \
+        op start timeout=300s op stop timeout=120s \
+        op monitor interval=10s timeout=20s \
+        op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
+    # filesystem, then the address, then the master; all where DRBD is Primary
+    pcs -f "$cib" resource group add mfs mfs-fs mfs-ip mfs-master
+    pcs -f "$cib" constraint colocation add mfs with Promoted "drbd-$DRBD_RESOURCE-clone" INFINITY
+    pcs -f "$cib" constraint order promote "drbd-$DRBD_RESOURCE-clone" then start mfs
+    ;;
+*)
+    echo "STORAGE must be metalogger or drbd" >&2
+    exit 2
+    ;;
+esac
+
+# A master that fails once should move, not restart in place forever; and it must not
+# come back to a node by itself (the agent refuses stale metadata anyway).
+pcs -f "$cib" resource meta mfs-master migration-threshold=1 resource-stickiness=200
+
+pcs cluster cib-push "$cib" --config
+echo "created group mfs (VIP $VIP, ocf:pyha:mfsmaster, storage: $STORAGE)"

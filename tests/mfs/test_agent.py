@@ -1,0 +1,78 @@
+"""monitor, stop, validation and ocf-tester for the installed ocf:pyha:mfsmaster."""
+import os
+import signal
+import subprocess
+
+import pytest
+
+
+@pytest.fixture
+def running(lab, agent):
+    cfg = lab.master_cfg("master")
+    code, err = agent("start", config=cfg, create_filesystem="true")
+    assert code == 0, err
+    return cfg
+
+
+def test_monitor_is_not_running_before_start_and_after_stop(lab, agent, running):
+    assert agent("monitor", config=running)[0] == 0
+    assert agent("start", config=running)[0] == 0          # already running: success
+    assert agent("stop", config=running)[0] == 0
+    assert agent("monitor", config=running)[0] == 7
+    assert agent("stop", config=running)[0] == 0           # already stopped: success
+    # a probe on a node where DATA_PATH is not even there (DRBD not mounted)
+    assert agent("monitor", config=lab.master_cfg("elsewhere"))[0] == 7
+
+
+def test_monitor_fails_when_the_master_holds_its_lock_but_does_not_answer(lab, agent, running):
+    pids = lab.master_pids(lab.root / "master")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        code, err = agent("monitor", config=running, timeout=5)
+        assert code == 1 and "does not answer" in err, err
+        # stop escalates to SIGKILL within its timeout and waits for the lock
+        code, err = agent("stop", config=running, timeout=12)
+        assert code == 0, err
+        assert "SIGKILL" in err
+        assert not lab.master_pids(lab.root / "master")
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert agent("monitor", config=running)[0] == 7
+
+
+def test_deeper_monitor_counts_chunkservers(lab, agent, running):
+    assert agent("monitor", config=running, check_level=10, min_chunkservers=0)[0] == 0
+    code, err = agent("monitor", config=running, check_level=10)
+    assert code == 1 and "0 chunkserver(s) connected" in err, err
+    lab.start_chunkserver(1)
+    lab.wait_ready(1)
+    assert agent("monitor", config=running, check_level=10)[0] == 0
+    assert agent("monitor", config=running, check_level=20)[0] == 0
+
+
+def test_validate_reports_configuration_errors(lab, agent):
+    assert agent("validate-all", config=lab.root / "missing.cfg")[0] == 6
+    assert agent("stop", config=lab.root / "missing.cfg")[0] == 0
+    assert agent("validate-all", config="relative.cfg")[0] == 6
+    cfg = lab.master_cfg("master")
+    assert agent("validate-all", config=cfg)[0] == 0
+    assert agent("validate-all", config=cfg, restore="sometimes")[0] == 6
+    assert agent("validate-all", config=cfg, mfsmaster="/nonexistent/mfsmaster")[0] == 5
+    bad_user = lab.master_cfg("baduser", WORKING_USER="pyha-mfs-nobody")
+    assert agent("validate-all", config=bad_user)[0] == 6
+
+
+def test_ocf_tester_passes_for_the_installed_agent(lab, agent):
+    cfg = lab.master_cfg("master")
+    argv = ["ocf-tester", "-n", "mfs", "-o", f"config={cfg}", "-o", "create_filesystem=true",
+            str(agent.path)]
+    env = agent.env({}, timeout=60)
+    del env["OCF_RESKEY_CRM_meta_timeout"], env["OCF_RESKEY_CRM_meta_interval"]
+    result = lab.ns_run(argv, check=False, timeout=240, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout

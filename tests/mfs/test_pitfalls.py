@@ -1,0 +1,211 @@
+"""Each restore pitfall of the reference, against a real crashed master.
+
+The crashed master here was started by the agent (so monitor recorded its
+version in the fake cluster attribute), had a metalogger and a client, made
+metadata-only changes (directories: no chunkservers needed) and was killed -9.
+"""
+import os
+import shutil
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+
+def last_change(path):
+    lines = Path(path).read_bytes().split(b"\n")
+    complete = lines[:-1]
+    return int(complete[-1].split(b":", 1)[0]) if complete else None
+
+
+def all_changes(*directories):
+    """{change number: line} from every changelog in the directories."""
+    changes = {}
+    for directory in directories:
+        for path in Path(directory).glob("changelog*.mfs"):
+            for line in path.read_bytes().split(b"\n")[:-1]:
+                changes[int(line.split(b":", 1)[0])] = line + b"\n"
+    return changes
+
+
+def make_dirs(mountpoint, prefix, count):
+    for index in range(count):
+        os.mkdir(mountpoint / f"{prefix}{index}")
+
+
+def source_dir(lab, name, metadata_from, changes):
+    """A directory holding a metadata file and one changelog with the given lines."""
+    directory = lab.data_dir(name)
+    for path in Path(metadata_from).glob("metadata*"):
+        shutil.copy(path, directory / path.name)
+    (directory / "changelog.0.mfs").write_bytes(b"".join(changes))
+    for path in directory.iterdir():
+        shutil.chown(path, "mfs", "mfs")
+    return directory
+
+
+def snapshot(directory):
+    return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+
+
+@pytest.fixture
+def crashed(lab, agent):
+    primary = lab.master_cfg("master")
+    code, err = agent("start", config=primary, create_filesystem="true")
+    assert code == 0, err
+    metalogger = lab.start_metalogger()
+    mnt = lab.mount()
+    make_dirs(mnt, "a", 10)
+    data = lab.root / "master"
+    lab.wait_for(lambda: (metalogger / "changelog_ml.0.mfs").exists()
+                 and last_change(metalogger / "changelog_ml.0.mfs")
+                 == last_change(data / "changelog.0.mfs"), "metalogger caught up")
+    assert agent("monitor", config=primary)[0] == 0
+    crash = SimpleNamespace(primary=primary, data=data, metalogger=metalogger, mnt=mnt,
+                            standby=lab.master_cfg("standby"), standby_data=lab.root / "standby")
+
+    def kill():
+        lab.kill_master(data)
+    crash.kill = kill
+    return crash
+
+
+def started_dirs(lab):
+    info = lab.wait_for(lab.master_info, "master answering")
+    return info["dirs"] - 1  # without the root
+
+
+def assert_refused_and_untouched(lab, agent, crash, code, err, reason):
+    assert code == 1, err
+    assert reason in err, err
+    assert agent("monitor", config=crash.standby)[0] == 7
+    assert not lab.master_pids(crash.standby_data)
+    # the standby's data directory is exactly as before: no staging copy, no metadata
+    assert sorted(os.listdir(crash.standby_data)) == []
+
+
+def test_torn_last_line_is_cut_in_the_copy_and_every_change_restored(lab, agent, crash_torn):
+    crash, torn, original = crash_torn
+    code, err = agent("start", config=crash.standby, metadata_sources=torn)
+    assert code == 0, err
+    assert "torn last line" in err
+    assert started_dirs(lab) == 10
+    assert (torn / "changelog.0.mfs").read_bytes() == original  # the source is untouched
+
+
+@pytest.fixture
+def crash_torn(lab, crashed):
+    crashed.kill()
+    changes = all_changes(crashed.metalogger)
+    highest = max(changes)
+    torn_line = f"{highest + 1}: 1795255212|CREATE(1,never-finished,2,511".encode()
+    torn = source_dir(lab, "torn", crashed.metalogger,
+                      [changes[n] for n in sorted(changes)] + [torn_line])
+    original = (torn / "changelog.0.mfs").read_bytes()
+    return crashed, torn, original
+
+
+def test_plain_restore_of_a_torn_changelog_exits_0_at_an_old_version(lab, crash_torn):
+    """The reference's observation the torn-line handling exists for."""
+    crash, torn, _ = crash_torn
+    cfg = lab.master_cfg("plain")
+    for path in torn.iterdir():
+        shutil.copy(path, lab.root / "plain" / path.name)
+        shutil.chown(lab.root / "plain" / path.name, "mfs", "mfs")
+    lab.ns_run(["mfsmaster", "-c", cfg, "-a", "restore"])
+    dump = lab.ns_run(["sh", "-c", f"mfsmetadump {lab.root / 'plain' / 'metadata.mfs'} | head -3"])
+    version = int(dump.stdout.split("# version:")[1].split()[0])
+    assert version < last_change(torn / "changelog.0.mfs")
+
+
+def test_changelog_gap_is_refused_and_nothing_is_touched(lab, agent, crashed):
+    crashed.kill()
+    changes = all_changes(crashed.metalogger)
+    numbers = sorted(changes)
+    hole = numbers[len(numbers) // 2: len(numbers) // 2 + 3]
+    gap = source_dir(lab, "gap", crashed.metalogger,
+                     [changes[n] for n in numbers if n not in hole])
+    before = snapshot(gap)
+    code, err = agent("start", config=crashed.standby, metadata_sources=gap)
+    assert_refused_and_untouched(lab, agent, crashed, code, err, "changelog gap")
+    assert snapshot(gap) == before
+
+
+def test_metadata_of_a_different_filesystem_is_refused(lab, agent, crashed):
+    lab.stop_daemon("metalogger")  # or it would follow the other master below
+    crashed.kill()
+    # another, newer filesystem, cleanly stopped, whose files sit in a source directory
+    lab.start_master("other")
+    make_dirs(lab.mount("other-mnt"), "x", 20)
+    lab.stop_daemon("other")
+    foreign = lab.root / "other"
+    assert (foreign / "metadata.mfs").exists()
+    code, err = agent("start", config=crashed.standby,
+                      metadata_sources=f"{crashed.metalogger} {foreign}")
+    assert_refused_and_untouched(lab, agent, crashed, code, err, "metadata id mismatch")
+    assert str(foreign) in err
+    # with no cluster record either (the first failover), the mix is still refused
+    agent.cib.unlink()
+    code, err = agent("start", config=crashed.standby,
+                      metadata_sources=f"{crashed.metalogger} {foreign}")
+    assert_refused_and_untouched(lab, agent, crashed, code, err, "metadata id mismatch")
+
+
+def test_metalogger_lag_is_refused_alone_and_healed_by_the_dead_masters_changelog(
+        lab, agent, crashed):
+    lab.stop_daemon("metalogger")
+    make_dirs(crashed.mnt, "b", 3)
+    assert agent("monitor", config=crashed.primary)[0] == 0  # records the newest version
+    crashed.kill()
+
+    code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
+    assert_refused_and_untouched(lab, agent, crashed, code, err, "stale master")
+
+    code, err = agent("start", config=crashed.standby,
+                      metadata_sources=f"{crashed.metalogger} {crashed.data}")
+    assert code == 0, err
+    assert started_dirs(lab) == 13
+
+
+def test_stale_data_directory_is_refused(lab, agent, crashed):
+    lab.stop_daemon("metalogger")
+    assert agent("stop", config=crashed.primary)[0] == 0   # clean stop: metadata.mfs
+    old = lab.master_cfg("old")
+    for path in crashed.data.iterdir():
+        shutil.copy(path, lab.root / "old" / path.name)
+        shutil.chown(lab.root / "old" / path.name, "mfs", "mfs")
+    assert agent("start", config=crashed.primary)[0] == 0
+    make_dirs(crashed.mnt, "c", 3)
+    assert agent("stop", config=crashed.primary)[0] == 0   # records the final version
+
+    code, err = agent("start", config=old)
+    assert code == 1 and "stale master" in err, err
+    assert not lab.master_pids(lab.root / "old")
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert started_dirs(lab) == 13
+
+
+def test_restore_never_refuses_a_crashed_directory(lab, agent, crashed):
+    crashed.kill()
+    before = snapshot(crashed.data)
+    code, err = agent("start", config=crashed.primary, restore="never")
+    assert code == 1 and "restore=never" in err, err
+    assert snapshot(crashed.data).keys() == before.keys()
+    # with the default policy the same directory comes back by itself
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert started_dirs(lab) == 10
+
+
+def test_empty_data_directory_is_not_a_new_filesystem_unless_asked(lab, agent):
+    cfg = lab.master_cfg("fresh")
+    code, err = agent("start", config=cfg)
+    assert code == 1 and "create_filesystem=true" in err, err
+    code, err = agent("start", config=cfg, create_filesystem="true")
+    assert code == 0, err
+    assert agent("stop", config=cfg)[0] == 0
+    # once the cluster has recorded a filesystem, an empty directory is refused even so
+    code, err = agent("start", config=lab.master_cfg("empty"), create_filesystem="true")
+    assert code == 1 and "refusing to start an empty one" in err, err
