@@ -34,7 +34,11 @@ CLUSTER_DIRS = {
     "/var/lib/pacemaker": ("/var/lib/pacemaker", None, 0o755),
     "/var/log/pacemaker": ("/var/log/pacemaker", "hacluster:haclient", 0o770),
     "/var/lib/nfs": ("/var/lib/nfs", None, 0o755),
-    "/srv": (None, None, 0o755),  # mount points of the stacks' filesystems
+    # Mount points of the stacks' filesystems go BELOW this, never onto a
+    # bind mount of ours: ocf:heartbeat:Filesystem takes a bind mount at its
+    # directory for its own mount and, failing to unmount it, fuser-kills
+    # every process on the host's root filesystem.
+    "/srv": (None, None, 0o755),
 }
 PACEMAKER_SUBDIRS = ("cib", "pengine", "blackbox", "cores")
 
@@ -130,6 +134,8 @@ class Machine:
         self.dir.mkdir(parents=True, exist_ok=True)
         for target, (seed, owner, mode) in self.private_dirs.items():
             dest = self.path(target)
+            if not Path(target).is_dir():
+                continue  # nothing to hide on this machine (package not installed)
             if dest.exists():
                 continue
             if seed and Path(seed).is_dir():
@@ -200,7 +206,7 @@ class Machine:
             return
         self.link_power(True)
         self.pidfile.unlink(missing_ok=True)
-        mounts = {t: str(self.path(t)) for t in self.private_dirs}
+        mounts = {t: str(self.path(t)) for t in self.private_dirs if self.path(t).exists()}
         mounts.update(self.setup.get("binds", {}))
         spec = {"name": self.name, "pidfile": str(self.pidfile), "mounts": mounts}
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))

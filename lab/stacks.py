@@ -234,4 +234,131 @@ class NfsDrbdStack(DrbdMixin, Stack):
         return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
 
 
-STACKS = {"stateful": StatefulStack, "nfs": NfsDrbdStack}
+class MfsDrbdStack(DrbdMixin, Stack):
+    """pcs-examples/mfs.sh (STORAGE=drbd): DRBD -> ext4 on /var/lib/mfs -> VIP ->
+    ocf:pyha:mfsmaster.  Two chunkservers and a FUSE client run on a third
+    machine ("client") and reach the master only through the VIP."""
+
+    name = "mfs"
+    promotable = "drbd-r0"
+    service_process = "mfsmaster"
+    vip = f"{SUBNET}.{FIRST_VIP}"
+    data_path = "/srv/mfs"      # = DATA_PATH and the DRBD filesystem's mount point
+    mnt = "/tmp/mfs"            # the FUSE mount, inside the client machine
+
+    def __init__(self):
+        self.written = {}
+
+    def prepare(self, cluster):
+        from .node import Machine
+        if not cluster.clients:
+            cluster.clients.append(Machine("client", f"{SUBNET}.{CLIENT_BASE}",
+                                           cluster.lab_dir, cluster.client_setup))
+            cluster.clients[0].create()
+            cluster.write_hosts()
+        self.prepare_drbd(cluster)
+        etc = cluster.lab_dir / "mfs-etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "mfsmaster.cfg").write_text(
+            f"DATA_PATH = {self.data_path}\nEXPORTS_FILENAME = /etc/mfs/mfsexports.cfg\n"
+            "TOPOLOGY_FILENAME = /etc/mfs/mfstopology.cfg\n")
+        (etc / "mfsexports.cfg").write_text("* / rw,alldirs,admin,maproot=0:0\n")
+        (etc / "mfstopology.cfg").write_text("")
+        cluster.setup.setdefault("binds", {})["/etc/mfs"] = str(etc)
+        # The client machine: chunkservers on host directories, configs there too.
+        cdir = cluster.lab_dir / "client-mfs"
+        cdir.mkdir(exist_ok=True)
+        os.chmod(cluster.lab_dir, 0o755)
+        services = []
+        for i in (1, 2):
+            for sub in (f"cs{i}", f"cs{i}-hdd"):
+                (cdir / sub).mkdir(exist_ok=True)
+                run(["chown", "mfs:mfs", cdir / sub])
+            (cdir / f"cs{i}-hdd.cfg").write_text(f"{cdir / f'cs{i}-hdd'}\n")
+            (cdir / f"cs{i}.cfg").write_text(
+                f"DATA_PATH = {cdir / f'cs{i}'}\nHDD_CONF_FILENAME = {cdir / f'cs{i}-hdd.cfg'}\n"
+                f"MASTER_HOST = {self.vip}\nMASTER_RECONNECTION_DELAY = 1\n"
+                f"CSSERV_LISTEN_PORT = {9422 + 2 * i}\nHDD_LEAVE_SPACE_DEFAULT = 64MiB\n")
+            services.append(["mfschunkserver", "-f", "-c", str(cdir / f"cs{i}.cfg"), "start"])
+        cluster.client_setup["services"] = services
+        cluster.save()
+
+    def configure(self, cluster):
+        node = cluster.nodes[0]
+        with step("creating the MooseFS filesystem on DRBD (one-time)", cluster.explain):
+            r, dev, mp = self.drbd_resource, self.drbd_device, self.data_path
+            node.run(["sh", "-c",
+                      f"set -e; cp /var/lib/mfs/metadata.mfs.empty /tmp/empty; mkdir -p {mp}; drbdadm up {r}; "
+                      f"drbdadm primary --force {r}; mkfs.ext4 -q -F {dev}; mount {dev} {mp}; "
+                      f"cp /tmp/empty {mp}/metadata.mfs; chown -R mfs:mfs {mp}; umount {mp}; "
+                      f"drbdadm secondary {r}; drbdadm down {r}"], timeout=120)
+        script = REPO_ROOT / "pcs-examples" / "mfs.sh"
+        with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
+            node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
+                      f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
+                      f"MOUNTPOINT={self.data_path}", "sh", script], timeout=180)
+        with step("waiting for the MooseFS master", cluster.explain):
+            self.wait_active(cluster, timeout=120)
+        client = cluster.clients[0]
+        with step("starting chunkservers and the FUSE client on the client machine",
+                  cluster.explain):
+            client.start_services()
+            client.run(["mkdir", "-p", self.mnt])
+            client.spawn(["mfsmount", "-f", "-H", self.vip, "-P", "9421", self.mnt])
+            wait_for(lambda: client.run(["mountpoint", "-q", self.mnt], check=False,
+                                        quiet=True).returncode == 0, 30, "mfsmount")
+            wait_for(lambda: self._client_write_ok(cluster), 60,
+                     "the filesystem to accept writes (chunkservers registered)")
+
+    def _client_write_ok(self, cluster):
+        client = cluster.clients[0]
+        proc = client.run(["sh", "-c", f"echo ok > {self.mnt}/.probe && cat {self.mnt}/.probe"],
+                          check=False, quiet=True, timeout=30)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def active_node(self, cluster, via=None):
+        promoted = cluster.where("drbd-r0", "Promoted", via=via)
+        places = [cluster.where(r, via=via) for r in ("mfs-fs", "mfs-ip", "mfs-master")]
+        if len(promoted) == 1 and all(p == promoted for p in places):
+            return promoted[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        """The VIP and a live master on node, and (once the client is up)
+        the client reads the filesystem's root through the VIP."""
+        addr = node.run(["ip", "-o", "addr", "show"], check=False, quiet=True).stdout
+        if f" {self.vip}/" not in addr or not node.pids_of("mfsmaster"):
+            return False
+        client = cluster.clients[0] if cluster.clients else None
+        if client is None or not client.is_on() or                 client.run(["mountpoint", "-q", self.mnt], check=False, quiet=True).returncode:
+            return True
+        # Verified = a file written through the old master reads back.
+        proc = client.run(["timeout", "3", "cat", f"{self.mnt}/.probe"], check=False,
+                          quiet=True, timeout=10)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def write_data(self, cluster, tag):
+        client = cluster.clients[0]
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 2000
+        name = f"data-{tag}"
+        client.run(["sh", "-c", f"cat > {self.mnt}/{name} && sync"], input=content, quiet=True)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+
+    def check_data(self, cluster, node):
+        client = cluster.clients[0]
+        for name, digest in self.written.items():
+            def readable():
+                proc = client.run(["sha256sum", f"{self.mnt}/{name}"], check=False,
+                                  quiet=True, timeout=30)
+                return proc if proc.returncode == 0 else None
+            proc = wait_for(readable, 30, f"{name} readable through the client")
+            if proc.stdout.split()[0] != digest:
+                raise LabError(f"{name} changed (read through the client)", proc.stdout)
+
+    def rejoined_ok(self, cluster, node):
+        if node.name not in cluster.where("drbd-r0", "Unpromoted"):
+            return False
+        return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
+
+
+STACKS = {"stateful": StatefulStack, "nfs": NfsDrbdStack, "mfs": MfsDrbdStack}
