@@ -96,8 +96,10 @@ class Cluster:
 
     @property
     def floor_s(self):
-        """Corosync's detection floor: token timeout + consensus."""
-        return (self.token_ms + self.consensus_ms) / 1000.0
+        """Corosync's detection floor: token timeout + consensus (corosync adds
+        token_coefficient, 650 ms, per node beyond two to the token)."""
+        token = self.token_ms + 650 * max(0, len(self.nodes) - 2)
+        return (token + self.consensus_ms) / 1000.0
 
     def running_nodes(self):
         return [n for n in self.nodes if n.is_on()]
