@@ -7,17 +7,20 @@ rules and is written with crm_attribute only when it changes: the last value wri
 in the agent's state directory, so a steady-state monitor is one drbdsetup call and no CIB
 write.
 
-Split brain (a StandAlone connection: DRBD drops the connection after detecting one, and
-the agent itself never disconnects) is reported loudly: ocf-exit-reason, a crit log line and
-the node attribute ``drbd-<resource>-split-brain``. Data is discarded only with
+Split brain is reported loudly (ocf-exit-reason, a crit log line, the node attribute
+``drbd-<resource>-split-brain``) on evidence, not on a StandAlone connection alone: DRBD's
+split-brain handler ran (``drbd split-brain-handler``, below, leaves a flag file), or the
+generation UUIDs diverged (``drbdsetup get-gi``, exchanged through a node attribute; only
+while a peer is not connected). Data is discarded only with
 split_brain_recovery=discard-secondary.
 """
 
 import os
+import sys
 import time
 
 from ocf_agents.ocf import (
-    ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
+    ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
     SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, OCFError, Parameter, have_binary,
     read_file, write_file_atomically,
 )
@@ -69,6 +72,13 @@ def parse_peer_primary_policy(value):
     raise ValueError(f"{value!r} must be true, false or unexpected")
 
 
+def parse_absolute_path(value):
+    """A file path handed to a DRBD tool or read by the agent: absolute, so never an option."""
+    if not value.startswith("/") or any(c in value for c in "\n\r\t"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
 def parse_recovery(value):
     if value not in ("none", "discard-secondary"):
         raise ValueError(f"{value!r} must be none or discard-secondary")
@@ -107,6 +117,8 @@ class DrbdState:
         self.disks = []          # local disk state per volume
         self.client = False      # diskless client on every volume (intentionally)
         self.quorum = True
+        self.volumes = []        # volume number per device (DRBD 9)
+        self.minors = []         # minor per device
         self.peers = {}          # peer id -> Peer
 
     @property
@@ -172,6 +184,8 @@ def parse_events2(text, resource):
             peer.role = f.get("role", "Unknown")
         elif kind == "device":
             volumes += 1
+            st.volumes.append(f.get("volume", "0"))
+            st.minors.append(f.get("minor", ""))
             disk = f.get("disk", "Diskless")
             st.disks.append(disk)
             if disk == "Diskless" and f.get("client") == "yes":
@@ -250,6 +264,8 @@ def parse_sh_status(text):
         if key == "_minor" and block:
             _apply_84(st, block.get("_role"), block.get("_peer"), block.get("_disk"),
                       block.get("_pdsk"), block.get("_cstate"))
+            if len(st.minors) < len(st.disks):
+                st.minors.append(block.get("_minor", ""))
             done = block.get("_resynced_percent")
             if done and st.peers:
                 try:
@@ -299,6 +315,21 @@ def parse_proc_drbd(text):
     return version, {m: tuple(v) for m, v in minors.items()}
 
 
+def read_head(path, limit=65536):
+    """The start of a file such as /proc/drbd; "" when it cannot be read. Bounded and
+    non-blocking, because the path is a parameter (it could name /dev/zero or a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, limit).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 # --- talking to DRBD ----------------------------------------------------------
 class Drbd:
     """drbdadm/drbdsetup for one resource, plus the agent's small persistent memory."""
@@ -344,7 +375,7 @@ class Drbd:
 
     def kernel_version(self, use_cache=True):
         """DRBD module version (tuple) or None when the module is not loaded."""
-        text = read_file(self.res.params.proc_drbd)
+        text = read_head(self.res.params.proc_drbd)
         if text:
             version = parse_proc_drbd(text)[0]
             if version:
@@ -376,6 +407,56 @@ class Drbd:
         outs = [self.adm(word, timeout=15, quiet=True).out for word in ("role", "cstate",
                                                                         "dstate")]
         return parse_drbdadm_84(*outs)
+
+
+    def generation_ids(self, version, st, peer_id):
+        """This node's data generation UUIDs towards one peer (first volume), or None.
+
+        DRBD 9: ``drbdsetup get-gi <res> <peer-node-id> <volume>``; 8.4:
+        ``drbdsetup get-gi <minor>``. Only called while a peer is not connected.
+        """
+        if version[0] >= 9:
+            volume = st.volumes[0] if st.volumes else "0"
+            argv = ["drbdsetup", "get-gi", self.name, str(peer_id), volume]
+        elif st.minors and st.minors[0].isdigit():
+            argv = ["drbdsetup", "get-gi", st.minors[0]]
+        else:
+            return None
+        result = self.res.run(argv, timeout=15, quiet=True)
+        return parse_gi(result.out) if result.rc == 0 else None
+
+
+ZERO_UUID = "0" * 16
+
+
+def parse_gi(text):
+    """(current, bitmap, history...) from ``get-gi``/``show-gi`` output, or None.
+
+    The line looks like CURRENT:BITMAP:HISTORY1:HISTORY2:flags... (16 hex digits each);
+    show-gi wraps the same line in an explanatory drawing.
+    """
+    for line in text.splitlines():
+        fields = line.strip().split(":")
+        uuids = fields[:4]
+        if len(fields) >= 5 and all(len(u) == 16 and _is_hex(u) for u in uuids):
+            return tuple(u.upper() for u in uuids)
+    return None
+
+
+def _is_hex(text):
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def uuids_diverged(mine, theirs):
+    """Split brain by generation UUIDs: both sides have a current UUID the other has never
+    seen (neither is the other's bitmap or history UUID). DRBD keeps a flag in the lowest
+    bit of a UUID; it is not part of the identity."""
+    def ids(gi):
+        return [int(u, 16) & ~1 for u in gi]
+    a, b = ids(mine), ids(theirs)
+    if a[0] == b[0] or not a[0] or not b[0]:
+        return False
+    return a[0] not in b[1:] and b[0] not in a[1:]
 
 
 # --- promotion score ------------------------------------------------------------
@@ -455,23 +536,75 @@ def pacemaker_promoted_elsewhere(res):
     return False
 
 
-def report_split_brain(res, drbd, st):
-    names = ", ".join(p.name for p in st.standalone_peers)
-    message = (f"DRBD resource {drbd.name}: connection to {names} is StandAlone - split brain "
-               "or refused handshake; resolve manually (drbdadm connect --discard-my-data on "
-               "the victim, drbdadm connect on the survivor)")
+def split_brain_flag(res, name):
+    """Written by the split-brain handler (run by DRBD) in the agent's state directory."""
+    return res.state_path(f"{name}.split-brain")
+
+
+def split_brain_evidence(res, drbd, st, version):
+    """(why it is a split brain or None, what the disconnect is otherwise).
+
+    Three signals: DRBD's split-brain handler ran (flag file), this agent already decided
+    so, or the generation UUIDs of the two sides diverged. Each side publishes its UUIDs in
+    the node attribute drbd-<resource>-gi while a peer is not connected (once per change),
+    so the other side can compare. A StandAlone peer without any of these is an
+    administrative disconnect (drbdadm disconnect), not a split brain.
+    """
+    if drbd.memory.get("split_brain") == "1":
+        return drbd.memory.get("split_brain_why", "split brain"), None
+    if os.path.exists(split_brain_flag(res, drbd.name)):
+        return "DRBD's split-brain handler reported it", None
+    peers = st.disconnected_peers
+    peer_id = next(i for i, p in st.peers.items() if p is peers[0])
+    mine = drbd.generation_ids(version, st, peer_id)
+    if mine is None:
+        return None, "own generation UUIDs unavailable"
+    attribute = f"drbd-{drbd.name}-gi"
+    published = ":".join(mine)
+    if drbd.memory.get("gi") != published:
+        if res.node_attribute(attribute, value=published):
+            drbd.remember(gi=published)
+    if version[0] < 9:
+        return None, "DRBD 8.4 does not name the peer's node; no split brain reported by DRBD"
+    note = "peer's generation UUIDs not known yet; no split brain reported by DRBD"
+    for peer in st.standalone_peers:
+        if peer.name == res.node_name:
+            continue
+        theirs = parse_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
+        if theirs is None:
+            continue
+        if uuids_diverged(mine, theirs):
+            return (f"generation UUIDs diverged: this node {mine[0]}, {peer.name} "
+                    f"{theirs[0]}, neither has seen the other's data"), None
+        note = "disconnected by an administrator; generation UUIDs not diverged"
+    return None, note
+
+
+def report_split_brain(res, drbd, st, why):
+    names = ", ".join(p.name for p in st.disconnected_peers) or "the peer"
+    message = (f"DRBD resource {drbd.name}: SPLIT BRAIN with {names} ({why}); resolve "
+               "manually: drbdadm secondary + drbdadm connect --discard-my-data on the victim, "
+               "drbdadm connect on the survivor")
     if drbd.memory.get("split_brain") != "1":
         res.log.crit(message)
         res.node_attribute(f"drbd-{drbd.name}-split-brain", value=1)
-        drbd.remember(split_brain=1)
+        drbd.remember(split_brain=1, split_brain_why=why)
     return message
 
 
 def clear_split_brain(res, drbd):
-    if drbd.memory.get("split_brain"):
+    """All peers connected again: drop the split-brain marks and the published UUIDs."""
+    flag = split_brain_flag(res, drbd.name)
+    flagged = os.path.exists(flag)
+    if drbd.memory.get("split_brain") or flagged:
         res.node_attribute(f"drbd-{drbd.name}-split-brain", delete=True)
-        drbd.remember(split_brain=None)
+        if flagged:
+            os.unlink(flag)
+        drbd.remember(split_brain=None, split_brain_why=None)
         res.log.notice(f"DRBD resource {drbd.name}: connected again, split brain cleared")
+    if drbd.memory.get("gi"):
+        res.node_attribute(f"drbd-{drbd.name}-gi", delete=True)
+        drbd.remember(gi=None)
 
 
 def recover_split_brain(res, drbd, st):
@@ -524,7 +657,9 @@ def start(res):
     if st.disconnected_peers:
         res.log.info(f"started without a connected peer ({st.describe()})")
     if st.standalone_peers:
-        report_split_brain(res, drbd, st)
+        why, _ = split_brain_evidence(res, drbd, st, version)
+        if why:
+            report_split_brain(res, drbd, st, why)
     update_score(res, drbd, st, force=True)
     return SUCCESS
 
@@ -562,8 +697,7 @@ def stop(res):
         result = drbd.adm("outdate", quiet=True)
         res.log.info(f"outdated own disk on stop (rc {result.rc})")
     res.set_promotion_score(None)
-    if drbd.memory.get("split_brain"):
-        clear_split_brain(res, drbd)
+    clear_split_brain(res, drbd)
     drbd.forget()
     return SUCCESS
 
@@ -639,30 +773,28 @@ def monitor(res):
         return NOT_RUNNING
     update_score(res, drbd, st, force=res.is_probe)
     reason = None
-    if st.standalone_peers:
-        reason = report_split_brain(res, drbd, st)
-        recover_split_brain(res, drbd, st)
-    elif not st.disconnected_peers:
+    if st.disconnected_peers:
+        why, note = split_brain_evidence(res, drbd, st, version)
+        if why:
+            reason = report_split_brain(res, drbd, st, why)
+            if st.standalone_peers:
+                recover_split_brain(res, drbd, st)
+        elif st.standalone_peers:
+            names = ", ".join(p.name for p in st.standalone_peers)
+            reason = (f"{drbd.name} degraded: connection to {names} is StandAlone ({note}) "
+                      f"({st.describe()})")
+    else:
         clear_split_brain(res, drbd)
     if st.primary and st.disk_failed:
         raise OCFError(FAILED_PROMOTED, f"{drbd.name} is Primary without its local disk "
                                         f"({st.describe()})")
     degraded = bool(st.disconnected_peers) and res.params.report_degraded
     if degraded:
-        if reason is None:
-            reason = f"{drbd.name} degraded: peer not connected ({st.describe()})"
-        degraded_reason(res, reason)
+        res.exit_reason(reason or f"{drbd.name} degraded: peer not connected ({st.describe()})",
+                        level="warning")
     if st.primary:
         return DEGRADED_PROMOTED if degraded else RUNNING_PROMOTED
     return DEGRADED if degraded else SUCCESS
-
-
-def degraded_reason(res, reason):
-    """Exit reason for a degraded (not failed) result, logged as a warning, not an error."""
-    import sys
-    prefix = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
-    sys.stderr.write(prefix + " ".join(reason.split()) + "\n")
-    res.log.warning(reason)
 
 
 def notify(res):
@@ -818,6 +950,44 @@ def device_holders(device):
     return sorted(set(found))
 
 
+# --- DRBD's split-brain handler --------------------------------------------------
+def split_brain_handler(argv):
+    """drbd.conf: handlers { split-brain "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler"; }
+
+    DRBD (drbdadm, on behalf of the kernel) runs it on each node the moment it detects a
+    split brain and drops the connection, with DRBD_RESOURCE, DRBD_PEER_NODE_ID,
+    DRBD_MY_NODE_ID and DRBD_NODE_ID_<id>=<host> in the environment (8.4: DRBD_MINOR, no
+    node ids). It records the split brain at once: a crit log line (syslog, facility
+    daemon unless HA_LOGFACILITY says otherwise), the node attribute
+    drbd-<resource>-split-brain=1, and a flag file the agent's monitor reads without forking.
+    """
+    from ocf_agents.ocf import Resource, write_file_atomically as write
+    env = os.environ
+    try:
+        name = parse_resource_name(env.get("DRBD_RESOURCE", ""))
+    except ValueError as err:
+        sys.stderr.write(f"drbd split-brain-handler: DRBD_RESOURCE: {err}\n")
+        return ERR_ARGS
+    env.setdefault("HA_LOGFACILITY", "daemon")
+    res = Resource(AGENT, "split-brain-handler")
+    try:
+        my_id = env.get("DRBD_MY_NODE_ID", "")
+        node = env.get(f"DRBD_NODE_ID_{my_id}") if my_id.isdigit() else None
+        if node:
+            res._node_name = node     # the host name DRBD knows = the cluster node name
+        peer_id = env.get("DRBD_PEER_NODE_ID", "")
+        peer = (env.get(f"DRBD_NODE_ID_{peer_id}") if peer_id.isdigit() else None) or \
+            (f"node-id {peer_id}" if peer_id else "the peer")
+        res.log.crit(f"DRBD resource {name}: SPLIT BRAIN detected by DRBD with {peer}; the "
+                     "connection is StandAlone until resolved (drbdadm connect "
+                     "--discard-my-data on the victim, drbdadm connect on the survivor)")
+        write(split_brain_flag(res, name), f"peer={peer}\ntime={int(time.time())}\n")
+        ok = res.node_attribute(f"drbd-{name}-split-brain", value=1)
+        return SUCCESS if ok else ERR_GENERIC
+    finally:
+        res.close()
+
+
 AGENT = Agent(
     name="drbd",
     shortdesc="DRBD replicated block device as a promotable clone",
@@ -832,9 +1002,17 @@ UpToDate data is promotable, Consistent, Outdated or Inconsistent data is not (u
 the peer's UpToDate data is reachable). It is written only when it changes.
 
 Monitor returns 8 when Primary, 0 when Secondary, 9 when Primary without its local
-disk, and 191/190 (degraded) while the peer is not connected. A StandAlone connection
-(DRBD's reaction to a split brain) is reported with an exit reason, a crit log line and
-the node attribute drbd-<resource>-split-brain=1.
+disk, and 191/190 (degraded) while the peer is not connected.
+
+Split brain is reported (exit reason, a crit log line once, the node attribute
+drbd-<resource>-split-brain=1) on any of three signals: DRBD ran its split-brain
+handler, or the generation UUIDs of the two sides diverged (drbdsetup get-gi, compared
+through the node attribute drbd-<resource>-gi while a peer is not connected; DRBD 9).
+A StandAlone connection without these (drbdadm disconnect) is only degraded. Install
+the handler in drbd.conf so the split brain is recorded the moment DRBD detects it:
+  handlers { split-brain "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler"; }
+(or "python3 -m ocf_agents.drbd split-brain-handler"). The marks are cleared when the
+peer is connected again.
 
 Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-max=1
 (2 only with allow-two-primaries), notify=true.
@@ -843,7 +1021,7 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
         Parameter("drbd_resource", required=True, unique=True, check=parse_resource_name,
                   shortdesc="DRBD resource name",
                   longdesc="The name of the DRBD resource from the DRBD configuration."),
-        Parameter("drbdconf", default="/etc/drbd.conf",
+        Parameter("drbdconf", default="/etc/drbd.conf", check=parse_absolute_path,
                   shortdesc="DRBD configuration file",
                   longdesc="Full path of the drbd.conf file passed to drbdadm -c."),
         Parameter("adjust_master_score", default="0 10 1000 10000", check=parse_scores,
@@ -899,7 +1077,7 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
                   longdesc="none: only report a split brain. discard-secondary: on a split "
                            "brain the Secondary reconnects with --discard-my-data (its changes "
                            "since the split are lost) and the Primary reconnects."),
-        Parameter("proc_drbd", default="/proc/drbd",
+        Parameter("proc_drbd", default="/proc/drbd", check=parse_absolute_path,
                   shortdesc="Path of /proc/drbd",
                   longdesc="Where to read the kernel module version (for containers and tests; "
                            "when missing, drbdadm --version is asked)."),
@@ -917,6 +1095,7 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
         Action("meta-data", timeout=5),
     ],
     validate=check_environment,
+    commands={"split-brain-handler": split_brain_handler},
 )
 
 

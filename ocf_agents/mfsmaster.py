@@ -79,7 +79,8 @@ def parse_restore_policy(value):
 
 
 def parse_attribute_name(value):
-    if value and not all(c.isalnum() or c in "-_.:" for c in value):
+    if value and (not (value[0].isascii() and (value[0].isalpha() or value[0] == "_"))
+                  or not all(c.isascii() and (c.isalnum() or c in "-_.:") for c in value)):
         raise ValueError(f"{value!r} is not a valid attribute name")
     return value
 
@@ -127,7 +128,11 @@ class MasterConfig:
 
 def load_config(res):
     path = res.params.config
-    text = read_file(path)
+    try:
+        text = read_file(path)
+    except OSError as err:
+        raise OCFError(ERR_CONFIGURED, f"cannot read the master configuration {path}: "
+                                       f"{err}") from None
     if text is None:
         raise OCFError(ERR_INSTALLED if res.action in ("monitor",) else ERR_CONFIGURED,
                        f"master configuration {path} not found")
@@ -346,6 +351,9 @@ class Inventory:
                 names = sorted(os.listdir(directory))
             except FileNotFoundError:
                 continue
+            except OSError as err:
+                raise OCFError(ERR_CONFIGURED, f"cannot read metadata source {directory}: "
+                                               f"{err.strerror}") from None
             for name in names:
                 path = os.path.join(directory, name)
                 if not os.path.isfile(path) or os.path.islink(path):
@@ -686,11 +694,12 @@ def monitor(res):
 
 # --- stop ----------------------------------------------------------------------------
 def stop(res):
-    if read_file(res.params.config) is None:
-        # No configuration, no DATA_PATH to look at: nothing this resource can have started.
-        res.log.warning(f"{res.params.config} not found: nothing to stop")
+    try:
+        cfg = load_config(res)
+    except OCFError as err:
+        # No usable configuration, no DATA_PATH: nothing this resource can have started.
+        res.log.warning(f"{err.reason}: nothing to stop")
         return SUCCESS
-    cfg = load_config(res)
     lock = cfg.path_in_data(LOCK_FILE)
     if lock_holder(lock) is None:
         return SUCCESS
@@ -726,8 +735,15 @@ def wait_for_lock_release(res, cfg, seconds):
 
 
 def kill_master(pid):
-    """SIGKILL the master and its children (the metadata writer)."""
+    """SIGKILL the master and its children (the metadata writer).
+
+    Only a process called mfsmaster: whatever else holds a lock on the file
+    named by a (mis)configured DATA_PATH is never killed."""
     import signal
+    name = (read_file(f"/proc/{pid}/comm", "") or "").strip()
+    if name != "mfsmaster":
+        raise OCFError(ERR_GENERIC, f"the lock on DATA_PATH is held by pid {pid} ({name or '?'}), "
+                                    "which is not mfsmaster: not killing it")
     children = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():

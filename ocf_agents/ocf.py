@@ -22,6 +22,7 @@ and nothing else is imported until an action asks for it.
 """
 
 import os
+import stat
 import sys
 import time
 
@@ -181,8 +182,12 @@ class Agent:
     """A declared agent. ``main()`` dispatches one action and exits."""
 
     def __init__(self, name, shortdesc, longdesc, parameters, actions, validate=None,
-                 version="1.0"):
+                 version="1.0", commands=None):
         self.name = name
+        # Helper commands that are not OCF actions (e.g. a DRBD handler run by drbdadm):
+        # name -> function(argv) returning an exit code. They run before any parameter
+        # parsing, get no Resource, and are not advertised in the meta-data.
+        self.commands = dict(commands or {})
         self.version = version
         self.shortdesc = shortdesc
         self.longdesc = longdesc
@@ -256,6 +261,8 @@ class Agent:
         if action == "methods":
             sys.stdout.write("\n".join(a.name for a in self.actions) + "\n")
             return SUCCESS
+        if action in self.commands:
+            return _code(self.commands[action](args[1:]))
         if action not in self.handlers:
             sys.stderr.write(self.usage())
             return ERR_UNIMPLEMENTED if action else ERR_ARGS
@@ -425,8 +432,12 @@ class Resource:
         return self.deadline - time.monotonic()
 
     # -- reporting ---------------------------------------------------------
-    def exit_reason(self, reason):
-        """Tell Pacemaker why the action failed (shown by pcs status / crm_mon)."""
+    def exit_reason(self, reason, level="error"):
+        """Tell Pacemaker why the action failed (shown by pcs status / crm_mon).
+
+        level is the log level of the same line: "warning" for a result that is
+        degraded rather than failed (OCF_DEGRADED*), where an error would mislead.
+        """
         prefix = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
         line = " ".join(str(reason).split())
         try:
@@ -434,7 +445,7 @@ class Resource:
             sys.stderr.flush()
         except OSError:
             pass
-        self.log.error(line)
+        getattr(self.log, level)(line)
 
     def trace(self, message):
         self.log.trace(message)
@@ -691,18 +702,30 @@ def write_file_atomically(path, data, mode=0o644):
         raise
 
 
+READ_LIMIT = 64 << 20
+
+
 def read_file(path, default=None):
-    """Text of path without following a symlink at the last component."""
+    """Text of path without following a symlink at the last component; default
+    when there is no such file (missing, a directory, a symlink, a name too long)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as err:
-        if err.errno == 40:  # ELOOP: a symlink where a file belongs
+        if err.errno in (36, 40):  # ENAMETOOLONG; ELOOP: a symlink where a file belongs
             return default
         raise
-    with os.fdopen(fd, "rb") as f:
-        return f.read().decode(errors="replace")
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return default  # a device or FIFO where a file belongs
+            data = f.read(READ_LIMIT + 1)
+    except IsADirectoryError:
+        return default
+    if len(data) > READ_LIMIT:
+        raise OSError(f"{path} is larger than {READ_LIMIT} bytes")
+    return data.decode(errors="replace")
 
 
 # --- logging ------------------------------------------------------------------

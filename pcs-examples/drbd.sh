@@ -6,6 +6,13 @@
 # Needs: the DRBD resource defined in /etc/drbd.d/ on both nodes (with a filesystem made once
 # on the Primary), ocf:pyha:drbd installed (python3 -m ocf_agents install), pcs >= 0.10.
 # Run on one cluster node; everything is written in one CIB push.
+#
+# Split brain: add DRBD's split-brain handler to the resource in /etc/drbd.d/ on both nodes so
+# the split brain is recorded the moment DRBD detects it (crit log line, node attribute
+# drbd-<resource>-split-brain=1 shown by `crm_mon -A`, and the monitor's exit reason):
+#     handlers { split-brain "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler"; }
+# Without it the agent still finds a split brain by comparing the two sides' generation
+# UUIDs (drbdsetup get-gi, DRBD 9) once both monitors have seen the StandAlone connection.
 set -eu
 
 DRBD_RESOURCE=${DRBD_RESOURCE:-r0}

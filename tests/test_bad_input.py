@@ -85,12 +85,47 @@ def nfsnotify_setup(sandbox, monkeypatch):
     return {"source_host": "localhost"}
 
 
+def mfsmaster_setup(sandbox, monkeypatch):
+    data = os.path.join(sandbox.root, "mfs")
+    os.makedirs(data, exist_ok=True)
+    config = os.path.join(sandbox.root, "mfsmaster.cfg")
+    with open(config, "w") as f:
+        f.write(f"DATA_PATH = {data}\nMATOCL_LISTEN_HOST = 127.0.0.1\n"
+                "MATOCL_LISTEN_PORT = 1\n")  # nothing listens on port 1
+    return {"config": config, "metadata_sources": sandbox.export}
+
+
+CRM_ATTRIBUTE_OPTIONS = {"--quiet", "--type", "--name", "--query", "--update", "--delete",
+                         "--lifetime", "--node"}
+
+
+def drbd_setup(sandbox, monkeypatch):
+    proc = os.path.join(sandbox.root, "proc_drbd")
+    with open(proc, "w") as f:
+        f.write("version: 9.1.17-1 (api:2/proto:86-121)\n")
+    return {"drbd_resource": "r0", "drbdconf": os.path.join(sandbox.root, "drbd.conf"),
+            "proc_drbd": proc}
+
+
+DRBD_COMMANDS = {
+    "drbdadm": {"-c", "--version", "-v", "--discard-my-data"},
+    "drbdsetup": {"--now"},
+    "crm_attribute": CRM_ATTRIBUTE_OPTIONS,
+    "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},
+}
+
+
 # agent -> (setup returning valid params, the commands it may run with the only
 # options it may pass them, parameters whose values are options by design)
 AGENTS = {
     "nfsexport": (nfsexport_setup, {"exportfs": {"-v", "-o", "-u", "-f"}}, set()),
     "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
+    "mfsmaster": (mfsmaster_setup, {"mfsmaster": {"-c", "-a"}, "mfsmetadump": set(),
+                                    "crm_attribute": CRM_ATTRIBUTE_OPTIONS}, set()),
+    "drbd": (drbd_setup, DRBD_COMMANDS, set()),
 }
+# Parameters that name a program by design: the value may stand as argv[0].
+PROGRAM_PARAMETERS = {("mfsmaster", "mfsmaster"), ("mfsmaster", "mfsmetadump")}
 
 
 def agent_parameters():
@@ -147,6 +182,8 @@ def check_case(name, param, value, action, monkeypatch, root):
     if code not in (0, 7, 8):
         assert "ocf-exit-reason:" in stderr, f"{where}: no exit reason: {stderr[:300]}"
     for argv in tripwire.calls:
+        if (name, param) in PROGRAM_PARAMETERS and argv[0] == value:
+            argv = [param] + argv[1:]
         assert argv[0] in commands, f"{where}: ran {argv}"
         if param in option_params:
             continue

@@ -88,9 +88,27 @@ class Emu:
 PYTHON = "/usr/bin/python3"
 
 FAKE_CRM_ATTRIBUTE = """#!/bin/sh
-# records every call; the agent never needs an answer beyond rc 0
+# records every call, and keeps node attributes as files $FAKE_CRM_DIR/<node>/<name> so a
+# --query answers like crm_attribute (value on stdout, rc 105 when the attribute is not set)
 printf '%s\\n' "$*" >> "$FAKE_CRM_LOG"
-exit 0
+node=$(uname -n) name= value= mode=query
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --node|-N) node=$2; shift ;;
+        --name|-n) name=$2; shift ;;
+        --update|-v) value=$2; mode=update; shift ;;
+        --delete|-D) mode=delete ;;
+    esac
+    shift
+done
+file="$FAKE_CRM_DIR/$node/$name"
+case $mode in
+    update) mkdir -p "$FAKE_CRM_DIR/$node" && printf '%s\\n' "$value" > "$file" ;;
+    delete) rm -f "$file" ;;
+    query) [ -f "$file" ] || { echo "Error performing operation: No such device or address" >&2
+                               exit 105; }
+           cat "$file" ;;
+esac
 """
 
 
@@ -117,6 +135,7 @@ class Lab(Emu):
         open(self.crm_log, "w").close()
         self.env["PATH"] = "%s:%s" % (self.fake_bin, self.env["PATH"])
         self.env["FAKE_CRM_LOG"] = self.crm_log
+        self.env["FAKE_CRM_DIR"] = os.path.join(base, "attributes")
 
     def agent_env(self, node, params=None, meta=None, instance="p_drbd_r0:0"):
         env = self.node_env(node)

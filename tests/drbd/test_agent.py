@@ -93,6 +93,19 @@ def test_parse_proc_drbd_84():
     assert minors[0][0] == "SyncSource" and minors[0][5] == 49.0
 
 
+def test_parse_gi_and_divergence_rules():
+    v9 = "EADD269BF6EC6081:4FE376A86CBC5DB4:0000000000000000:0000000000000000:1:1:1:0:0:0:0:0:0:0:0:1\n"
+    assert drbd.parse_gi(v9) == ("EADD269BF6EC6081", "4FE376A86CBC5DB4", "0" * 16, "0" * 16)
+    assert drbd.parse_gi("\n       V   V\n" + v9 + "   ^ ^ ^\n") == drbd.parse_gi(v9)
+    assert drbd.parse_gi("r0: Unknown resource\n") is None
+    base, a, b = "4FE376A86CBC5DB4", "EADD269BF6EC6081", "C18F1D7192028B14"
+    zero = "0" * 16
+    assert drbd.uuids_diverged((a, base, zero, zero), (b, base, zero, zero))   # both moved on
+    assert not drbd.uuids_diverged((a, base, zero, zero), (base, zero, zero, zero))  # behind
+    assert not drbd.uuids_diverged((a, zero, zero, zero), ("EADD269BF6EC6080", zero, zero, zero))
+    assert not drbd.uuids_diverged((a, zero, base, zero), (base, zero, zero, zero))
+
+
 # ------------------------------------------------------------------- score rules
 
 class P:
@@ -219,20 +232,89 @@ def test_promote_retries_while_peer_is_primary_then_fails_at_timeout(lab):
     assert p.returncode == 1 and "already Primary" in p.stderr
 
 
-def test_split_brain_detected_and_reported(lab):
-    start_pair(lab)
+def make_split_brain(lab, params=None, **init):
+    """Primary node1, link cut, node2 promoted too, link healed: DRBD finds diverged data."""
+    start_pair(lab, params=params, **init)
     assert lab.agent("node1", "promote").returncode == 0
     lab.admin("cut", "r0")
     assert lab.agent("node2", "promote").returncode == 0
     lab.admin("heal", "r0")
+
+
+def test_split_brain_detected_from_diverged_generation_uuids(lab):
+    make_split_brain(lab)
+    p = lab.agent("node1", "monitor")           # node2's UUIDs are not published yet
+    assert p.returncode == 191 and "not known yet" in p.stderr and "CRIT" not in p.stderr
+    p = lab.agent("node2", "monitor")
+    assert p.returncode == 191 and "SPLIT BRAIN" in p.stderr and "CRIT" in p.stderr
+    assert "generation UUIDs diverged" in p.stderr
     p = lab.agent("node1", "monitor")
-    assert p.returncode == 191 and "split brain" in p.stderr and "CRIT" in p.stderr
-    assert lab.attribute("node1", "drbd-r0-split-brain") == "1"
-    assert lab.agent("node2", "monitor").returncode == 191
+    assert p.returncode == 191 and "generation UUIDs diverged" in p.stderr
+    assert "WARNING" in p.stderr and "ERROR" not in p.stderr      # degraded, not failed
+    for node in ("node1", "node2"):
+        assert lab.attribute(node, "drbd-r0-split-brain") == "1"
     assert lab.image("r0", "node1") != lab.image("r0", "node2")      # nothing discarded
     calls = len(lab.crm_calls())
-    lab.agent("node1", "monitor")
+    assert lab.agent("node1", "monitor").returncode == 191
     assert len(lab.crm_calls()) == calls                               # reported once
+
+
+def test_administrative_disconnect_is_degraded_not_split_brain(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    for node in ("node2", "node1"):
+        assert lab.run(node, "drbdadm", "disconnect", "r0").returncode == 0
+    for node, rc in (("node1", 191), ("node2", 190), ("node1", 191)):
+        p = lab.agent(node, "monitor")
+        assert p.returncode == rc and "SPLIT BRAIN" not in p.stderr and "CRIT" not in p.stderr
+    assert "disconnected by an administrator" in p.stderr
+    assert lab.attribute("node1", "drbd-r0-split-brain") is None
+    for node in ("node1", "node2"):
+        assert lab.run(node, "drbdadm", "connect", "r0").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.attribute("node1", "drbd-r0-gi") is None                # unpublished again
+
+
+@pytest.mark.parametrize("mode", ["9", "8.4"])
+def test_split_brain_handler_run_by_drbd_records_it_at_once(lab, mode):
+    handler = "HA_RSCTMP=%s/rsc-$DRBDEMU_NODE %s split-brain-handler" % (lab.base,
+                                                                          lab.agent_path)
+    make_split_brain(lab, mode=mode, split_brain_handler=handler)
+    if mode == "9":     # DRBD 9 names the nodes (DRBD_NODE_ID_*): both attributes at once
+        for node in ("node1", "node2"):
+            assert lab.attribute(node, "drbd-r0-split-brain") == "1"
+    for node in ("node1", "node2"):
+        assert os.path.exists(os.path.join(lab.base, "rsc-" + node, "drbd", "r0.split-brain"))
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 191 and "split-brain handler" in p.stderr and "CRIT" in p.stderr
+    events = lab.state_of("r0")["events"]
+    assert any(e["line"].startswith("response helper") and "status:0" in e["line"]
+               for e in events)
+
+
+def test_handler_rejects_a_missing_resource_name(agent_path):
+    env = {"PATH": "/usr/bin:/bin", "DRBD_RESOURCE": "-x"}
+    p = subprocess.run([agent_path, "split-brain-handler"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "DRBD_RESOURCE" in p.stderr
+
+
+def test_manual_recovery_with_discard_my_data_clears_the_split_brain(lab):
+    handler = "HA_RSCTMP=%s/rsc-$DRBDEMU_NODE %s split-brain-handler" % (lab.base,
+                                                                          lab.agent_path)
+    make_split_brain(lab, resync_seconds=0, split_brain_handler=handler)
+    assert lab.agent("node2", "monitor").returncode == 191
+    assert lab.agent("node2", "demote").returncode == 0
+    assert lab.run("node2", "drbdadm", "connect", "--discard-my-data", "r0").returncode == 0
+    assert lab.run("node1", "drbdadm", "connect", "r0").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.agent("node2", "monitor").returncode == 0
+    for node in ("node1", "node2"):
+        assert lab.attribute(node, "drbd-r0-split-brain") is None
+        assert lab.attribute(node, "drbd-r0-gi") is None
+        assert not os.path.exists(os.path.join(lab.base, "rsc-" + node, "drbd",
+                                               "r0.split-brain"))
+    assert lab.image("r0", "node1") == lab.image("r0", "node2")
 
 
 def test_discard_my_data_recovery_when_configured(lab):
@@ -243,8 +325,9 @@ def test_discard_my_data_recovery_when_configured(lab):
     assert lab.agent("node2", "promote").returncode == 0
     lab.admin("heal", "r0")
     assert lab.agent("node2", "demote").returncode == 0
+    assert lab.agent("node2", "monitor", params).returncode == 190      # no evidence yet
+    assert lab.agent("node1", "monitor", params).returncode == 191      # diverged: reconnects
     assert lab.agent("node2", "monitor", params).returncode == 190      # reconnects, discarding
-    assert lab.agent("node1", "monitor", params).returncode == 191      # reconnects
     assert lab.agent("node1", "monitor", params).returncode == 8
     assert lab.agent("node2", "monitor", params).returncode == 0
     assert lab.attribute("node1", "drbd-r0-split-brain") is None

@@ -251,6 +251,73 @@ def test_discard_my_data_resolves_split_brain_towards_the_survivor(pair):
     assert pair.image("r0", "node0") == pair.image("r0", "peer1")
 
 
+GI_V9 = re.compile(r"^([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):"
+                   r"[01](:[01]){11}$")
+GI_84 = re.compile(r"^([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):"
+                   r"[01](:[01]){6}$")
+
+
+def gi(emu, node, *argv):
+    return emu.run(node, "drbdsetup", *argv, check=True).stdout
+
+
+def test_get_gi_and_show_gi_print_drbd_utils_922_formats(pair):
+    line = gi(pair, "node0", "get-gi", "r0", "1", "0")
+    m = GI_V9.match(line.rstrip("\n"))
+    assert m and m.group(2) == "0" * 16                  # connected: no bitmap UUID
+    show = gi(pair, "node0", "show-gi", "r0", "1", "0").splitlines()
+    assert show[0] == "" and show[1].startswith("       +--<  Current data generation UUID")
+    assert show[6] == line.rstrip("\n") and show[7].endswith("^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^")
+    assert "backing device attached >--+" in show[-2] and show[-1] == ""
+    assert pair.run("node0", "drbdadm", "get-gi", "r0").stdout == line
+    bad = pair.run("node0", "drbdsetup", "get-gi", "r0", "7", "0")
+    assert bad.returncode == 10
+
+
+def test_84_get_gi_by_minor_in_both_syntaxes(emu):
+    emu.init("r0", nodes="a,b", minor=3, mode="8.4")
+    for n in ("a", "b"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    line = gi(emu, "a", "get-gi", "3")
+    assert GI_84.match(line.rstrip("\n")) and gi(emu, "a", "3", "get-gi") == line
+    assert gi(emu, "a", "show-gi", "3").splitlines()[-2].endswith("has not seen its peer since   >--+")
+
+
+def test_generation_uuids_diverge_in_a_split_brain_but_not_after_a_disconnect(pair):
+    pair.admin("set", "r0", "resync_seconds=0")
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    base = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).group(1)
+    pair.run("peer1", "drbdadm", "disconnect", "r0", check=True)
+    p0 = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).groups()
+    p1 = GI_V9.match(gi(pair, "peer1", "get-gi", "r0", "0", "0").strip()).groups()
+    assert p0[0] != base and p0[1] == base and p1[0] == base   # primary moved on; peer behind
+    pair.run("peer1", "drbdadm", "connect", "r0", check=True)
+    pair.admin("cut", "r0")
+    pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    p0 = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).groups()
+    p1 = GI_V9.match(gi(pair, "peer1", "get-gi", "r0", "0", "0").strip()).groups()
+    assert p0[0] != p1[0] and p0[0] not in p1[1:3] and p1[0] not in p0[1:3]
+    assert p0[1] == p1[1]                                 # common ancestor: split brain
+
+
+def test_split_brain_runs_the_configured_handler_with_drbd_environment(pair):
+    out = os.path.join(pair.base, "handler-$DRBDEMU_NODE.env")
+    pair.admin("set", "r0", "split_brain_handler=env > " + out)
+    assert "split-brain" in pair.run("node0", "drbdadm", "dump", "r0").stdout
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    pair.admin("cut", "r0")
+    pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.admin("heal", "r0")
+    for node, me, peer in (("node0", "0", "1"), ("peer1", "1", "0")):
+        with open(os.path.join(pair.base, "handler-%s.env" % node)) as f:
+            env = dict(l.split("=", 1) for l in f.read().splitlines() if "=" in l)
+        assert (env["DRBD_RESOURCE"], env["DRBD_MY_NODE_ID"], env["DRBD_PEER_NODE_ID"]) == \
+            ("r0", me, peer)
+        assert (env["DRBD_NODE_ID_0"], env["DRBD_NODE_ID_1"]) == ("node0", "peer1")
+    lines = [e["line"] for e in pair.state_of("r0")["events"]]
+    assert sum(l.startswith("response helper") and "status:0" in l for l in lines) == 2
+
+
 def test_outdate_and_force_primary(pair):
     pair.admin("cut", "r0")
     p = pair.run("peer1", "drbdadm", "outdate", "r0")

@@ -20,6 +20,11 @@ Model
 * Generation UUIDs decide the sync direction: a Primary that is (or becomes) disconnected starts
   a new data generation; the side whose history contains the other's current UUID is ahead;
   neither contains the other's but they share an ancestor -> split brain -> both StandAlone.
+  The first new UUID since the peer was last seen keeps the old one as the bitmap UUID;
+  ``drbdsetup get-gi``/``show-gi`` print (current, bitmap, two history UUIDs, flags).
+* Handlers: a split brain queues drbd.conf's split-brain handler (``--split-brain-handler``)
+  for each node; it runs through /bin/sh with DRBD's DRBD_* environment (and DRBDEMU_NODE)
+  after the state lock is released, and its exit status is logged as a "response helper".
 
 Output formats follow drbd-utils 9.22 (see /work/shared/reference/drbd.md).
 """
@@ -37,6 +42,7 @@ KERNEL_VERSION = {"9": ("9.1.17", "0x090111", "2/proto:86-121"),
                   "8.4": ("8.4.11", "0x08040b", "1/proto:86-101")}
 UTILS_VERSION = ("9.22.0", "0x091600")
 GIT_HASH = "6f3fa5e5d6c4c7d3b6f0c1bdb7e2a4e6b0f1a2c3"
+ZERO_UUID = "0" * 16
 
 # drbdsetup state-change refusals: (rc, kernel code, text)
 SS_TWO_PRIMARIES = (11, -1, "Multiple primaries not allowed by config")
@@ -86,6 +92,7 @@ class Store:
     def __exit__(self, *exc):
         os.close(self.fd)
         self.fd = None
+        run_pending_handlers()
 
     def names(self):
         try:
@@ -305,8 +312,139 @@ def lose_connection(res, now):
 
 
 def new_generation(st):
+    """A new current UUID; the first one since the peer was last seen keeps the old current
+    as the bitmap UUID (the base of the changes the peer lacks), as DRBD does."""
+    if not st.get("bitmap"):
+        st["bitmap"] = st["uuid"]
     st["history"] = ([st["uuid"]] + st["history"])[:4]
     st["uuid"] = new_uuid()
+
+
+def generation_ids(st):
+    """(current, bitmap, history1, history2) as drbdsetup get-gi shows them."""
+    bitmap = st.get("bitmap") or ZERO_UUID
+    history = [h for h in st["history"] if h != bitmap] + [ZERO_UUID, ZERO_UUID]
+    return st["uuid"], bitmap, history[0], history[1]
+
+
+def format_gi(res, me, peer, now, v9):
+    """One get-gi line: drbd-utils 9.22 dt_print_v9_uuids (4 UUIDs, 7 device flags, 5 peer
+    flags) or, for 8.4, dt_print_uuids (4 UUIDs, 7 flags)."""
+    M = res["node"][me]
+    disk = M["disk"] if M["attached"] else "Diskless"
+    conn = bool(peer) and connected(res, me, peer)
+    consistent = disk in ("UpToDate", "Consistent", "Outdated")
+    primary = M["role"] == "Primary"
+    line = "%s:%s:%s:%s:" % generation_ids(M)
+    if v9:
+        P = res["node"][peer] if peer else None
+        peer_outdated = bool(P) and P["disk"] in ("Outdated", "Inconsistent")
+        flags = [consistent, disk == "UpToDate", primary, False, not primary, False, False,
+                 conn, peer_outdated, res["fencing"] != "dont-care", False, bool(P)]
+    else:
+        flags = [consistent, disk == "UpToDate", primary, conn, False, False, False]
+    return line + ":".join("1" if f else "0" for f in flags) + "\n"
+
+
+V9_GI_HEAD = (
+    "\n"
+    "       +--<  Current data generation UUID  >-\n"
+    "       |               +--<  Bitmap's base data generation UUID  >-\n"
+    "       |               |                 +--<  younger history UUID  >-\n"
+    "       |               |                 |         +-<  older history  >-\n"
+    "       V               V                 V         V\n")
+V9_GI_TAIL = (
+    "                                                                    ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^\n"
+    "                                      -<  Data consistency flag  >--+ | | | | | | | | | | |\n"
+    "                             -<  Data was/is currently up-to-date  >--+ | | | | | | | | | |\n"
+    "                                  -<  Node was/is currently primary  >--+ | | | | | | | | |\n"
+    " -<  This node was a crashed primary, and has not seen its peer since  >--+ | | | | | | | |\n"
+    "             -<  The activity-log was applied, the disk can be attached  >--+ | | | | | | |\n"
+    "        -<  The activity-log was disabled, peer is completely out of sync  >--+ | | | | | |\n"
+    "                              -<  This node was primary when it lost quorum  >--+ | | | | |\n"
+    "                                          -<  Node was/is currently connected  >--+ | | | |\n"
+    "                              -<  The peer's disk was out-dated or inconsistent  >--+ | | |\n"
+    "                                 -<   A fence policy other the dont-care was used  >--+ | |\n"
+    "                  -<  Node was in the progress of marking all blocks as out of sync  >--+ |\n"
+    "                     -<  At least once we saw this node with a backing device attached >--+\n"
+    "\n")
+V84_GI_TAIL = (
+    "                                                                    ^ ^ ^ ^ ^ ^ ^\n"
+    "                                      -<  Data consistency flag  >--+ | | | | | |\n"
+    "                             -<  Data was/is currently up-to-date  >--+ | | | | |\n"
+    "                                  -<  Node was/is currently primary  >--+ | | | |\n"
+    "                                  -<  Node was/is currently connected  >--+ | | |\n"
+    "         -<  Node was in the progress of setting all bits in the bitmap  >--+ | |\n"
+    "                        -<  The peer's disk was out-dated or inconsistent  >--+ |\n"
+    "      -<  This node was a crashed primary, and has not seen its peer since   >--+\n"
+    "\n")
+
+
+def gi_output(res, me, now, args, pretty):
+    """drbdsetup get-gi/show-gi: v9 `<res> <peer-node-id> <volume>`, 8.4 `<minor>`."""
+    M = res["node"][me]
+    if not M["up"]:
+        raise unknown_resource(res)
+    if not M["attached"]:
+        raise Failure("%d: Failure: (112) Device has no disk" % res["minor"], 10)
+    v9 = res["mode"] == "9"
+    peer = None
+    peers = peers_of(res, me)
+    if v9:
+        if len(args) < 4:
+            raise Failure("USAGE: drbdsetup %s {resource} {peer_node_id} {volume}" % args[0], 20)
+        peer = next((p for p in peers if str(node_id(res, p)) == args[2]), None)
+        if peer is None or args[3] != "0":
+            raise Failure("%s: Failure: (162) Invalid configuration request" % res["name"], 10)
+    elif peers:
+        peer = peers[0]
+    line = format_gi(res, me, peer, now, v9)
+    if not pretty:
+        return line
+    return V9_GI_HEAD + line + (V9_GI_TAIL if v9 else V84_GI_TAIL)
+
+
+# ----------------------------------------------------------------------------- handlers
+# drbd.conf `handlers { split-brain "..."; }`: drbdadm runs the command through /bin/sh with
+# DRBD_* variables describing the event. Here the command is queued while the state is
+# locked and run once the lock is released (a handler may itself call drbdadm).
+
+PENDING_HANDLERS = []
+
+
+def queue_handler(res, node, helper, peer):
+    command = (res.get("handlers") or {}).get(helper)
+    if not command:
+        return
+    env = {"DRBD_RESOURCE": res["name"], "DRBD_CONF": "/etc/drbd.conf",
+           "DRBDEMU_NODE": node, "DRBD_PEER_NODE_ID": str(node_id(res, peer))}
+    if res["mode"] == "9":
+        env["DRBD_MY_NODE_ID"] = str(node_id(res, node))
+        for i, n in enumerate(res["nodes"]):
+            env["DRBD_NODE_ID_%d" % i] = n
+    else:
+        env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_PEER=peer)
+        env.pop("DRBD_PEER_NODE_ID")
+    PENDING_HANDLERS.append((res["name"], node, helper, peer, command, env))
+
+
+def run_pending_handlers():
+    import subprocess
+    while PENDING_HANDLERS:
+        name, node, helper, peer, command, extra = PENDING_HANDLERS.pop(0)
+        env = dict(os.environ, **extra)
+        p = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with Store() as store:
+                res = store.load(name)
+                if res is not None:
+                    log_event(res, node, "response helper name:%s peer-node-id:%d conn-name:%s "
+                              "helper:%s status:%d" % (name, node_id(res, peer), peer, helper,
+                                                        p.returncode))
+                    store.save_all()
+        except Failure:
+            pass
 
 
 def split_images(res):
@@ -350,6 +488,7 @@ def go_standalone(res, names, reason, now):
             peer = peers_of(res, n)[0]
             log_event(res, n, "call helper name:%s peer-node-id:%d conn-name:%s helper:split-brain"
                       % (res["name"], node_id(res, peer), peer))
+            queue_handler(res, n, "split-brain", peer)
 
 
 def handshake(res, now):
@@ -387,6 +526,7 @@ def handshake(res, now):
     for st in (A, B):
         st["discard"] = False
         st["standalone_reason"] = None
+        st["bitmap"] = None     # the peer has (or is about to get) the changes
     res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
     if source:
         start_sync(res, source, target, now)
@@ -400,6 +540,7 @@ def start_sync(res, source, target, now):
     S, T = res["node"][source], res["node"][target]
     T["disk"] = "Inconsistent"
     T["uuid"], T["history"] = S["uuid"], list(S["history"])
+    T["bitmap"] = S["bitmap"] = None
     adopt_image(res, target, source)
     res["conn"]["sync"] = {"source": source, "target": target, "start": now,
                            "total_kib": res["size_kib"]}
@@ -888,6 +1029,8 @@ def admin_init(store, args):
                     help="start without initial sync: both disks Inconsistent")
     ap.add_argument("--addresses", help="node=ip,... for the path lines of events2")
     ap.add_argument("--port", type=int, default=7789)
+    ap.add_argument("--split-brain-handler", metavar="COMMAND",
+                    help="drbd.conf handlers { split-brain COMMAND; } (run with /bin/sh -c)")
     o = ap.parse_args(args)
     if not o.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Failure("drbdemu: bad resource name %r" % o.name, 2)
@@ -903,7 +1046,8 @@ def admin_init(store, args):
            "allow_two_primaries": o.allow_two_primaries, "fencing": o.fencing,
            "resync_seconds": o.resync_seconds, "link_cut": False, "conn": None,
            "addresses": dict(kv.split("=", 1) for kv in o.addresses.split(",")) if o.addresses
-           else {}, "port": o.port, "events": [], "node": {}}
+           else {}, "port": o.port, "events": [], "node": {},
+           "handlers": {"split-brain": o.split_brain_handler} if o.split_brain_handler else {}}
     for n in nodes:
         img = "%s.%s.img" % (o.name, n)
         with open(image_path(res, img), "wb") as f:
@@ -920,10 +1064,12 @@ def admin(argv):
         print("usage: drbdemu init RES --nodes A,B [--minor N] [--size 64M] [--mode 9|8.4]\n"
               "               [--device PATH] [--allow-two-primaries] [--fencing POLICY]\n"
               "               [--resync-seconds S] [--inconsistent] [--addresses A=IP,B=IP]\n"
+              "               [--split-brain-handler COMMAND]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
               "       drbdemu crash NODE [RES...]\n"
-              "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing)\n"
+              "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing,\n"
+              "                                       split_brain_handler)\n"
               "       drbdemu status [RES]           (JSON)\n"
               "       drbdemu image RES [NODE]       (path of NODE's current data image)\n"
               "       drbdemu destroy RES            (release loops, delete state and images)")
@@ -985,6 +1131,8 @@ def admin(argv):
                     res[k] = v.lower() in ("1", "yes", "true")
                 elif k == "fencing":
                     res[k] = v
+                elif k == "split_brain_handler":
+                    res.setdefault("handlers", {})["split-brain"] = v or None
                 else:
                     raise Failure("drbdemu set: unknown key %s" % k, 2)
         elif cmd == "status":
@@ -1033,7 +1181,7 @@ def drbdsetup(argv):
         raise Failure("USAGE: drbdsetup command {arguments} [options]", 20)
     cmd = args[0]
     # 8.4 old syntax: drbdsetup /dev/drbd0 sh-status
-    if cmd.startswith("/") and len(args) > 1:
+    if (cmd.startswith("/") or cmd.isdigit()) and len(args) > 1:
         args = [args[1], args[0]] + args[2:]
         cmd = args[0]
     with Store() as store:
@@ -1130,6 +1278,9 @@ def run_drbdsetup(cmd, args, opts, targets, me, now, out):
         if res["mode"] == "8.4" and len(parts) == 1:
             parts.append("DUnknown")
         out.append("/".join(parts) + "\n")
+        return 0
+    if cmd in ("get-gi", "show-gi"):
+        out.append(gi_output(res, me, now, args, pretty=cmd == "show-gi"))
         return 0
     if cmd == "primary":
         act_primary(res, me, now, force="--force" in opts or "--overwrite-data-of-peer" in opts)
@@ -1256,7 +1407,8 @@ def drbdadm(argv):
             for spec in args[1:]:
                 for res in drbdadm_resources(store, spec, me):
                     reconcile(res, now)
-                    run_drbdadm(cmd, res, me, opts, now, out)
+                    peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
+                    run_drbdadm(cmd, res, me, opts, now, out, peer or None)
                     reconcile(res, now)
         finally:
             store.save_all()
@@ -1264,7 +1416,7 @@ def drbdadm(argv):
     return 0
 
 
-def run_drbdadm(cmd, res, me, opts, now, out):
+def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
     mode = res["mode"]
     M = res["node"][me]
     obj = res["name"] if mode == "9" else str(res["minor"])
@@ -1331,8 +1483,15 @@ def run_drbdadm(cmd, res, me, opts, now, out):
                  "invalidate-remote", "hidden-commands", "resize"):
         pass
     elif cmd in ("get-gi", "show-gi"):
-        out.append("%s:0000000000000000:%s:%s:1:1:0:1:0:0:0\n" % (
-            M["uuid"], (M["history"] + ["0" * 16])[0], (M["history"] + ["0" * 16] * 2)[1]))
+        if mode == "9":
+            peers = peers_of(res, me)
+            peer = opts_peer or (peers[0] if peers else None)
+            if peer not in peers:
+                raise Failure("%s: no connection to %s" % (res["name"], peer), 10)
+            args = [cmd, res["name"], str(node_id(res, peer)), "0"]
+        else:
+            args = [cmd, str(res["minor"])]
+        out.append(gi_output(res, me, now, args, pretty=cmd == "show-gi"))
     else:
         raise Failure("drbdadm: Unknown command '%s'" % cmd, 1)
 
@@ -1355,7 +1514,13 @@ def format_dump(res):
         L.append("        allow-two-primaries yes;")
     if res["fencing"] != "dont-care":
         L.append("        fencing            %s;" % res["fencing"])
-    L += ["    }", "}"]
+    L.append("    }")
+    handlers = {k: v for k, v in (res.get("handlers") or {}).items() if v}
+    if handlers:
+        L.append("    handlers {")
+        L += ['        %-18s "%s";' % (k, v.replace('"', '\\"')) for k, v in sorted(handlers.items())]
+        L.append("    }")
+    L.append("}")
     return "\n".join(L) + "\n\n"
 
 
