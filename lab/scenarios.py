@@ -98,6 +98,9 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         inject(cluster, stack, active)
 
     def moved():
+        reason = stack.known_failure(cluster)
+        if reason:
+            raise LabError(reason)
         for peer in peers:
             if stack.active_node(cluster, via=peer) == peer.name and \
                     stack.service_ok(cluster, peer):
@@ -118,8 +121,12 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         with step(f"[{stack.name}/{name}] recovering {active.name}", cluster.explain):
             t1 = time.monotonic()
             recover_fn(cluster, stack, active)
-            wait_for(lambda: stack.rejoined_ok(cluster, active), 90,
-                     f"{active.name} to rejoin as standby")
+            def rejoined():
+                reason = stack.known_failure(cluster)
+                if reason:
+                    raise LabError(reason)
+                return stack.rejoined_ok(cluster, active)
+            wait_for(rejoined, 90, f"{active.name} to rejoin as standby")
             result.rejoin_s = time.monotonic() - t1
             say(f"[{stack.name}/{name}] {active.name} rejoined in {result.rejoin_s:.1f}s")
             stack.check_data(cluster, new)
