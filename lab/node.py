@@ -62,6 +62,10 @@ def pids_in_mount_ns(ns_ino):
 def kill_mount_ns(ns_ino, timeout=10.0):
     """SIGKILL every process of a mount namespace until none is left (processes
     may fork while we kill, so loop)."""
+    if ns_ino == _mnt_ns("self") or ns_ino == _mnt_ns(os.getppid()):
+        # Never the namespace we (or our caller) live in: that would be the
+        # host's, or a node fencing itself.
+        raise LabError("refusing to kill our own mount namespace")
     deadline = time.monotonic() + timeout
     while True:
         pids = [p for p in pids_in_mount_ns(ns_ino) if p != os.getpid()]

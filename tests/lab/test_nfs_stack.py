@@ -105,3 +105,23 @@ def test_split_brain_without_fencing_is_reported_and_nothing_discarded(nfs):
     emu = json.loads(stack.drbdemu(cluster, "status", stack.drbd_resource).stdout)
     images = {emu["node"][n]["image"] for n in emu["nodes"]}
     assert len(images) == 2
+
+
+def test_down_removes_loop_devices_and_drbd_device_too(nfs):
+    cluster, stack = nfs
+    lab_dir = str(cluster.lab_dir)
+    active = cluster.node(stack.active_node(cluster))
+    assert lab_dir in active.run(["losetup", "-a"]).stdout   # the Primary's disk
+    cluster.destroy()
+    import subprocess
+    import time
+    from pathlib import Path
+    deadline = time.monotonic() + 10   # autoclear happens when the mount dies
+    while True:
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        if lab_dir not in loops or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert lab_dir not in loops
+    assert not Path(stack.drbd_device).exists()
+    assert not Path(lab_dir).exists()
