@@ -224,11 +224,33 @@ class Machine:
         self.start_services()
 
     def start_services(self):
-        """Start the machine's boot-time services that are not running."""
-        running = {c for _, c in self.processes()}
-        for argv in self.setup.get("services", []):
-            if Path(argv[0]).name[:15] not in running:
-                self.spawn(argv)
+        """Start the machine's boot-time services that are not running, in
+        order, each ready before the next (rpc.statd gives up when rpcbind
+        does not answer yet).  A service is an argv, or {"argv": [...],
+        "ready": [...]} where ready is a command that succeeds once it serves."""
+        for service in self.setup.get("services", []):
+            argv, ready = (service, None) if isinstance(service, list) else \
+                (service["argv"], service.get("ready"))
+            if argv in self.cmdlines():
+                continue
+            self.spawn(argv)
+            what = f"{argv[0]} on {self.name}"
+            if ready:
+                wait_for(lambda: self.run(ready, check=False, quiet=True).returncode == 0,
+                         15, f"{what} to serve", interval=0.1)
+            else:
+                wait_for(lambda: argv in self.cmdlines(), 15, what, interval=0.1)
+
+    def cmdlines(self):
+        """Command lines (argv lists) of the machine's processes."""
+        result = []
+        for pid, _ in self.processes():
+            try:
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            result.append([a.decode(errors="replace") for a in raw.split(b"\0")[:-1]])
+        return result
 
     def power_off(self):
         """Crash: NIC dark, every process of the machine SIGKILLed."""

@@ -172,7 +172,10 @@ class NfsDrbdStack(DrbdMixin, Stack):
     def prepare(self, cluster):
         self.prepare_drbd(cluster)
         # The NFS server's own services, started at boot like systemd would.
-        cluster.setup["services"] = [["rpcbind", "-f", "-w"], ["rpc.statd", "-F", "--no-notify"]]
+        cluster.setup["services"] = [
+            {"argv": ["rpcbind", "-f", "-w"], "ready": ["rpcinfo", "-p", "127.0.0.1"]},
+            {"argv": ["rpc.statd", "-F", "--no-notify"],
+             "ready": ["rpcinfo", "-T", "udp", "127.0.0.1", "status"]}]
         cluster.save()
 
     def configure(self, cluster):
@@ -290,7 +293,8 @@ class MfsDrbdStack(DrbdMixin, Stack):
                 f"DATA_PATH = {cdir / f'cs{i}'}\nHDD_CONF_FILENAME = {cdir / f'cs{i}-hdd.cfg'}\n"
                 f"MASTER_HOST = {self.vip}\nMASTER_RECONNECTION_DELAY = 1\n"
                 f"CSSERV_LISTEN_PORT = {9422 + 2 * i}\nHDD_LEAVE_SPACE_DEFAULT = 64MiB\n")
-            services.append(["mfschunkserver", "-f", "-c", str(cdir / f"cs{i}.cfg"), "start"])
+            services.append({"argv": ["mfschunkserver", "-f", "-c", str(cdir / f"cs{i}.cfg"),
+                                      "start"]})
         cluster.client_setup["services"] = services
         cluster.save()
 

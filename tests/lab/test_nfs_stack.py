@@ -110,12 +110,12 @@ def test_split_brain_without_fencing_is_reported_and_nothing_discarded(nfs):
 def test_down_removes_loop_devices_and_drbd_device_too(nfs):
     cluster, stack = nfs
     lab_dir = str(cluster.lab_dir)
-    active = cluster.node(stack.active_node(cluster))
-    assert lab_dir in active.run(["losetup", "-a"]).stdout   # the Primary's disk
-    cluster.destroy()
     import subprocess
     import time
     from pathlib import Path
+    # The Primary's disk (after the split brain: both sides' disks).
+    assert lab_dir in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    cluster.destroy()
     deadline = time.monotonic() + 10   # autoclear happens when the mount dies
     while True:
         loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
