@@ -1,0 +1,183 @@
+"""The lab: a real multi-node Pacemaker cluster in namespaces on this machine.
+
+  python3 -m lab demo            install what is missing, bring up 2 nodes with
+                                 the NFS-on-DRBD stack, crash the active node,
+                                 show the service and data on the other one
+  python3 -m lab up [--nodes 3] [--stack nfs|stateful]
+  python3 -m lab scenarios [standby kill9 crash linkdown]   (on the running lab)
+  python3 -m lab measure         failover table of every scenario vs corosync's floor
+  python3 -m lab status | run NODE CMD... | down
+"""
+import argparse
+import sys
+import time
+
+from . import LAB_DIR, util
+from .cluster import Cluster
+from .install import ensure_packages
+from .scenarios import SCENARIOS, run_scenario, table
+from .stacks import STACKS
+from .util import LabError, say
+
+
+def bring_up(lab_dir, nodes=2, stack_name=None, token=1000):
+    """Create, start, fence and configure; returns (cluster, stack)."""
+    if Cluster.load(lab_dir):
+        raise LabError(f"a lab exists in {lab_dir}; run `python3 -m lab down` first")
+    cluster = Cluster(nodes, lab_dir, token_ms=token)
+    stack = STACKS[stack_name]() if stack_name else None
+    cluster.stack = stack_name
+    cluster.create()
+    if stack:
+        stack.prepare(cluster)
+    cluster.start()
+    cluster.configure_fencing()
+    if stack:
+        stack.configure(cluster)
+    say("lab is up: " + " ".join(f"{n.name}={n.address}" for n in cluster.nodes)
+        + (f", stack {stack_name}" if stack_name else ""))
+    return cluster, stack
+
+
+def loaded(lab_dir):
+    cluster = Cluster.load(lab_dir)
+    if cluster is None:
+        raise LabError("no lab is up (python3 -m lab up --stack nfs)")
+    return cluster
+
+
+def cmd_up(args):
+    bring_up(args.lab_dir, args.nodes, args.stack, args.token)
+
+
+def cmd_down(args):
+    cluster = Cluster.load(args.lab_dir) or Cluster(3, args.lab_dir)
+    cluster.destroy()
+    say("lab removed")
+
+
+def cmd_status(args):
+    cluster = Cluster.load(args.lab_dir)
+    if not cluster:
+        print("no lab")
+        return 1
+    for node in cluster.nodes + cluster.clients:
+        print(f"{node.name:8} {node.address:12} {'on' if node.is_on() else 'off'}")
+    running = cluster.running_nodes()
+    if running:
+        print(running[0].run(["crm_mon", "-1", "-r"], check=False).stdout)
+    return 0
+
+
+def cmd_run(args):
+    cluster = loaded(args.lab_dir)
+    proc = cluster.node(args.node).run(args.argv, check=False, timeout=600)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
+
+
+def cmd_scenarios(args):
+    cluster = loaded(args.lab_dir)
+    if not cluster.stack:
+        raise LabError("the running lab has no stack (python3 -m lab up --stack nfs)")
+    stack = STACKS[cluster.stack]()
+    unknown = set(args.names) - set(SCENARIOS)
+    if unknown:
+        raise LabError(f"unknown scenario(s) {' '.join(unknown)}; known: {' '.join(SCENARIOS)}")
+    results = [run_scenario(cluster, stack, name) for name in args.names or SCENARIOS]
+    print(table(results))
+
+
+def cmd_measure(args):
+    """A fresh lab per stack, every scenario, one table."""
+    results = []
+    for stack_name in args.stacks:
+        if Cluster.load(args.lab_dir):
+            Cluster.load(args.lab_dir).destroy()
+        cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token)
+        try:
+            for name in SCENARIOS:
+                results.append(run_scenario(cluster, stack, name))
+        finally:
+            if not args.keep:
+                cluster.destroy()
+    print(f"\nFailover time (s): failure injected -> service verified on the peer; floor = "
+          f"corosync token + consensus = {cluster.floor_s:.1f} s")
+    print(table(results))
+
+
+def cmd_demo(args):
+    installed = ensure_packages()
+    if installed:
+        say(f"installed: {' '.join(installed)}")
+    if Cluster.load(args.lab_dir):
+        say("removing the previous lab")
+        Cluster.load(args.lab_dir).destroy()
+    cluster, stack = bring_up(args.lab_dir, args.nodes, "nfs", args.token)
+    active = stack.wait_active(cluster)
+    print(active.run(["crm_mon", "-1", "-r"]).stdout)
+    say(f"writing data on {active.name} (the DRBD Primary) ...")
+    stack.write_data(cluster, "demo")
+    print(active.run(["ls", "-l", stack.export_dir]).stdout)
+    say(f"crashing {active.name} (every process killed, link down) ...")
+    t0 = time.monotonic()
+    active.power_off()
+    peer = [n for n in cluster.nodes if n is not active][0]
+    util.wait_for(lambda: stack.active_node(cluster, via=peer) == peer.name
+                  and stack.service_ok(cluster, peer), 90, "the service on the peer",
+                  interval=0.2)
+    failover = time.monotonic() - t0
+    print(peer.run(["crm_mon", "-1", "-r"]).stdout)
+    stack.check_data(cluster, peer)
+    print(peer.run(["ls", "-l", stack.export_dir]).stdout)
+    print(peer.run(["sha256sum", f"{stack.export_dir}/data-demo"]).stdout)
+    print((cluster.lab_dir / "fence.log").read_text())
+    print(f"FAILOVER: {active.name} -> {peer.name} in {failover:.1f} s "
+          f"(corosync token+consensus floor {cluster.floor_s:.1f} s); data and rmtab intact")
+    print("The lab stays up: python3 -m lab status | run node2 pcs status | down")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab-dir", default=LAB_DIR)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every command")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_cluster_options(p):
+        p.add_argument("--nodes", type=int, default=2, choices=(2, 3))
+        p.add_argument("--token", type=int, default=1000,
+                       help="corosync token timeout in ms (consensus = 1.2 x token)")
+    p = sub.add_parser("up", help="create and start the cluster")
+    with_cluster_options(p)
+    p.add_argument("--stack", choices=sorted(STACKS), help="configure a service stack")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("demo", help="install, up with the NFS stack, crash the active node")
+    with_cluster_options(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("scenarios", help="run failover scenarios on the running lab")
+    p.add_argument("names", nargs="*", help=" ".join(SCENARIOS))
+    p.set_defaults(func=cmd_scenarios)
+    p = sub.add_parser("measure", help="failover time table (fresh lab per stack)")
+    p.add_argument("--token", type=int, default=1000)
+    p.add_argument("--keep", action="store_true", help="leave the last lab up")
+    p.add_argument("stacks", nargs="*", default=["nfs"])
+    p.set_defaults(func=cmd_measure)
+    sub.add_parser("down", help="remove everything the lab made").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="nodes and crm_mon").set_defaults(func=cmd_status)
+    p = sub.add_parser("run", help="run a command on a node")
+    p.add_argument("node")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    util.VERBOSE = args.verbose
+    try:
+        return args.func(args) or 0
+    except LabError as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

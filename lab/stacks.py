@@ -1,0 +1,389 @@
+"""The service stacks the lab configures and fails over.
+
+A stack knows how to configure itself with pcs, where its service is active,
+how to prove the service works on a node, what data to write before a failure
+and how to check that data afterwards.  Scenarios (scenarios.py) drive them.
+"""
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from . import REPO_ROOT, SUBNET, FIRST_VIP, CLIENT_BASE
+from .util import LabError, run, say, step, wait_for
+
+# Where the DRBD emulator lives (tests/drbd_emulator of this checkout unless
+# PYHA_LAB_DRBD_EMULATOR points elsewhere).
+EMULATOR_DIR = Path(os.environ.get("PYHA_LAB_DRBD_EMULATOR",
+                                   REPO_ROOT / "tests" / "drbd_emulator"))
+
+
+class Stack:
+    name = "?"
+    service_process = None      # comm of the process a kill -9 scenario kills
+    promotable = None           # primitive id of the promotable clone, if any
+
+    def prepare(self, cluster):
+        """Before the cluster starts: what every node needs (cluster.setup)."""
+
+    def configure(self, cluster):
+        raise NotImplementedError
+
+    def active_node(self, cluster, via=None):
+        """Name of the node the service runs on, or None."""
+        raise NotImplementedError
+
+    def service_ok(self, cluster, node):
+        """True when the service is verified working on node (a Node)."""
+        raise NotImplementedError
+
+    def write_data(self, cluster, tag):
+        """Write data tagged `tag` through the service; remember it."""
+
+    def check_data(self, cluster, node):
+        """Raise LabError unless everything written so far is there."""
+
+    def rejoined_ok(self, cluster, node):
+        """True when a recovered node is back as a healthy standby."""
+        return node.name in (cluster.status(quiet=True) or {"online": ()})["online"]
+
+    def known_failure(self, cluster):
+        """A reason string when the stack hit a known, unrecoverable problem
+        (waiting on would only time out), else None."""
+        return None
+
+    def wait_active(self, cluster, timeout=60):
+        def active():
+            reason = self.known_failure(cluster)
+            if reason:
+                raise LabError(reason)
+            name = self.active_node(cluster)
+            return name if name and self.service_ok(cluster, cluster.node(name)) else None
+        return cluster.node(wait_for(active, timeout, f"the {self.name} service to start"))
+
+
+class StatefulStack(Stack):
+    """Pacemaker's own test agents: a Stateful promotable clone and a Dummy
+    service that follows the Promoted instance.  Proves the lab itself."""
+
+    name = "stateful"
+    promotable = "state"
+
+    def configure(self, cluster):
+        with step("configuring Dummy + Stateful promotable clone", cluster.explain):
+            pcs = cluster.pcs
+            pcs("resource", "defaults", "update", "resource-stickiness=100")
+            pcs("resource", "create", "state", "ocf:pacemaker:Stateful",
+                "op", "monitor", "interval=5s", "role=Promoted",
+                "op", "monitor", "interval=6s", "role=Unpromoted",
+                "promotable", "notify=true", "--disabled")
+            pcs("resource", "create", "service", "ocf:pacemaker:Dummy",
+                "op", "monitor", "interval=5s", "--disabled")
+            pcs("constraint", "colocation", "add", "service", "with", "Promoted",
+                "state-clone", "INFINITY")
+            pcs("constraint", "order", "promote", "state-clone", "then", "start", "service")
+            pcs("resource", "enable", "state-clone", "service")
+        self.wait_active(cluster)
+
+    def active_node(self, cluster, via=None):
+        started = cluster.where("service", via=via)
+        promoted = cluster.where("state", "Promoted", via=via)
+        if len(started) == 1 and started == promoted:
+            return started[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        # The Dummy agent's state file is the "service": it exists only where
+        # the agent really started it.
+        proc = node.run(["crm_resource", "--force-check", "-r", "service"], check=False,
+                        quiet=True)
+        return proc.returncode == 0
+
+    def rejoined_ok(self, cluster, node):
+        return node.name in cluster.where("state", "Unpromoted")
+
+
+class DrbdMixin:
+    """The DRBD emulator on the nodes: shared state in LAB_DIR/drbd, its bin
+    dir first on every node's PATH (so the agent's drbdadm/drbdsetup are the
+    emulator's), and the hooks that tell it about crashes and cable cuts (it
+    has no daemon that could notice them)."""
+
+    drbd_resource = "r0"
+    drbd_minor = 213            # /dev/drbd213: unlikely to collide with anything
+    drbd_size = "64M"
+
+    @property
+    def drbd_device(self):
+        return f"/dev/drbd{self.drbd_minor}"
+
+    def prepare_drbd(self, cluster):
+        emu_bin = EMULATOR_DIR / "bin"
+        if not (emu_bin / "drbdadm").exists():
+            raise LabError(f"DRBD emulator not found in {EMULATOR_DIR}")
+        state = cluster.lab_dir / "drbd"
+        state.mkdir(parents=True, exist_ok=True)
+        cluster.setup.setdefault("env", {})["DRBDEMU_STATE"] = str(state)
+        cluster.setup["path_prefix"] = [str(emu_bin)]
+        emu = str(emu_bin / "drbdemu")
+        # A crash (power off, fencing) must reach the emulator: its state
+        # still says "up, Primary" otherwise.  A cable cut is NOT passed on:
+        # with DRBD's `fencing resource-and-stonith` the cut Primary freezes
+        # its I/O until the peer fenced it, so it never starts a new data
+        # generation and resyncs cleanly on return; the emulator has no such
+        # freeze, so the lab lets the fence's crash hook end the connection.
+        # The split-brain test (fencing off) cuts the emulator's link itself.
+        hooks = cluster.setup.setdefault("hooks", {})
+        hooks["power_off"] = [[emu, "crash", "{node}"]]
+        cluster.save()
+        nodes = [n.name for n in cluster.nodes[:2]]
+        self.drbdemu(cluster, "init", self.drbd_resource, "--nodes", ",".join(nodes),
+                     "--minor", str(self.drbd_minor), "--size", self.drbd_size,
+                     "--addresses", ",".join(f"{n.name}={n.address}" for n in cluster.nodes[:2]))
+
+    def drbdemu(self, cluster, *args):
+        return run([EMULATOR_DIR / "bin" / "drbdemu", *args],
+                   env=dict(cluster.nodes[0].env()))
+
+    def drbd_state(self, cluster, node):
+        """(role, disk) of node's side of the resource, by the emulator."""
+        proc = cluster.node(node).run(["drbdadm", "role", self.drbd_resource], check=False,
+                                      quiet=True)
+        role = proc.stdout.strip()
+        proc = cluster.node(node).run(["drbdadm", "dstate", self.drbd_resource], check=False,
+                                      quiet=True)
+        return role, proc.stdout.strip().split("/")[0]
+
+
+class NfsDrbdStack(DrbdMixin, Stack):
+    """pcs-examples/nfs-drbd.sh: DRBD -> ext4 -> VIP -> nfsexport -> nfsnotify."""
+
+    name = "nfs"
+    promotable = "nfs-drbd"
+    service_process = "rpc.statd"   # the NFS server's process the stack depends on
+    vip = f"{SUBNET}.{FIRST_VIP}"
+    mountpoint = "/srv/nfs"
+    export_dir = "/srv/nfs/export"
+
+    def __init__(self):
+        self.written = {}   # file name -> sha256
+        self.rmtab = []     # rmtab lines that must survive
+
+    def prepare(self, cluster):
+        self.prepare_drbd(cluster)
+        # The NFS server's own services, started at boot like systemd would.
+        cluster.setup["services"] = [
+            {"argv": ["rpcbind", "-f", "-w"], "ready": ["rpcinfo", "-p", "127.0.0.1"]},
+            {"argv": ["rpc.statd", "-F", "--no-notify"],
+             "ready": ["rpcinfo", "-T", "udp", "127.0.0.1", "status"]}]
+        cluster.save()
+
+    def configure(self, cluster):
+        node = cluster.nodes[0]
+        script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
+        with step(f"configuring the NFS stack with {script.name}", cluster.explain):
+            node.run(["env", f"NODES={cluster.nodes[0].name} {cluster.nodes[1].name}",
+                      f"DRBD_RESOURCE={self.drbd_resource}", f"DRBD_DEVICE={self.drbd_device}",
+                      f"MOUNTPOINT={self.mountpoint}", f"EXPORT_DIR={self.export_dir}",
+                      f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes", "bash", script],
+                     timeout=180)
+        with step("waiting for the NFS service", cluster.explain):
+            self.wait_active(cluster, timeout=90)
+
+    def active_node(self, cluster, via=None):
+        promoted = cluster.where("nfs-drbd", "Promoted", via=via)
+        places = [cluster.where(r, via=via) for r in ("nfs-fs", "nfs-vip", "nfs-export",
+                                                       "nfs-notify")]
+        if len(promoted) == 1 and all(p == promoted for p in places):
+            return promoted[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        """VIP on the node, the DRBD disk mounted, the directory exported."""
+        addr = node.run(["ip", "-o", "addr", "show"], check=False, quiet=True).stdout
+        if f" {self.vip}/" not in addr:
+            return False
+        mnt = node.run(["findmnt", "-n", "-o", "SOURCE", self.mountpoint], check=False,
+                       quiet=True).stdout.split()
+        if not mnt:
+            return False
+        exports = node.run(["exportfs", "-v"], check=False, quiet=True).stdout
+        return self.export_dir in exports
+
+    def write_data(self, cluster, tag):
+        node = cluster.node(self.active_node(cluster))
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 1000
+        name = f"data-{tag}"
+        node.run(["tee", f"{self.export_dir}/{name}"], input=content, quiet=True)
+        node.run(["sync", "-f", f"{self.export_dir}/{name}"], quiet=True)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+        # A client mount as rpc.mountd records it; the agent's monitor keeps
+        # the directory's rmtab lines in its backup on the DRBD disk.
+        client = f"{SUBNET}.{CLIENT_BASE + len(self.rmtab) % 40}"
+        line = f"{client}:{self.export_dir}:0x00000001"
+        node.run(["sh", "-c", f"echo '{line}' >> /var/lib/nfs/rmtab"], quiet=True)
+        self.rmtab.append(line)
+        backup = f"{self.export_dir}/.rmtab"
+        wait_for(lambda: line in node.run(["cat", backup], check=False, quiet=True).stdout,
+                 30, "the rmtab backup (nfsexport monitor)")
+        node.run(["sync", "-f", backup], quiet=True)
+
+    def check_data(self, cluster, node):
+        for name, digest in self.written.items():
+            proc = node.run(["sha256sum", f"{self.export_dir}/{name}"], check=False, quiet=True)
+            if proc.returncode != 0 or proc.stdout.split()[0] != digest:
+                raise LabError(f"{name} lost or changed on {node.name}",
+                               proc.stdout + proc.stderr)
+        rmtab = node.run(["cat", "/var/lib/nfs/rmtab"], quiet=True).stdout
+        missing = [line for line in self.rmtab if line not in rmtab]
+        if missing:
+            raise LabError(f"rmtab entries lost on {node.name}: {missing}")
+
+    def rejoined_ok(self, cluster, node):
+        if node.name not in cluster.where("nfs-drbd", "Unpromoted"):
+            return False
+        return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
+
+
+MFS_DEEP_MONITOR_RACE = "mfsmaster deep monitor raced chunkserver registration"
+
+
+class MfsDrbdStack(DrbdMixin, Stack):
+    """pcs-examples/mfs.sh (STORAGE=drbd): DRBD -> ext4 on /var/lib/mfs -> VIP ->
+    ocf:pyha:mfsmaster.  Two chunkservers and a FUSE client run on a third
+    machine ("client") and reach the master only through the VIP."""
+
+    name = "mfs"
+    promotable = "drbd-r0"
+    service_process = "mfsmaster"
+    vip = f"{SUBNET}.{FIRST_VIP}"
+    data_path = "/srv/mfs"      # = DATA_PATH and the DRBD filesystem's mount point
+    mnt = "/tmp/mfs"            # the FUSE mount, inside the client machine
+
+    def __init__(self):
+        self.written = {}
+
+    def prepare(self, cluster):
+        from .node import Machine
+        if not cluster.clients:
+            cluster.clients.append(Machine("client", f"{SUBNET}.{CLIENT_BASE}",
+                                           cluster.lab_dir, cluster.client_setup))
+            cluster.clients[0].create()
+            cluster.write_hosts()
+        self.prepare_drbd(cluster)
+        etc = cluster.lab_dir / "mfs-etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "mfsmaster.cfg").write_text(
+            f"DATA_PATH = {self.data_path}\nEXPORTS_FILENAME = /etc/mfs/mfsexports.cfg\n"
+            "TOPOLOGY_FILENAME = /etc/mfs/mfstopology.cfg\n")
+        (etc / "mfsexports.cfg").write_text("* / rw,alldirs,admin,maproot=0:0\n")
+        (etc / "mfstopology.cfg").write_text("")
+        cluster.setup.setdefault("binds", {})["/etc/mfs"] = str(etc)
+        # The client machine: chunkservers on host directories, configs there too.
+        cdir = cluster.lab_dir / "client-mfs"
+        cdir.mkdir(exist_ok=True)
+        os.chmod(cluster.lab_dir, 0o755)
+        services = []
+        for i in (1, 2):
+            for sub in (f"cs{i}", f"cs{i}-hdd"):
+                (cdir / sub).mkdir(exist_ok=True)
+                run(["chown", "mfs:mfs", cdir / sub])
+            (cdir / f"cs{i}-hdd.cfg").write_text(f"{cdir / f'cs{i}-hdd'}\n")
+            (cdir / f"cs{i}.cfg").write_text(
+                f"DATA_PATH = {cdir / f'cs{i}'}\nHDD_CONF_FILENAME = {cdir / f'cs{i}-hdd.cfg'}\n"
+                f"MASTER_HOST = {self.vip}\nMASTER_RECONNECTION_DELAY = 1\n"
+                f"CSSERV_LISTEN_PORT = {9422 + 2 * i}\nHDD_LEAVE_SPACE_DEFAULT = 64MiB\n")
+            services.append({"argv": ["mfschunkserver", "-f", "-c", str(cdir / f"cs{i}.cfg"),
+                                      "start"]})
+        cluster.client_setup["services"] = services
+        cluster.save()
+
+    def configure(self, cluster):
+        node = cluster.nodes[0]
+        with step("creating the MooseFS filesystem on DRBD (one-time)", cluster.explain):
+            r, dev, mp = self.drbd_resource, self.drbd_device, self.data_path
+            node.run(["sh", "-c",
+                      f"set -e; cp /var/lib/mfs/metadata.mfs.empty /tmp/empty; mkdir -p {mp}; drbdadm up {r}; "
+                      f"drbdadm primary --force {r}; mkfs.ext4 -q -F {dev}; mount {dev} {mp}; "
+                      f"cp /tmp/empty {mp}/metadata.mfs; chown -R mfs:mfs {mp}; umount {mp}; "
+                      f"drbdadm secondary {r}; drbdadm down {r}"], timeout=120)
+        script = REPO_ROOT / "pcs-examples" / "mfs.sh"
+        with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
+            node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
+                      f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
+                      f"MOUNTPOINT={self.data_path}", "sh", script], timeout=180)
+        with step("waiting for the MooseFS master", cluster.explain):
+            self.wait_active(cluster, timeout=120)
+        client = cluster.clients[0]
+        with step("starting chunkservers and the FUSE client on the client machine",
+                  cluster.explain):
+            client.start_services()
+            client.run(["mkdir", "-p", self.mnt])
+            client.spawn(["mfsmount", "-f", "-H", self.vip, "-P", "9421", self.mnt])
+            wait_for(lambda: client.run(["mountpoint", "-q", self.mnt], check=False,
+                                        quiet=True).returncode == 0, 30, "mfsmount")
+            wait_for(lambda: self._client_write_ok(cluster), 60,
+                     "the filesystem to accept writes (chunkservers registered)")
+
+    def known_failure(self, cluster):
+        # ocf:pyha:mfsmaster's OCF_CHECK_LEVEL=10 monitor runs right after
+        # start, before the chunkservers re-registered with the new master;
+        # with migration-threshold=1 that bans the master from the node.
+        for failure in (cluster.status(quiet=True) or {"failures": []})["failures"]:
+            if "min_chunkservers" in failure.get("exitreason", ""):
+                return (f"{MFS_DEEP_MONITOR_RACE}: {failure.get('op_key')} on "
+                        f"{failure.get('node')}: {failure['exitreason']}")
+        return None
+
+    def _client_write_ok(self, cluster):
+        client = cluster.clients[0]
+        proc = client.run(["sh", "-c", f"echo ok > {self.mnt}/.probe && cat {self.mnt}/.probe"],
+                          check=False, quiet=True, timeout=30)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def active_node(self, cluster, via=None):
+        promoted = cluster.where("drbd-r0", "Promoted", via=via)
+        places = [cluster.where(r, via=via) for r in ("mfs-fs", "mfs-ip", "mfs-master")]
+        if len(promoted) == 1 and all(p == promoted for p in places):
+            return promoted[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        """The VIP and a live master on node, and (once the client is up)
+        the client reads the filesystem's root through the VIP."""
+        addr = node.run(["ip", "-o", "addr", "show"], check=False, quiet=True).stdout
+        if f" {self.vip}/" not in addr or not node.pids_of("mfsmaster"):
+            return False
+        client = cluster.clients[0] if cluster.clients else None
+        if client is None or not client.is_on() or                 client.run(["mountpoint", "-q", self.mnt], check=False, quiet=True).returncode:
+            return True
+        # Verified = a file written through the old master reads back.
+        proc = client.run(["timeout", "3", "cat", f"{self.mnt}/.probe"], check=False,
+                          quiet=True, timeout=10)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def write_data(self, cluster, tag):
+        client = cluster.clients[0]
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 2000
+        name = f"data-{tag}"
+        client.run(["sh", "-c", f"cat > {self.mnt}/{name} && sync"], input=content, quiet=True)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+
+    def check_data(self, cluster, node):
+        client = cluster.clients[0]
+        for name, digest in self.written.items():
+            def readable():
+                proc = client.run(["sha256sum", f"{self.mnt}/{name}"], check=False,
+                                  quiet=True, timeout=30)
+                return proc if proc.returncode == 0 else None
+            proc = wait_for(readable, 30, f"{name} readable through the client")
+            if proc.stdout.split()[0] != digest:
+                raise LabError(f"{name} changed (read through the client)", proc.stdout)
+
+    def rejoined_ok(self, cluster, node):
+        if node.name not in cluster.where("drbd-r0", "Unpromoted"):
+            return False
+        return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
+
+
+STACKS = {"stateful": StatefulStack, "nfs": NfsDrbdStack, "mfs": MfsDrbdStack}

@@ -1,0 +1,83 @@
+#!/bin/bash
+# HA NFS on DRBD with pcs: a DRBD promotable clone, an ext4 filesystem on the
+# Primary, a floating IP, the NFS exports (ocf:pyha:nfsexport, which carries
+# the rmtab client list across failover) and NSM reboot notification
+# (ocf:pyha:nfsnotify) so NFSv3 clients reclaim their locks.
+#
+# Run it once, as root, on one node of a running cluster (pcs talks to the
+# local CIB; pcsd is not needed).  Everything is a variable, set in the
+# environment or on the command line:
+#     NODES="node1 node2" VIP=10.213.0.100 ./nfs-drbd.sh
+# Prerequisites on every node: the DRBD resource $DRBD_RESOURCE defined (and
+# its metadata created), ocf:pyha agents installed
+# (python3 -m ocf_agents install), rpcbind and rpc.statd running (the NFS
+# server's own services), $VIP with a name in /etc/hosts (sm-notify sends the
+# name), and a working fence device (DRBD without fencing risks split brain).
+set -euo pipefail
+
+NODES=${NODES:-"node1 node2"}            # the two nodes that hold the disk
+DRBD_RESOURCE=${DRBD_RESOURCE:-r0}       # resource name in drbd.conf
+DRBD_DEVICE=${DRBD_DEVICE:-/dev/drbd0}   # its device (drbdadm sh-dev r0)
+MOUNTPOINT=${MOUNTPOINT:-/srv/nfs}       # where the Primary mounts it
+EXPORT_DIR=${EXPORT_DIR:-$MOUNTPOINT/export}
+CLIENTS=${CLIENTS:-"10.213.0.0/24"}      # who may mount (exports(5) client specs)
+VIP=${VIP:-10.213.0.100}                 # the address clients mount from
+CIDR=${CIDR:-24}
+MONITOR=${MONITOR:-10s}                  # monitor interval of the service resources
+# New DRBD disk with no filesystem yet: create it on this node first.
+MKFS=${MKFS:-no}
+
+# 0. One-time: a filesystem on the replicated disk (the peer gets it by resync).
+if [ "$MKFS" = yes ]; then
+    drbdadm up "$DRBD_RESOURCE"
+    drbdadm primary --force "$DRBD_RESOURCE"
+    mkfs.ext4 -q -F "$DRBD_DEVICE"
+    mkdir -p "$MOUNTPOINT"
+    mount "$DRBD_DEVICE" "$MOUNTPOINT"
+    mkdir -p "$EXPORT_DIR"
+    umount "$MOUNTPOINT"
+    drbdadm secondary "$DRBD_RESOURCE"
+    drbdadm down "$DRBD_RESOURCE"
+fi
+
+# Build the whole configuration offline, then push it in one step: the cluster
+# never sees a half-made stack.
+CIB=$(mktemp)
+trap 'rm -f "$CIB"' EXIT
+pcs cluster cib "$CIB"
+
+# 1. The replicated disk: one Promoted (DRBD Primary), one Unpromoted.
+pcs -f "$CIB" resource create nfs-drbd ocf:pyha:drbd drbd_resource="$DRBD_RESOURCE" \
+    op monitor interval=29s role=Promoted \
+    op monitor interval=31s role=Unpromoted \
+    promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true
+
+# 2. The service, started in this order on the Promoted node, stopped in reverse.
+pcs -f "$CIB" resource create nfs-fs ocf:heartbeat:Filesystem \
+    device="$DRBD_DEVICE" directory="$MOUNTPOINT" fstype=ext4 \
+    op monitor interval="$MONITOR" --group nfs-service
+pcs -f "$CIB" resource create nfs-vip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
+    op monitor interval="$MONITOR" --group nfs-service
+pcs -f "$CIB" resource create nfs-export ocf:pyha:nfsexport \
+    clientspec="$CLIENTS" directory="$EXPORT_DIR" fsid=1 options=rw,sync,no_root_squash \
+    op monitor interval="$MONITOR" --group nfs-service
+pcs -f "$CIB" resource create nfs-notify ocf:pyha:nfsnotify source_host="$VIP" \
+    op monitor interval="$MONITOR" --group nfs-service
+
+# 3. The service runs where DRBD is Primary, and only after the promotion.
+pcs -f "$CIB" constraint colocation add nfs-service with Promoted nfs-drbd-clone INFINITY
+pcs -f "$CIB" constraint order promote nfs-drbd-clone then start nfs-service
+
+# 4. Failover policy: a failed service moves at once (rather than restarting
+#    in place), and stays where it is when the failed node comes back.
+pcs -f "$CIB" resource meta nfs-service migration-threshold=1 resource-stickiness=100
+
+# The DRBD clone may only run on the nodes that have the disk.
+rule=()
+for node in $NODES; do
+    rule+=(${rule[0]+and} '#uname' ne "$node")
+done
+pcs -f "$CIB" constraint location nfs-drbd-clone rule score=-INFINITY "${rule[@]}"
+
+pcs cluster cib-push "$CIB" --config
+echo "nfs-drbd: configured; watch it with: crm_mon -r"
