@@ -698,8 +698,14 @@ def monitor(res):
             remember_metaid(res, metaid)
     write_record(res, metaid, info.metaversion)
     if deep and info.chunkservers < res.params.min_chunkservers:
-        raise OCFError(ERR_GENERIC, f"{info.chunkservers} chunkserver(s) connected, "
-                       f"fewer than min_chunkservers={res.params.min_chunkservers}")
+        shortfall = (f"{info.chunkservers} chunkserver(s) connected, "
+                     f"fewer than min_chunkservers={res.params.min_chunkservers}")
+        # After a failover the chunkservers need a while to find the new master.
+        uptime = master_uptime(cfg)
+        if uptime is not None and uptime < res.params.chunkserver_grace:
+            res.log.info(f"{shortfall}; master up {uptime:.0f} s, within chunkserver_grace")
+        else:
+            raise OCFError(ERR_GENERIC, shortfall)
     if res.check_level >= 20 and info.last_save:
         limit = res.params.max_save_age or (2 * cfg.save_freq_hours * 3600 + 600)
         age = time.time() - info.last_save
@@ -742,6 +748,14 @@ def stop(res):
         except OCFError as err:
             res.log.warning(f"could not record the final metadata version: {err.reason}")
     return SUCCESS
+
+
+def master_uptime(cfg):
+    """Seconds since the master started (it writes its lock file when it starts)."""
+    try:
+        return max(0.0, time.time() - os.stat(cfg.path_in_data(LOCK_FILE)).st_mtime)
+    except OSError:
+        return None
 
 
 def wait_for_lock_release(res, cfg, seconds):
@@ -864,6 +878,11 @@ runs in; put a floating IP (ocf:heartbeat:IPaddr2) in the same group, before it.
                   shortdesc="Chunkservers required at OCF_CHECK_LEVEL 10",
                   longdesc="A monitor with OCF_CHECK_LEVEL=10 or more fails when fewer "
                            "chunkservers are connected."),
+        Parameter("chunkserver_grace", type="time", default=120,
+                  shortdesc="Time after start before min_chunkservers applies",
+                  longdesc="Chunkservers reconnect to a new master some seconds after a "
+                           "failover. Within this time after the master started, a depth-10 "
+                           "monitor logs a shortfall of chunkservers instead of failing."),
         Parameter("max_save_age", type="time", default=None,
                   shortdesc="Oldest metadata save accepted at OCF_CHECK_LEVEL 20",
                   longdesc="A monitor with OCF_CHECK_LEVEL=20 fails when the master has not "
