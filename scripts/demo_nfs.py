@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 
-AGENTS = "/usr/lib/ocf/resource.d/pyha"
+AGENTS = "/usr/lib/ocf/resource.d/pyha"  # replaced by a private installation in main()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIP = ("10.213.0.250", "nfs-demo-vip")
 
 
@@ -52,7 +53,9 @@ def make_node(base, name):
     return node
 
 
-def inside():
+def inside(agents):
+    global AGENTS
+    AGENTS = agents
     base = tempfile.mkdtemp(prefix="pyha-demo-")
     try:
         run_demo(base)
@@ -107,7 +110,10 @@ def run_demo(base):
 
 def main():
     if "--inside" in sys.argv:
-        return inside()
+        return inside(sys.argv[-1])
+    root = tempfile.mkdtemp(prefix="pyha-demo-ocf-")
+    subprocess.run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root", root],
+                   env=dict(os.environ, PYTHONPATH=REPO), check=True, stdout=subprocess.DEVNULL)
     netns = f"pyha-demo-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
@@ -117,10 +123,10 @@ def main():
         script = (f"ip link set lo up; ip addr add {VIP[0]}/32 dev lo; "
                   "mount -t tmpfs tmpfs /run; "
                   f"mount --bind {hosts.name} /etc/hosts; "
-                  f'exec /usr/bin/python3 "$0" --inside')
+                  f'exec /usr/bin/python3 "$0" --inside "$1"')
         return subprocess.run(["ip", "netns", "exec", netns, "unshare", "-m", "--propagation",
-                               "private", "sh", "-ec", script, os.path.abspath(__file__)]
-                              ).returncode
+                               "private", "sh", "-ec", script, os.path.abspath(__file__),
+                               f"{root}/resource.d/pyha"]).returncode
     finally:
         subprocess.run(["ip", "netns", "pids", netns], capture_output=True)
         for pid in subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
@@ -128,6 +134,7 @@ def main():
             subprocess.run(["kill", "-9", pid], check=False)
         subprocess.run(["ip", "netns", "del", netns], check=False)
         os.unlink(hosts.name)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

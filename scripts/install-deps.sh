@@ -11,7 +11,7 @@ DEBS=(
   drbd-utils nfs-kernel-server nfs-common rpcbind
   moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client moosefs-cli fuse3
   # tests and benchmarks
-  libxml2-utils iproute2 psmisc procps util-linux e2fsprogs xfsprogs strace
+  libxml2-utils iproute2 psmisc procps util-linux mount kmod e2fsprogs xfsprogs strace
   python3 python3-pytest python3-pip python3-psutil python3-hypothesis
 )
 
