@@ -85,6 +85,18 @@ SCENARIOS = {
 }
 
 
+DEGRADED = ("190", "191")   # OCF degraded / degraded promoted: shown, never counted
+
+
+def failures(cluster):
+    """Failed actions crm_mon still shows that count toward migration-threshold
+    (they would ban the resource from the node in the next scenario)."""
+    status = cluster.status(quiet=True)
+    if status is None:
+        return ["(crm_mon did not answer)"]
+    return [f for f in status["failures"] if f.get("exitcode") not in DEGRADED]
+
+
 def run_scenario(cluster, stack, name, timeout=90, recover=True):
     """Inject failure `name` on the active node; returns a Result."""
     inject, recover_fn, fenced = SCENARIOS[name]
@@ -98,9 +110,6 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         inject(cluster, stack, active)
 
     def moved():
-        reason = stack.known_failure(cluster)
-        if reason:
-            raise LabError(reason)
         for peer in peers:
             if stack.active_node(cluster, via=peer) == peer.name and \
                     stack.service_ok(cluster, peer):
@@ -121,12 +130,8 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         with step(f"[{stack.name}/{name}] recovering {active.name}", cluster.explain):
             t1 = time.monotonic()
             recover_fn(cluster, stack, active)
-            def rejoined():
-                reason = stack.known_failure(cluster)
-                if reason:
-                    raise LabError(reason)
-                return stack.rejoined_ok(cluster, active)
-            wait_for(rejoined, 90, f"{active.name} to rejoin as standby")
+            wait_for(lambda: stack.rejoined_ok(cluster, active) and not failures(cluster),
+                     90, f"{active.name} to rejoin as standby, no failed actions left")
             result.rejoin_s = time.monotonic() - t1
             say(f"[{stack.name}/{name}] {active.name} rejoined in {result.rejoin_s:.1f}s")
             stack.check_data(cluster, new)
