@@ -308,11 +308,18 @@ class MfsDrbdStack(DrbdMixin, Stack):
                   cluster.explain):
             client.start_services()
             client.run(["mkdir", "-p", self.mnt])
-            client.spawn(["mfsmount", "-f", "-H", self.vip, "-P", "9421", self.mnt])
-            wait_for(lambda: client.run(["mountpoint", "-q", self.mnt], check=False,
-                                        quiet=True).returncode == 0, 30, "mfsmount")
+            wait_for(lambda: self._mounted(client), 60, "mfsmount", interval=1.0)
             wait_for(lambda: self._client_write_ok(cluster), 60,
                      "the filesystem to accept writes (chunkservers registered)")
+
+    def _mounted(self, client):
+        """True once the FUSE mount is up; (re)starts mfsmount while it is not
+        running (it gives up when the master does not answer at mount time)."""
+        if client.run(["mountpoint", "-q", self.mnt], check=False, quiet=True).returncode == 0:
+            return True
+        if not client.pids_of("mfsmount"):
+            client.spawn(["mfsmount", "-f", "-H", self.vip, "-P", "9421", self.mnt])
+        return False
 
     def _client_write_ok(self, cluster):
         client = cluster.clients[0]
