@@ -3,9 +3,9 @@
   python3 -m lab demo            install what is missing, bring up 2 nodes with
                                  the NFS-on-DRBD stack, crash the active node,
                                  show the service and data on the other one
-  python3 -m lab up [--nodes 3] [--stack nfs|stateful]
+  python3 -m lab up [--nodes 3] [--stack nfs|mfs|stateful]
   python3 -m lab scenarios [standby kill9 crash linkdown]   (on the running lab)
-  python3 -m lab measure         failover table of every scenario vs corosync's floor
+  python3 -m lab measure [nfs mfs]  failover table of every scenario vs corosync's floor
   python3 -m lab status | run NODE CMD... | down
 """
 import argparse

@@ -273,6 +273,9 @@ class Cluster:
                               "(log_op_output)"))
             out.append(f"--- {node.name} console")
             out += tail(node.console, lines // 2)
+        for client in self.clients:
+            out.append(f"--- {client.name} console")
+            out += tail(client.console, lines)
         fence_log = self.lab_dir / "fence.log"
         if fence_log.exists():
             out.append("--- fence.log")
