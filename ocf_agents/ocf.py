@@ -511,26 +511,18 @@ class Resource:
 
     def node_attribute(self, name, value=None, delete=False, lifetime="reboot", node=None):
         """Set, delete or (value None) read a node attribute with crm_attribute."""
-        argv = ["crm_attribute", "--quiet", "--lifetime", lifetime, "--name", name,
-                "--node", node or self.node_name]
-        if delete:
-            argv.append("--delete")
-        elif value is not None:
-            argv += ["--update", str(value)]
-        else:
-            argv.append("--query")
-        result = self.run(argv, timeout=min(max(self.time_left() - 1, 1), 30),
-                          quiet=value is None and not delete)
-        if value is None and not delete:
-            return result.out.strip() if result.rc == 0 else None
-        return result.rc == 0
+        return self._crm_attribute(["--lifetime", lifetime], name,
+                                   ["--node", node or self.node_name], value, delete)
 
     def cluster_attribute(self, name, value=None, delete=False):
         """Set, delete or (value None) read a cluster-wide crm_config attribute.
 
         Reading an attribute that is not set returns None (crm_attribute exits 6).
         """
-        argv = ["crm_attribute", "--quiet", "--type", "crm_config", "--name", name]
+        return self._crm_attribute(["--type", "crm_config"], name, [], value, delete)
+
+    def _crm_attribute(self, scope, name, target, value, delete):
+        argv = ["crm_attribute", "--quiet", *scope, "--name", name, *target]
         if delete:
             argv.append("--delete")
         elif value is not None:

@@ -6,12 +6,11 @@ deletes everything it created. `lab` adds the installed agent and a recording cr
 """
 
 import os
-import shutil
 import tempfile
 
 import pytest
 
-from drbd_support import Emu, Lab, install_agent
+from drbd_support import Emu, Lab
 
 
 @pytest.fixture
@@ -24,13 +23,9 @@ def emu():
 
 
 @pytest.fixture(scope="session")
-def agent_path():
-    root = tempfile.mkdtemp(prefix="pyha-drbd-ocf-")
-    os.chmod(root, 0o755)
-    try:
-        yield install_agent(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def agent_path(agents_dir):
+    """The drbd agent of the shared installation (tests/conftest.py)."""
+    return str(agents_dir / "drbd")
 
 
 @pytest.fixture

@@ -112,13 +112,6 @@ esac
 """
 
 
-def install_agent(root):
-    subprocess.run([PYTHON, "-m", "ocf_agents", "install", "--ocf-root", str(root)],
-                   env=dict(os.environ, PYTHONPATH=str(REPO)), check=True,
-                   stdout=subprocess.DEVNULL)
-    return os.path.join(root, "resource.d", "pyha", "drbd")
-
-
 class Lab(Emu):
     """The emulator plus the installed agent, a recording crm_attribute and per-node HA_RSCTMP."""
 

@@ -35,16 +35,8 @@ def not_a_program(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def drbd_agent_path():
-    import shutil
-    import tempfile
-    from drbd_support import install_agent
-    root = tempfile.mkdtemp(prefix="pyha-rel-ocf-")
-    os.chmod(root, 0o755)
-    try:
-        yield install_agent(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def drbd_agent_path(agents_dir):
+    return str(agents_dir / "drbd")
 
 
 @pytest.fixture
