@@ -124,8 +124,8 @@ def exported_pairs():
     return pairs
 
 
-def wanted_pairs(params):
-    return [(d, c) for d in export_directories(params) for c in params.clientspec]
+def wanted_pairs(directories, params):
+    return [(d, c) for d in directories for c in params.clientspec]
 
 
 def export_directories(params):
@@ -270,7 +270,8 @@ def monitor(res):
     if not os.path.exists(state_marker(res)):
         # The etab survives a reboot; only our marker (on tmpfs) says we started it.
         return NOT_RUNNING
-    wanted = wanted_pairs(res.params)
+    directories = export_directories(res.params)
+    wanted = wanted_pairs(directories, res.params)
     exported = exported_pairs()
     missing = [p for p in wanted if p not in exported]
     if len(missing) == len(wanted):
@@ -278,13 +279,13 @@ def monitor(res):
     if missing:
         raise OCFError(ERR_GENERIC, "not exported: "
                        + ", ".join(exportfs_target(c, d) for d, c in missing))
-    save_rmtab(res, export_directories(res.params))
+    save_rmtab(res, directories)
     return SUCCESS
 
 
 def stop(res):
     directories = export_directories(res.params)
-    wanted = wanted_pairs(res.params)
+    wanted = wanted_pairs(directories, res.params)
     exported = exported_pairs()
     present = [p for p in wanted if p in exported]
     if present:

@@ -5,7 +5,6 @@ starts with the emulator's bin/, and a cleanup that unmounts, releases loop devi
 deletes everything it created. `lab` adds the installed agent and a recording crm_attribute.
 """
 
-import os
 import tempfile
 
 import pytest
@@ -30,10 +29,5 @@ def agent_path(agents_dir):
 
 @pytest.fixture
 def lab(agent_path):
-    base = tempfile.mkdtemp(prefix="pyha-drbd-")
-    os.chmod(base, 0o755)
-    e = Lab(base, agent_path)
-    try:
+    with Lab.temporary(agent_path) as e:
         yield e
-    finally:
-        e.cleanup()

@@ -1,5 +1,6 @@
 """Helpers shared by the DRBD tests (a uniquely named module: tests/conftest.py exists too)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -114,6 +115,18 @@ esac
 
 class Lab(Emu):
     """The emulator plus the installed agent, a recording crm_attribute and per-node HA_RSCTMP."""
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls, agent, prefix="pyha-drbd-"):
+        """A Lab in a fresh directory, cleaned up (unmounted, loops released) afterwards."""
+        base = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(base, 0o755)
+        lab = cls(base, agent)
+        try:
+            yield lab
+        finally:
+            lab.cleanup()
 
     def __init__(self, base, agent):
         super().__init__(base)

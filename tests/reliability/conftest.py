@@ -42,15 +42,9 @@ def drbd_agent_path(agents_dir):
 @pytest.fixture
 def drbd_lab(drbd_agent_path):
     """The DRBD emulator with the installed agent (tests/drbd's Lab), two nodes, r0."""
-    import tempfile
     from drbd_support import Lab
-    base = tempfile.mkdtemp(prefix="pyha-rel-drbd-")
-    os.chmod(base, 0o755)
-    lab = Lab(base, drbd_agent_path)
-    try:
+    with Lab.temporary(drbd_agent_path, prefix="pyha-rel-drbd-") as lab:
         yield lab
-    finally:
-        lab.cleanup()
 
 
 @pytest.fixture
