@@ -4,13 +4,15 @@
 For each size (filesystem objects) a crashed master's files are made once: an empty
 filesystem's metadata ("MFSM NEW") and one changelog creating the objects (directories of
 1000 files), exactly what a metalogger holds when the master died before its first metadata
-save. Then, alternating, in the lab's network namespace (tests/mfs/mfslab.py):
+save. Then, in rotating order, in the lab's network namespace (tests/mfs/mfslab.py):
 
-  bare:  copy the files into an empty DATA_PATH, `mfsmaster -a -c CFG start`, wait until the
-         master answers on its client port
-  agent: the installed ocf:pyha:mfsmaster `start` on an empty DATA_PATH with the files'
-         directory as metadata_sources (gather into staging, cut torn lines, restore, check
-         the version with mfsmetadump, install, start; it returns once the master answers)
+  bare:        copy the files into an empty DATA_PATH, `mfsmaster -a -c CFG start`, wait
+               until the master answers on its client port
+  single-pass: the installed ocf:pyha:mfsmaster `start` (default restore_method) on an empty
+               DATA_PATH with the files' directory as metadata_sources: checks, files placed
+               into DATA_PATH, `mfsmaster -a start`, version checked over the client port
+  staged:      the same with restore_method=staged: gather into staging, cut torn lines,
+               `mfsmaster -a restore`, version read with mfsmetadump, install, `start`
 
 Wall time is until the master answers. Peak memory is the largest resident set of any
 process of the run: RUSAGE_CHILDREN of a fresh measuring process (restore, mfsmetadump,
@@ -79,9 +81,10 @@ def measure(variant, lab_netns, cfg, source, agent_path, cib):
         env = {"PATH": f"{FAKEBIN}:/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
                "OCF_RESOURCE_INSTANCE": "bench", "OCF_RESKEY_config": str(cfg),
                "OCF_RESKEY_metadata_sources": str(source),
-               "OCF_RESKEY_CRM_meta_timeout": "600000", "HA_RSCTMP": str(data.parent / "rsctmp"),
+               "OCF_RESKEY_CRM_meta_timeout": "600000", "HA_RSCTMP": str(cib) + ".rsctmp",
                "PYHA_MFS_CIB": str(cib), "HA_LOGFILE": str(data.parent / "agent.log"),
-               "OCF_TRACE_RA": "1", "OCF_TRACE_FILE": str(cib) + ".trace"}
+               "OCF_TRACE_RA": "1", "OCF_TRACE_FILE": str(cib) + ".trace",
+               "OCF_RESKEY_restore_method": variant}
         subprocess.run([*ns, str(agent_path), "start"], check=True, capture_output=True, env=env)
     answering = probe(ns)
     seconds = time.perf_counter() - started
@@ -143,12 +146,16 @@ def install_agent(root):
     return root / "resource.d" / "pyha" / "mfsmaster"
 
 
+VARIANTS = ("bare", "single-pass", "staged")
+
+
 def run_size(lab, objects, runs, agent_path):
     source = lab.data_dir(f"crashed-{objects}")
     last = make_crashed_files(source, objects)
-    figures = {"bare": [], "agent": []}
+    figures = {variant: [] for variant in VARIANTS}
     for run in range(runs):
-        for variant in ("bare", "agent") if run % 2 == 0 else ("agent", "bare"):
+        # rotate the order so that no variant always runs on a warm (or cold) page cache
+        for variant in VARIANTS[run % 3:] + VARIANTS[:run % 3]:
             name = f"{variant}-{objects}-{run}"
             cfg = lab.master_cfg(name)
             result = subprocess.run(
@@ -181,28 +188,30 @@ def main():
     ocf_root = Path(tempfile.mkdtemp(prefix="pyha-mfs-ocf-", dir="/tmp"))
     try:
         agent_path = install_agent(ocf_root)
-        rows = []
+        table = []
         for objects in sizes:
-            figures = run_size(lab, objects, args.runs, agent_path)
-            bare_s = statistics.median(f["seconds"] for f in figures["bare"])
-            agent_s = statistics.median(f["seconds"] for f in figures["agent"])
-            bare_m = max(f["peak_kib"] for f in figures["bare"]) / 1024
-            agent_m = max(f["peak_kib"] for f in figures["agent"]) / 1024
-            own_s = statistics.median(f["seconds"] - f["mfsmaster_seconds"]
-                                      for f in figures["agent"])
-            rows.append((objects, bare_s, agent_s, own_s, bare_m, agent_m))
+            table.append((objects, run_size(lab, objects, args.runs, agent_path)))
     finally:
         lab.destroy()
         shutil.rmtree(ocf_root, ignore_errors=True)
-    print(f"restore-and-start of a crashed master, median of {args.runs} runs, peak RSS max")
-    print("(agent own = agent wall time outside mfsmaster; the agent runs mfsmaster twice by\n"
-          " design: -a restore in staging, verified before install, then start)")
-    print(f"{'objects':>10} {'bare s':>8} {'agent s':>8} {'total +':>8} {'own s':>7} "
-          f"{'own +':>7} {'bare MiB':>9} {'agent MiB':>10} {'agent us/obj':>13}")
-    for objects, bare_s, agent_s, own_s, bare_m, agent_m in rows:
-        print(f"{objects:>10} {bare_s:>8.3f} {agent_s:>8.3f} {(agent_s / bare_s - 1) * 100:>7.0f}% "
-              f"{own_s:>7.3f} {own_s / bare_s * 100:>6.0f}% "
-              f"{bare_m:>9.1f} {agent_m:>10.1f} {agent_s / objects * 1e6:>13.2f}")
+    print(f"restore-and-start of a crashed master, median of {args.runs} runs, peak RSS max;")
+    print("own = the agent's wall time outside mfsmaster (single-pass runs it once: -a start;\n"
+          "staged twice: -a restore, then start)")
+    print(f"{'objects':>10} {'variant':>12} {'wall s':>8} {'vs bare':>8} {'own s':>7} "
+          f"{'own %':>6} {'peak MiB':>9} {'us/object':>10}")
+    for objects, figures in table:
+        bare_s = statistics.median(f["seconds"] for f in figures["bare"])
+        for variant in VARIANTS:
+            runs = figures[variant]
+            wall = statistics.median(f["seconds"] for f in runs)
+            peak = max(f["peak_kib"] for f in runs) / 1024
+            versus = own = own_pct = ""
+            if variant != "bare":
+                own_s = statistics.median(f["seconds"] - f["mfsmaster_seconds"] for f in runs)
+                versus = f"{(wall / bare_s - 1) * 100:+.0f}%"
+                own, own_pct = f"{own_s:.3f}", f"{own_s / bare_s * 100:.0f}%"
+            print(f"{objects:>10} {variant:>12} {wall:>8.3f} {versus:>8} {own:>7} {own_pct:>6} "
+                  f"{peak:>9.1f} {wall / objects * 1e6:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,19 @@ newest metadata file it finds.  That step is where data is lost quietly:
   join it (split brain with an old filesystem).
 
 So start gathers every source (the data directory, a local metalogger's
-directory, ...) into a staging directory, cuts torn last lines, runs
-``mfsmaster -a restore`` there (never ``-i``), reads the result's version with
-mfsmetadump and requires it to cover the highest change present, refuses a
-result older than the version the cluster last saw (a crm_config attribute
-kept up to date by monitor), and only then installs it and starts the master.
-The originals are never modified before the restore has succeeded.
+directory, ...), cuts torn last lines in copies, never passes ``-i``, refuses
+files of different filesystems and metadata older than the version the cluster
+last saw (a crm_config attribute kept up to date by monitor), and accepts a
+restore only when its version covers the highest change present.  Two methods:
+
+* single-pass (default): the other sources' files are placed into DATA_PATH
+  (originals kept), ``mfsmaster -a start`` restores while it starts, and the
+  version it serves is checked over its client port before start returns -
+  before the floating IP that follows it is up.  A refused master is killed
+  unsaved and DATA_PATH put back as it was.  One metadata load, as bare ``-a``.
+* staged: ``mfsmaster -a restore`` in a staging copy, its version read with
+  mfsmetadump, then installed and started: nothing listens before the check,
+  at the cost of a second metadata load.
 
 Monitor is in-process (no fork): the fcntl lock on DATA_PATH/.mfsmaster.lock
 must be held and the master must answer an info request on its client port.
@@ -75,6 +82,12 @@ def parse_sources(value):
 def parse_restore_policy(value):
     if value not in ("auto", "never"):
         raise ValueError(f"{value!r} is not auto or never")
+    return value
+
+
+def parse_restore_method(value):
+    if value not in ("single-pass", "staged"):
+        raise ValueError(f"{value!r} is not single-pass or staged")
     return value
 
 
@@ -386,8 +399,13 @@ def record_name(res):
 
 
 def read_record(res):
-    """(metadata id, version) the cluster last saw, or None."""
-    value = res.cluster_attribute(record_name(res))
+    """(metadata id, version) the cluster last saw, or None; asked once per action."""
+    if not hasattr(res, "mfs_record"):
+        res.mfs_record = parse_record(res, res.cluster_attribute(record_name(res)))
+    return res.mfs_record
+
+
+def parse_record(res, value):
     if not value:
         return None
     metaid, _, version = value.partition(":")
@@ -451,12 +469,16 @@ def metaid_from_changelog(cfg):
 def check_single_filesystem(res, inventory):
     """Refuse sources that mix files of different filesystems (metadata ids).
 
+    Returns (the filesystem's id or None, the newest metadata file's version).
+
     mfsmaster -a would pick the newest metadata file whatever its id and ignore
     the others, silently starting the wrong filesystem.
     """
     owners = {}
+    newest = 0
     for path in inventory.metadata:
-        metaid = metadata_version(res, path)[1]
+        version, metaid = metadata_version(res, path)
+        newest = max(newest, version)
         if metaid is not None:
             owners.setdefault(metaid, []).append(path)
     for path in inventory.changelogs:
@@ -467,7 +489,7 @@ def check_single_filesystem(res, inventory):
         described = "; ".join(f"{metaid:X}: {', '.join(paths)}" for metaid, paths in owners.items())
         raise OCFError(ERR_GENERIC, f"metadata id mismatch: the sources hold files of "
                        f"{len(owners)} filesystems ({described}); remove the foreign files")
-    return next(iter(owners), None)
+    return next(iter(owners), None), newest
 
 
 def check_against_record(res, metaid, version, what):
@@ -519,9 +541,10 @@ def start(res):
             raise OCFError(ERR_GENERIC,
                            "metadata.mfs is missing or older than the changelogs (changes up to "
                            f"{highest}) and restore=never: restore it by hand with mfsmaster -a")
-        version, metaid = restore(res, cfg, everything, highest)
+        metaid = restore(res, cfg, everything, highest)
 
-    launch(res, cfg)
+    if lock_holder(cfg.path_in_data(LOCK_FILE)) is None:
+        launch(res, cfg)
     if metaid is None:
         metaid = metaid_from_changelog(cfg)
     remember_metaid(res, metaid)
@@ -559,17 +582,216 @@ def create_filesystem(res, cfg):
 
 
 def restore(res, cfg, inventory, highest):
-    """Restore into a staging directory, check the result, install it. (version, id)."""
-    import shutil
-    check_single_filesystem(res, inventory)
+    """Restore the newest metadata from every source; returns the filesystem's id.
+
+    Both methods refuse files of different filesystems and a result older than
+    the cluster's record before anything is changed, never pass -i, and accept
+    a restore only when the version reached covers every change present.
+    """
+    metaid, newest_metadata = check_single_filesystem(res, inventory)
+    expected = max(newest_metadata, 0 if highest is None else highest + 1)
+    check_against_record(res, metaid, expected, "the metadata to restore")
+    res.log.info(f"restoring metadata from {len(inventory.metadata)} metadata file(s) and "
+                 f"{len(inventory.changelogs)} changelog(s), changes up to {highest} "
+                 f"({res.params.restore_method})")
+    if res.params.restore_method == "staged":
+        version = restore_staged(res, cfg, inventory, expected, metaid)
+    else:
+        version = restore_while_starting(res, cfg, inventory, expected, metaid)
+    res.log.notice(f"restored metadata version {version} in {cfg.data_path}")
+    return metaid
+
+
+def check_restored_version(res, version, expected, metaid, what):
+    if version < expected:
+        raise OCFError(ERR_GENERIC,
+                       f"{what} stopped at metadata version {version} but the sources reach "
+                       f"version {expected}: refusing a restore that drops changes")
+    check_against_record(res, metaid, version, what)
+
+
+# --- restore method "single-pass": mfsmaster -a start on DATA_PATH, checked before use ---------
+def restore_while_starting(res, cfg, inventory, expected, metaid):
+    """Give DATA_PATH every source's files, run mfsmaster -a start, check the version it serves.
+
+    One metadata load instead of the staged method's two.  DATA_PATH's own files
+    stay as they are, except that a torn changelog is replaced by a cut copy (the
+    original kept in pyha-replaced.*) and changelog.0.mfs is renamed, so that a
+    master which must be rolled back never appends to a file of the dead one.
+    Until start returns the floating IP is not up, so nobody but this agent
+    talks to the master before its version has been checked.
+    """
+    changes = DataPathChanges(cfg)
+    try:
+        place_sources(res, cfg, inventory, changes)
+        launch(res, cfg, auto_restore=True)
+        _, info = master_status(res, cfg)
+        if info is None:
+            raise OCFError(ERR_GENERIC, "mfsmaster -a start: the master stopped answering")
+        check_restored_version(res, info.metaversion, expected, metaid, "mfsmaster -a start")
+    except BaseException:
+        if stop_unchecked_master(res, cfg):
+            changes.undo()
+        raise
+    changes.prune_replaced()
+    return info.metaversion
+
+
+class DataPathChanges:
+    """What a single-pass restore changed in DATA_PATH, so that a failure can undo it."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.before = set(os.listdir(cfg.data_path))
+        self.added = []     # names placed into DATA_PATH
+        self.moved = []     # (name, where the original went)
+        self.replaced = None
+
+    def number_in_use(self, name):
+        return name in self.before or name in self.added
+
+    def free_name(self, template):
+        """template.format(n) for the first n >= 1 not in use."""
+        number = 1
+        while self.number_in_use(template.format(number)):
+            number += 1
+        return template.format(number)
+
+    def add(self, staged, name):
+        os.rename(staged, self.cfg.path_in_data(name))
+        self.added.append(name)
+
+    def move(self, name, target):
+        os.rename(self.cfg.path_in_data(name), target)
+        self.moved.append((name, target))
+
+    def move_aside(self, name):
+        if self.replaced is None:
+            self.replaced = self.cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
+            os.makedirs(self.replaced, 0o750, exist_ok=True)
+        self.move(name, os.path.join(self.replaced, name))
+        return self.replaced
+
+    def undo(self):
+        """Back to the directory as it was.
+
+        What the refused master wrote (its lock files, a changelog.0.mfs with its
+        own session records) is deleted: nobody could reach it, so it holds no
+        one's data, and left behind it would join the next restore as a fork."""
+        import shutil
+        for name in reversed(self.added):
+            os.unlink(self.cfg.path_in_data(name))
+        current = set(os.listdir(self.cfg.data_path))
+        expected = self.before - {name for name, _ in self.moved}
+        for name in sorted(current - expected):
+            if name in (LOCK_FILE, ".bgwriter.lock") or name.startswith(
+                    ("changelog.", "metadata.", "stats.")):
+                os.unlink(self.cfg.path_in_data(name))
+        for name, target in reversed(self.moved):
+            os.rename(target, self.cfg.path_in_data(name))
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)
+
+    def prune_replaced(self):
+        import shutil
+        old = sorted(n for n in os.listdir(self.cfg.data_path) if n.startswith(REPLACED_PREFIX))
+        for name in old[:-REPLACED_KEEP]:
+            shutil.rmtree(self.cfg.path_in_data(name), ignore_errors=True)
+
+
+def place_sources(res, cfg, inventory, changes):
+    """Copy (or hard-link) other sources' files into DATA_PATH; replace torn local changelogs."""
     uid, gid = cfg.ids()
+    staging = fresh_staging(cfg)
+    try:
+        data_device = os.stat(cfg.data_path).st_dev
+        for path in inventory.metadata + inventory.changelogs:
+            name = os.path.basename(path)
+            local = os.path.dirname(path) == cfg.data_path
+            changelog = path in inventory.changelogs
+            torn = changelog and ends_torn(path)
+            if local and not torn:
+                continue
+            staged = os.path.join(staging, f"{len(changes.added)}.{name}")
+            if not changelog and can_link(path, name, uid, data_device):
+                os.link(path, staged)
+            else:
+                copy_owned(path, staged, uid, gid)
+                cut = cut_torn_line(staged) if torn else 0
+                if cut:
+                    res.log.warning(f"{path}: cut a torn last line ({cut} bytes) in a copy")
+            if local:
+                target = changes.move_aside(name)
+                res.log.info(f"{path}: original kept in {target}")
+                changes.add(staged, name if name != "changelog.0.mfs"
+                            else changes.free_name("changelog.{}.mfs"))
+            elif changelog:
+                changes.add(staged, changes.free_name("changelog.{}.mfs"))
+            else:
+                changes.add(staged, changes.free_name("metadata.mfs.back.{}"))
+        if "changelog.0.mfs" in changes.before and not any(
+                name == "changelog.0.mfs" for name, _ in changes.moved):
+            changes.move("changelog.0.mfs",
+                         cfg.path_in_data(changes.free_name("changelog.{}.mfs")))
+    finally:
+        os.rmdir(staging)
+
+
+def ends_torn(path):
+    """True when a changelog's last byte is not a newline (a torn last line)."""
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def can_link(path, name, uid, device):
+    """Metadata files are only ever replaced by rename, so a hard link is a stable copy,
+    provided it is on DATA_PATH's filesystem and the master (uid) can read it."""
+    st = os.stat(path, follow_symlinks=False)
+    return (name != "metadata_ml.tmp" and st.st_dev == device and st.st_uid == uid
+            and st.st_mode & 0o400 != 0)
+
+
+def copy_owned(source, target, uid, gid):
+    import shutil
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
+        os.fchown(out.fileno(), uid, gid)
+
+
+def fresh_staging(cfg):
+    """An empty DATA_PATH/pyha-restore.staging only root can write to (0700)."""
+    import shutil
     staging = cfg.path_in_data(STAGING_DIR)
     if os.path.islink(staging):
         os.unlink(staging)  # planted: never rmtree'd or written through
     shutil.rmtree(staging, ignore_errors=True)
     os.mkdir(staging, 0o700)
+    return staging
+
+
+def stop_unchecked_master(res, cfg):
+    """SIGKILL a master whose restore was refused (no save of its metadata); True when gone."""
+    holder = lock_holder(cfg.path_in_data(LOCK_FILE))
+    if holder is not None:
+        try:
+            kill_master(holder)
+        except OCFError as err:
+            res.log.error(err.reason)
+            return False
+        wait_for_lock_release(res, cfg, max(1.0, res.time_left() - 1))
+    return lock_holder(cfg.path_in_data(LOCK_FILE)) is None
+
+
+# --- restore method "staged": mfsmaster -a restore on a copy, checked before install -----------
+def restore_staged(res, cfg, inventory, expected, metaid):
+    """Restore into a staging directory, check the result with mfsmetadump, install it."""
+    import shutil
+    uid, gid = cfg.ids()
+    staging = fresh_staging(cfg)
     try:
-        highest = gather(res, inventory, staging, uid, gid)
+        gather(res, inventory, staging, uid, gid)
         # Only now does WORKING_USER get the directory (mfsmaster -a writes there):
         # while root copies files in, nobody else can plant a symlink to write through.
         os.chmod(staging, 0o750)
@@ -578,26 +800,19 @@ def restore(res, cfg, inventory, highest):
         write_file_atomically(staged_cfg, "".join(
             f"{key} = {cfg.values[key]}\n" for key in ("WORKING_USER", "WORKING_GROUP")
             if cfg.values[key]) + f"DATA_PATH = {staging}\n", mode=0o600)
-        res.log.info(f"restoring metadata from {len(inventory.metadata)} metadata file(s) and "
-                     f"{len(inventory.changelogs)} changelog(s), changes up to {highest}")
         result = res.run([res.params.mfsmaster, "-c", staged_cfg, "-a", "restore"],
                          timeout=max(5.0, res.time_left() - 15), quiet=True)
         if result.rc != 0:
-            raise OCFError(ERR_GENERIC, restore_failure(result))
+            raise OCFError(ERR_GENERIC, restore_failure(result, "mfsmaster -a restore"))
         restored = os.path.join(staging, "metadata.mfs")
         if metadata_header(restored) is None:
             raise OCFError(ERR_GENERIC, "mfsmaster -a restore wrote no metadata.mfs")
-        version, metaid = metadata_version(res, restored)
-        if highest is not None and version < highest + 1:
-            raise OCFError(ERR_GENERIC,
-                           f"restore stopped at metadata version {version} but the changelogs "
-                           f"reach change {highest}: refusing a restore that drops changes")
-        check_against_record(res, metaid, version, "the restored metadata")
+        version, _ = metadata_version(res, restored)
+        check_restored_version(res, version, expected, metaid, "mfsmaster -a restore")
         install(res, cfg, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    res.log.notice(f"restored metadata version {version} into {cfg.data_path}")
-    return version, metaid
+    return version
 
 
 def gather(res, inventory, staging, uid, gid):
@@ -605,31 +820,21 @@ def gather(res, inventory, staging, uid, gid):
 
     mfsmaster -a reads each file's content to choose the newest metadata and
     chain changelogs, so the names only need the right family and to be unique.
-    Returns the highest complete change present.
     """
-    import shutil
-    numbers = []
     for index, source in enumerate(inventory.metadata, 1):
-        target = os.path.join(staging, f"metadata.mfs.back.{index}")
-        shutil.copyfile(source, target)
-        os.chown(target, uid, gid)
+        copy_owned(source, os.path.join(staging, f"metadata.mfs.back.{index}"), uid, gid)
     for index, source in enumerate(inventory.changelogs, 1):
         target = os.path.join(staging, f"changelog.{index}.mfs")
-        shutil.copyfile(source, target)
+        copy_owned(source, target, uid, gid)
         cut = cut_torn_line(target)
         if cut:
             res.log.warning(f"{source}: cut a torn last line ({cut} bytes) in the staging copy")
-        os.chown(target, uid, gid)
-        number = last_change(target)
-        if number is not None:
-            numbers.append(number)
-    return max(numbers) if numbers else None
 
 
-def restore_failure(result):
+def restore_failure(result, command):
     output = result.out + result.err
     if result.timed_out:
-        return "mfsmaster -a restore timed out (raise the start timeout)"
+        return f"{command} timed out (raise the start timeout)"
     if "hole in change files" in output:
         detail = next((line for line in output.splitlines() if "hole in change files" in line), "")
         return f"changelog gap: {detail.strip()}; refusing to restore past it (never -i)"
@@ -639,7 +844,7 @@ def restore_failure(result):
     if "can't find valid metadata file" in output:
         return "no valid metadata file among DATA_PATH and metadata_sources"
     last = [line for line in output.replace("\r", "\n").splitlines() if line.strip()][-3:]
-    return f"mfsmaster -a restore failed (exit {result.rc}): {' / '.join(last)}"
+    return f"{command} failed (exit {result.rc}): {' / '.join(last)}"
 
 
 def install(res, cfg, staging):
@@ -662,14 +867,14 @@ def install(res, cfg, staging):
         shutil.rmtree(cfg.path_in_data(name), ignore_errors=True)
 
 
-def launch(res, cfg):
-    result = res.run([res.params.mfsmaster, "-c", cfg.path, "start"],
-                     timeout=max(5.0, res.time_left() - 5), quiet=True)
+def launch(res, cfg, auto_restore=False):
+    """mfsmaster start (with -a: restoring from DATA_PATH's files); returns once it answers."""
+    argv = [res.params.mfsmaster, *(["-a"] if auto_restore else []), "-c", cfg.path, "start"]
+    result = res.run(argv, timeout=max(5.0, res.time_left() - 5), quiet=True)
     if result.rc != 0:
-        lines = [line for line in (result.out + result.err).splitlines() if line.strip()]
         wait_for_lock_release(res, cfg, min(5, res.time_left() - 1))
-        raise OCFError(ERR_GENERIC, f"mfsmaster start failed (exit {result.rc}): "
-                       f"{' / '.join(lines[-3:])}")
+        command = "mfsmaster -a start" if auto_restore else "mfsmaster start"
+        raise OCFError(ERR_GENERIC, restore_failure(result, command))
     while True:
         holder, info = master_status(res, cfg)
         if holder is not None and info is not None:
@@ -816,13 +1021,15 @@ Manages a MooseFS master (mfsmaster) that can fail over between nodes.
 Start: when metadata.mfs is missing (the master crashed) or older than the
 changelogs, every source - DATA_PATH and the directories in metadata_sources,
 e.g. a metalogger's data directory or a copy of the dead master's changelogs -
-is gathered into a staging directory inside DATA_PATH, torn last changelog lines
-are cut there, and "mfsmaster -a restore" runs on the copy (never with -i).
-The restored version (read with mfsmetadump) must cover the highest change
-present, and must not be older than the version the cluster last saw; only then
-is the result installed (previous files are kept in DATA_PATH/pyha-replaced.*)
-and the master started. A changelog gap, files of a different filesystem
-(metadata id), or stale metadata make start fail with the reason.
+is used; torn last changelog lines are cut in copies; "-i" is never passed.
+Files of a different filesystem (metadata id), a changelog gap, or metadata
+older than the version the cluster last saw make start fail with the reason.
+restore_method=single-pass (default) puts the other sources' files into
+DATA_PATH (replaced originals are kept in DATA_PATH/pyha-replaced.*), runs
+"mfsmaster -a start" and succeeds only when the version the master serves
+covers the highest change present (otherwise the master is killed unsaved and
+DATA_PATH restored). restore_method=staged runs "mfsmaster -a restore" on a
+staging copy, checks the result with mfsmetadump, installs it and starts.
 
 While the master runs, monitor records its metadata id and version in the
 crm_config attribute version_attribute, so a node with older metadata refuses
@@ -855,6 +1062,16 @@ runs in; put a floating IP (ocf:heartbeat:IPaddr2) in the same group, before it.
                   longdesc="auto: restore metadata with mfsmaster -a (safely, see above) when "
                            "metadata.mfs is missing or older than the changelogs. never: fail "
                            "the start instead, for an administrator to restore by hand."),
+        Parameter("restore_method", default="single-pass", check=parse_restore_method,
+                  shortdesc="How a restore runs: single-pass or staged",
+                  longdesc="single-pass: the sources' files are put into DATA_PATH (originals "
+                           "kept), mfsmaster -a start restores while starting, and start "
+                           "succeeds only once the master serves the version the sources reach; "
+                           "otherwise the master is killed unsaved and DATA_PATH put back. One "
+                           "metadata load: failover as fast as a bare mfsmaster -a. staged: "
+                           "mfsmaster -a restore on a copy, checked with mfsmetadump before it "
+                           "is installed and started; nothing listens before the check, at the "
+                           "cost of loading the metadata twice."),
         Parameter("metadata_sources", default="", check=parse_sources,
                   shortdesc="Extra directories to restore from",
                   longdesc="Space-separated directories whose metadata files and changelogs are "

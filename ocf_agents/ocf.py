@@ -634,13 +634,16 @@ def run_command(argv, timeout=30.0, stdin=None, env=None):
 
 
 def _wait_child(pid, deadline):
+    # Output closed: the child is (nearly always) exiting now, so look again soon.
+    pause = 0.0005
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
         if time.monotonic() >= deadline:
             return None
-        time.sleep(0.01)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
 
 
 def _ensure_path():

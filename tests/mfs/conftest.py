@@ -82,10 +82,19 @@ def agent(lab, ocf_root):
     return AgentRunner(lab, ocf_root / "resource.d" / "pyha" / "mfsmaster")
 
 
+@pytest.fixture(params=["single-pass", "staged"])
+def restoring_agent(lab, ocf_root, request):
+    """The agent, once per restore_method."""
+    return AgentRunner(lab, ocf_root / "resource.d" / "pyha" / "mfsmaster",
+                       restore_method=request.param)
+
+
 class AgentRunner:
-    def __init__(self, lab, path):
+    def __init__(self, lab, path, **defaults):
         self.lab = lab
         self.path = path
+        self.defaults = defaults  # parameters given to every action unless overridden
+        self.restore_method = defaults.get("restore_method", "single-pass")
         self.cib = lab.root / "cib.json"
         self.state = lab.root / "rsctmp"
         self.state.mkdir()
@@ -103,7 +112,7 @@ class AgentRunner:
         }
         if check_level is not None:
             env["OCF_CHECK_LEVEL"] = str(check_level)
-        for key, value in params.items():
+        for key, value in {**self.defaults, **params}.items():
             env[f"OCF_RESKEY_{key}"] = str(value)
         return env
 

@@ -1,4 +1,11 @@
 """kill -9 of the master; the agent brings every file back on another data directory."""
+import pytest
+
+
+@pytest.fixture
+def agent(restoring_agent):
+    """Once per restore_method."""
+    return restoring_agent
 
 
 def test_kill_9_failover_restores_every_file_and_checksum_through_the_client(cluster, agent):

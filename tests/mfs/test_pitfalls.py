@@ -13,6 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 
+@pytest.fixture
+def agent(restoring_agent):
+    """Every test here runs once per restore_method."""
+    return restoring_agent
+
+
 def last_change(path):
     lines = Path(path).read_bytes().split(b"\n")
     complete = lines[:-1]
@@ -162,10 +168,15 @@ def test_metalogger_lag_is_refused_alone_and_healed_by_the_dead_masters_changelo
     code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
     assert_refused_and_untouched(lab, agent, crashed, code, err, "stale master")
 
+    sources = snapshot(crashed.metalogger), snapshot(crashed.data)
     code, err = agent("start", config=crashed.standby,
                       metadata_sources=f"{crashed.metalogger} {crashed.data}")
     assert code == 0, err
     assert started_dirs(lab) == 13
+    # the sources are only read, also by the master running on (links to) their files
+    make_dirs(crashed.mnt, "d", 2)
+    assert agent("stop", config=crashed.standby)[0] == 0
+    assert (snapshot(crashed.metalogger), snapshot(crashed.data)) == sources
 
 
 def test_stale_data_directory_is_refused(lab, agent, crashed):
@@ -209,3 +220,55 @@ def test_empty_data_directory_is_not_a_new_filesystem_unless_asked(lab, agent):
     # once the cluster has recorded a filesystem, an empty directory is refused even so
     code, err = agent("start", config=lab.master_cfg("empty"), create_filesystem="true")
     assert code == 1 and "refusing to start an empty one" in err, err
+
+
+def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent, crashed,
+                                                                      tmp_path):
+    """Whatever makes mfsmaster -a stop early while exiting 0 (here: a stand-in that hides
+    the changelogs from it), the result is refused and nothing stays changed."""
+    crashed.kill()
+    sources = snapshot(crashed.metalogger), snapshot(crashed.data)
+    hiding = tmp_path / "hidden"
+    stand_in = tmp_path / "mfsmaster"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -a "*)\n'
+        '  cfg=; prev=; for arg; do [ "$prev" = -c ] && cfg=$arg; prev=$arg; done\n'
+        f'  dir=$(sed -n "s/^DATA_PATH *= *//p" "$cfg"); mkdir -p {hiding}\n'
+        f'  mv "$dir"/changelog*.mfs {hiding}/; /usr/sbin/mfsmaster "$@"; rc=$?\n'
+        f'  mv {hiding}/* "$dir"/; exit $rc;;\n'
+        "esac\n"
+        'exec /usr/sbin/mfsmaster "$@"\n')
+    stand_in.chmod(0o755)
+    code, err = agent("start", config=crashed.standby, mfsmaster=stand_in,
+                      metadata_sources=f"{crashed.metalogger} {crashed.data}")
+    assert_refused_and_untouched(lab, agent, crashed, code, err, "refusing a restore that drops")
+    assert (snapshot(crashed.metalogger), snapshot(crashed.data)) == sources
+
+
+def test_a_torn_changelog_in_data_path_is_replaced_by_a_cut_copy_and_kept(lab, agent, crashed):
+    crashed.kill()
+    torn_log = crashed.data / "changelog.0.mfs"
+    with open(torn_log, "ab") as f:
+        f.write(b"999999: 1795255212|CREATE(1,never-finished,2,5")
+    original = torn_log.read_bytes()
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert "torn last line" in err
+    assert started_dirs(lab) == 10
+    kept = list(crashed.data.glob("pyha-replaced.*/changelog.0.mfs"))
+    assert [p.read_bytes() for p in kept] == [original]
+
+
+def test_single_pass_restore_in_place_keeps_every_original_byte(lab, agent, crashed):
+    """The dead master's changelog.0.mfs is renamed, not appended to by the new master."""
+    if agent.restore_method != "single-pass":
+        pytest.skip("the staged method moves the originals to pyha-replaced.*")
+    crashed.kill()
+    originals = snapshot(crashed.data)
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    make_dirs(crashed.mnt, "e", 2)
+    assert started_dirs(lab) == 12
+    now = {p.read_bytes() for p in crashed.data.iterdir() if p.is_file()}
+    assert {b for n, b in originals.items() if not n.startswith(".")} <= now

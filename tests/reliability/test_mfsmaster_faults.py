@@ -46,20 +46,29 @@ def kill_agent_at(lab, agent, action, stand_in, reached, **params):
     kill_all(pid)
 
 
+def contents(directory):
+    """The bytes of every file under directory."""
+    return {p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("method,match", [("staged", "-a restore"), ("single-pass", "-a -c")])
 def test_start_killed_mid_restore_keeps_originals_and_start_again_loses_nothing(
-        mfs, tmp_path, record_property):
+        mfs, tmp_path, record_property, method, match):
     lab, agent = mfs
     cfg, data = running_with_dirs(lab, agent)
     lab.kill_master(data)
     originals = files(data)
     reached = tmp_path / "reached"
-    stand_in = hanging_tool(tmp_path, "mfsmaster", "/usr/sbin/mfsmaster", "-a restore", reached)
-    kill_agent_at(lab, agent, "start", stand_in, reached, config=cfg)
+    stand_in = hanging_tool(tmp_path, "mfsmaster", "/usr/sbin/mfsmaster", match, reached)
+    kill_agent_at(lab, agent, "start", stand_in, reached, config=cfg, restore_method=method)
     staging = data / "pyha-restore.staging"
-    assert staging.is_dir()  # killed in the middle: the copy exists ...
-    # ... and the originals are intact
-    assert {n: b for n, b in files(data).items() if n in originals} == originals
-    result = agent("start", config=cfg)
+    if method == "staged":
+        assert staging.is_dir()  # killed in the middle: the copy exists ...
+        # ... and the originals are intact
+        assert {n: b for n, b in files(data).items() if n in originals} == originals
+    else:  # killed while mfsmaster -a start ran: every original's bytes are still there
+        assert set(originals.values()) <= contents(data)
+    result = agent("start", config=cfg, restore_method=method)
     assert result.returncode == 0, result.stderr
     lost = DIRS - dirs_served(lab)
     record_property("data_lost", lost)
@@ -118,26 +127,27 @@ def fake_metadata(lab):
     return cfg, lab.root / "master"
 
 
-@pytest.mark.parametrize("setup,tool,match", [
-    (crashed_new_filesystem, "mfsmaster", "-a restore"),
-    (fake_metadata, "mfsmetadump", "metadata.mfs"),
-    (crashed_new_filesystem, "mfsmaster", " start"),
-], ids=["restore", "metadump", "launch"])
-def test_a_hanging_tool_ends_start_within_its_timeout(mfs, tmp_path, setup, tool, match):
+@pytest.mark.parametrize("setup,tool,match,method", [
+    (crashed_new_filesystem, "mfsmaster", "-a restore", "staged"),
+    (fake_metadata, "mfsmetadump", "metadata.mfs", "staged"),
+    (crashed_new_filesystem, "mfsmaster", " start", "staged"),
+    (crashed_new_filesystem, "mfsmaster", "-a -c", "single-pass"),
+], ids=["restore", "metadump", "launch", "restoring-start"])
+def test_a_hanging_tool_ends_start_within_its_timeout(mfs, tmp_path, setup, tool, match, method):
     lab, agent = mfs
     cfg, data = setup(lab)
     before = files(data)
     reached = tmp_path / "reached"
     stand_in = hanging_tool(tmp_path, tool, f"/usr/sbin/{tool}", match, reached)
     started = time.monotonic()
-    result = agent("start", timeout=3, config=cfg, **{tool: stand_in})
+    result = agent("start", timeout=3, config=cfg, restore_method=method, **{tool: stand_in})
     elapsed = time.monotonic() - started
     kill_all(wait_for_file(reached))
     assert elapsed < 3.5, elapsed
     assert result.returncode == 1, result.stderr
     assert exit_reason(result) and "unexpectedly" not in result.stderr, result.stderr
     assert not (data / "pyha-restore.staging").exists()
-    if match == " start":  # the restore before the launch was complete: installed
+    if match == " start":  # the staged restore before the launch was complete: installed
         assert sorted(files(data)) == ["metadata.crc", "metadata.mfs"]
     else:  # nothing installed, nothing half-done
         assert files(data) == before
