@@ -1045,7 +1045,10 @@ timeout runs short; returns when the lock is released.
 
 DATA_PATH, WORKING_USER/WORKING_GROUP and MATOCL_LISTEN_HOST/PORT are read
 from the configuration file. The master runs in the network namespace the agent
-runs in; put a floating IP (ocf:heartbeat:IPaddr2) in the same group, before it.
+runs in. Put a floating IP (ocf:heartbeat:IPaddr2) in the same group, after
+this resource: chunkservers, metaloggers and clients then reach the master only
+once start has checked the version it serves (the master listens on "*" by
+default and needs no VIP to start).
 """,
     parameters=[
         Parameter("config", default="/etc/mfs/mfsmaster.cfg", check=parse_absolute_path,
@@ -1068,7 +1071,10 @@ runs in; put a floating IP (ocf:heartbeat:IPaddr2) in the same group, before it.
                            "kept), mfsmaster -a start restores while starting, and start "
                            "succeeds only once the master serves the version the sources reach; "
                            "otherwise the master is killed unsaved and DATA_PATH put back. One "
-                           "metadata load: failover as fast as a bare mfsmaster -a. staged: "
+                           "metadata load: failover as fast as a bare mfsmaster -a. Order "
+                           "the floating IP after this resource, so that nobody reaches the "
+                           "master before the check; where it must come first, use staged. "
+                           "staged: "
                            "mfsmaster -a restore on a copy, checked with mfsmetadump before it "
                            "is installed and started; nothing listens before the check, at the "
                            "cost of loading the metadata twice."),

@@ -16,6 +16,10 @@
 #       the standby mounts the dead master's own directory, so nothing is lost; the agent
 #       runs mfsmaster -a (safely) after a crash.
 #
+# The floating IP comes last: after a crash the master restores while it starts, and
+# chunkservers, metaloggers and clients must reach it only once the agent has checked the
+# version it serves. The master listens on * (MATO*_LISTEN_HOST default), so it needs no VIP.
+#
 # Needs on every node: moosefs-master (and moosefs-metalogger for STORAGE=metalogger),
 # /etc/mfs/mfsmaster.cfg with the same settings, MASTER_HOST=$VIP in the chunkservers',
 # metaloggers' and clients' configuration, ocf:pyha:* installed (python3 -m ocf_agents
@@ -53,7 +57,8 @@ metalogger)
         op start timeout=300s op stop timeout=120s \
         op monitor interval=10s timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
-    pcs -f "$cib" resource group add mfs mfs-ip mfs-master
+    # the master, then the address (see below)
+    pcs -f "$cib" resource group add mfs mfs-master mfs-ip
     ;;
 drbd)
     pcs -f "$cib" resource create "drbd-$DRBD_RESOURCE" ocf:pyha:drbd \
@@ -67,8 +72,8 @@ drbd)
         op start timeout=300s op stop timeout=120s \
         op monitor interval=10s timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
-    # filesystem, then the address, then the master; all where DRBD is Primary
-    pcs -f "$cib" resource group add mfs mfs-fs mfs-ip mfs-master
+    # filesystem, master, address; all where DRBD is Primary
+    pcs -f "$cib" resource group add mfs mfs-fs mfs-master mfs-ip
     pcs -f "$cib" constraint colocation add mfs with Promoted "drbd-$DRBD_RESOURCE-clone" INFINITY
     pcs -f "$cib" constraint order promote "drbd-$DRBD_RESOURCE-clone" then start mfs
     ;;
