@@ -631,7 +631,10 @@ def restore_while_starting(res, cfg, inventory, expected, metaid):
         check_restored_version(res, info.metaversion, expected, metaid, "mfsmaster -a start")
     except BaseException:
         if stop_unchecked_master(res, cfg):
-            changes.undo()
+            try:
+                changes.undo()
+            except OSError as err:  # the reason the restore failed stays the exit reason
+                res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
         raise
     changes.prune_replaced()
     return info.metaversion
@@ -681,9 +684,11 @@ class DataPathChanges:
         import shutil
         for name in reversed(self.added):
             os.unlink(self.cfg.path_in_data(name))
-        current = set(os.listdir(self.cfg.data_path))
-        expected = self.before - {name for name, _ in self.moved}
-        for name in sorted(current - expected):
+        # An original renamed inside DATA_PATH (changelog.0.mfs) is not new: keep it.
+        ours = self.before - {name for name, _ in self.moved} | {
+            os.path.basename(target) for _, target in self.moved
+            if os.path.dirname(target) == self.cfg.data_path}
+        for name in sorted(set(os.listdir(self.cfg.data_path)) - ours):
             if name in (LOCK_FILE, ".bgwriter.lock") or name.startswith(
                     ("changelog.", "metadata.", "stats.")):
                 os.unlink(self.cfg.path_in_data(name))
@@ -734,7 +739,8 @@ def place_sources(res, cfg, inventory, changes):
             changes.move("changelog.0.mfs",
                          cfg.path_in_data(changes.free_name("changelog.{}.mfs")))
     finally:
-        os.rmdir(staging)
+        import shutil
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def ends_torn(path):

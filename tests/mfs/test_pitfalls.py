@@ -222,12 +222,9 @@ def test_empty_data_directory_is_not_a_new_filesystem_unless_asked(lab, agent):
     assert code == 1 and "refusing to start an empty one" in err, err
 
 
-def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent, crashed,
-                                                                      tmp_path):
-    """Whatever makes mfsmaster -a stop early while exiting 0 (here: a stand-in that hides
-    the changelogs from it), the result is refused and nothing stays changed."""
-    crashed.kill()
-    sources = snapshot(crashed.metalogger), snapshot(crashed.data)
+def changelog_hiding_mfsmaster(tmp_path):
+    """A stand-in for mfsmaster that hides the changelogs from -a (a restore that exits 0
+    short of the changes present, however it comes about)."""
     hiding = tmp_path / "hidden"
     stand_in = tmp_path / "mfsmaster"
     stand_in.write_text(
@@ -240,10 +237,37 @@ def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent
         "esac\n"
         'exec /usr/sbin/mfsmaster "$@"\n')
     stand_in.chmod(0o755)
-    code, err = agent("start", config=crashed.standby, mfsmaster=stand_in,
-                      metadata_sources=f"{crashed.metalogger} {crashed.data}")
+    return stand_in
+
+
+def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent, crashed,
+                                                                      tmp_path):
+    crashed.kill()
+    sources = snapshot(crashed.metalogger), snapshot(crashed.data)
+    code, err = agent("start", config=crashed.standby, mfsmaster=changelog_hiding_mfsmaster(
+        tmp_path), metadata_sources=f"{crashed.metalogger} {crashed.data}")
     assert_refused_and_untouched(lab, agent, crashed, code, err, "refusing a restore that drops")
     assert (snapshot(crashed.metalogger), snapshot(crashed.data)) == sources
+
+
+def test_a_short_restore_in_place_is_refused_and_the_directory_put_back_byte_for_byte(
+        lab, agent, crashed, tmp_path):
+    """In place, DATA_PATH's own changelog.0.mfs is renamed (single-pass) or moved aside
+    (staged) on the way: after the refusal it is back, as it was."""
+    crashed.kill()
+    before = snapshot(crashed.data)
+    code, err = agent("start", config=crashed.primary, mfsmaster=changelog_hiding_mfsmaster(
+        tmp_path))
+    assert code == 1 and "refusing a restore that drops" in err, err
+    assert not lab.master_pids(crashed.data)
+    after = snapshot(crashed.data)
+    # the dead master's lock file (its pid) is not data; everything else is identical
+    assert {n: b for n, b in after.items() if not n.startswith(".")} == \
+        {n: b for n, b in before.items() if not n.startswith(".")}
+    assert not [p for p in crashed.data.iterdir() if p.is_dir()]
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert started_dirs(lab) == 10
 
 
 def test_a_torn_changelog_in_data_path_is_replaced_by_a_cut_copy_and_kept(lab, agent, crashed):
