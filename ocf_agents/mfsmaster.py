@@ -725,15 +725,13 @@ def place_sources(res, cfg, inventory, changes):
                 cut = cut_torn_line(staged) if torn else 0
                 if cut:
                     res.log.warning(f"{path}: cut a torn last line ({cut} bytes) in a copy")
-            if local:
-                target = changes.move_aside(name)
-                res.log.info(f"{path}: original kept in {target}")
-                changes.add(staged, name if name != "changelog.0.mfs"
-                            else changes.free_name("changelog.{}.mfs"))
-            elif changelog:
+            if changelog:
                 changes.add(staged, changes.free_name("changelog.{}.mfs"))
             else:
                 changes.add(staged, changes.free_name("metadata.mfs.back.{}"))
+            if local:  # only now: killed in between, both are there and nothing is missing
+                target = changes.move_aside(name)
+                res.log.info(f"{path}: original kept in {target}")
         if "changelog.0.mfs" in changes.before and not any(
                 name == "changelog.0.mfs" for name, _ in changes.moved):
             changes.move("changelog.0.mfs",
@@ -854,19 +852,24 @@ def restore_failure(result, command):
 
 
 def install(res, cfg, staging):
-    """Move the data directory's old metadata and changelogs aside, put the result in."""
+    """Put the restored metadata in, then move the old metadata and changelogs aside.
+
+    In this order an agent killed half-way leaves a directory that starts (the
+    restored metadata.mfs is there) or restores again (the old files are)."""
     import shutil
     replaced = cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(replaced, 0o750, exist_ok=True)
+    for name in ("metadata.crc", "metadata.mfs"):  # metadata.mfs last: it makes the directory valid
+        if os.path.lexists(cfg.path_in_data(name)):
+            os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
+        if os.path.exists(os.path.join(staging, name)):
+            os.rename(os.path.join(staging, name), cfg.path_in_data(name))
     for name in os.listdir(cfg.data_path):
         # Only the master's own files: a metalogger may share DATA_PATH and its
         # changelog_ml*/metadata_ml* files are its own (and only ever read here).
-        if name.startswith(("changelog.", "metadata.mfs")) and (
-                is_metadata_file(name) or is_changelog(name)) or name == "metadata.crc":
+        if name.startswith(("changelog.", "metadata.mfs.")) and (
+                is_metadata_file(name) or is_changelog(name)):
             os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
-    for name in ("metadata.crc", "metadata.mfs"):  # metadata.mfs last: it makes the directory valid
-        if os.path.exists(os.path.join(staging, name)):
-            os.rename(os.path.join(staging, name), cfg.path_in_data(name))
     res.log.info(f"previous metadata and changelogs kept in {replaced}")
     old = sorted(n for n in os.listdir(cfg.data_path) if n.startswith(REPLACED_PREFIX))
     for name in old[:-REPLACED_KEEP]:
