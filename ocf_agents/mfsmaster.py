@@ -534,8 +534,10 @@ def start(res):
     if version is not None and (highest is None or highest < version):
         res.log.info(f"metadata.mfs is current (version {version}): no restore needed")
         check_against_record(res, metaid, version, "metadata.mfs")
+        launch(res, cfg)
     elif not everything.metadata and highest is None:
         metaid = create_filesystem(res, cfg)
+        launch(res, cfg)
     else:
         if res.params.restore == "never":
             raise OCFError(ERR_GENERIC,
@@ -543,8 +545,6 @@ def start(res):
                            f"{highest}) and restore=never: restore it by hand with mfsmaster -a")
         metaid = restore(res, cfg, everything, highest)
 
-    if lock_holder(cfg.path_in_data(LOCK_FILE)) is None:
-        launch(res, cfg)
     if metaid is None:
         metaid = metaid_from_changelog(cfg)
     remember_metaid(res, metaid)
@@ -567,22 +567,19 @@ def create_filesystem(res, cfg):
     if not os.path.isfile(res.params.empty_metadata):
         raise OCFError(ERR_INSTALLED, f"{res.params.empty_metadata} not found")
     res.log.notice(f"creating a new, empty MooseFS filesystem in {cfg.data_path}")
-    import shutil
     uid, gid = cfg.ids()
     target = cfg.path_in_data("metadata.mfs")
     tmp = target + ".pyha-new"
     if os.path.lexists(tmp):
         os.unlink(tmp)  # a leftover, or a planted symlink: never written through
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    with os.fdopen(fd, "wb") as out, open(res.params.empty_metadata, "rb") as source:
-        shutil.copyfileobj(source, out)
-        os.fchown(out.fileno(), uid, gid)
+    copy_owned(res.params.empty_metadata, tmp, uid, gid)
     os.rename(tmp, target)
     return None
 
 
 def restore(res, cfg, inventory, highest):
-    """Restore the newest metadata from every source; returns the filesystem's id.
+    """Restore the newest metadata from every source and start the master on it;
+    returns the filesystem's id.
 
     Both methods refuse files of different filesystems and a result older than
     the cluster's record before anything is changed, never pass -i, and accept
@@ -596,6 +593,7 @@ def restore(res, cfg, inventory, highest):
                  f"({res.params.restore_method})")
     if res.params.restore_method == "staged":
         version = restore_staged(res, cfg, inventory, expected, metaid)
+        launch(res, cfg)
     else:
         version = restore_while_starting(res, cfg, inventory, expected, metaid)
     res.log.notice(f"restored metadata version {version} in {cfg.data_path}")
@@ -615,7 +613,7 @@ def restore_while_starting(res, cfg, inventory, expected, metaid):
     """Give DATA_PATH every source's files, run mfsmaster -a start, check the version it serves.
 
     One metadata load instead of the staged method's two.  DATA_PATH's own files
-    stay as they are, except that a torn changelog is replaced by a cut copy (the
+    stay as they are, except that a torn changelog gives way to a cut copy (the
     original kept in pyha-replaced.*) and changelog.0.mfs is renamed, so that a
     master which must be rolled back never appends to a file of the dead one.
     Until start returns the floating IP is not up, so nobody but this agent
@@ -636,7 +634,7 @@ def restore_while_starting(res, cfg, inventory, expected, metaid):
             except OSError as err:  # the reason the restore failed stays the exit reason
                 res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
         raise
-    changes.prune_replaced()
+    prune_replaced(cfg)
     return info.metaversion
 
 
@@ -650,13 +648,10 @@ class DataPathChanges:
         self.moved = []     # (name, where the original went)
         self.replaced = None
 
-    def number_in_use(self, name):
-        return name in self.before or name in self.added
-
     def free_name(self, template):
         """template.format(n) for the first n >= 1 not in use."""
         number = 1
-        while self.number_in_use(template.format(number)):
+        while template.format(number) in self.before or template.format(number) in self.added:
             number += 1
         return template.format(number)
 
@@ -670,8 +665,7 @@ class DataPathChanges:
 
     def move_aside(self, name):
         if self.replaced is None:
-            self.replaced = self.cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
-            os.makedirs(self.replaced, 0o750, exist_ok=True)
+            self.replaced = new_replaced_dir(self.cfg)
         self.move(name, os.path.join(self.replaced, name))
         return self.replaced
 
@@ -697,11 +691,20 @@ class DataPathChanges:
         if self.replaced is not None:
             shutil.rmtree(self.replaced, ignore_errors=True)
 
-    def prune_replaced(self):
-        import shutil
-        old = sorted(n for n in os.listdir(self.cfg.data_path) if n.startswith(REPLACED_PREFIX))
-        for name in old[:-REPLACED_KEEP]:
-            shutil.rmtree(self.cfg.path_in_data(name), ignore_errors=True)
+
+def new_replaced_dir(cfg):
+    """DATA_PATH/pyha-replaced.<time>, where replaced originals are kept."""
+    replaced = cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(replaced, 0o750, exist_ok=True)
+    return replaced
+
+
+def prune_replaced(cfg):
+    """Keep the newest REPLACED_KEEP pyha-replaced.* directories."""
+    import shutil
+    old = sorted(n for n in os.listdir(cfg.data_path) if n.startswith(REPLACED_PREFIX))
+    for name in old[:-REPLACED_KEEP]:
+        shutil.rmtree(cfg.path_in_data(name), ignore_errors=True)
 
 
 def place_sources(res, cfg, inventory, changes):
@@ -732,8 +735,7 @@ def place_sources(res, cfg, inventory, changes):
             if local:  # only now: killed in between, both are there and nothing is missing
                 target = changes.move_aside(name)
                 res.log.info(f"{path}: original kept in {target}")
-        if "changelog.0.mfs" in changes.before and not any(
-                name == "changelog.0.mfs" for name, _ in changes.moved):
+        if os.path.lexists(cfg.path_in_data("changelog.0.mfs")):  # not moved aside as torn
             changes.move("changelog.0.mfs",
                          cfg.path_in_data(changes.free_name("changelog.{}.mfs")))
     finally:
@@ -757,6 +759,7 @@ def can_link(path, name, uid, device):
 
 
 def copy_owned(source, target, uid, gid):
+    """Copy source to a new file target (never through a symlink) owned by uid:gid."""
     import shutil
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
     with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
@@ -807,7 +810,7 @@ def restore_staged(res, cfg, inventory, expected, metaid):
         result = res.run([res.params.mfsmaster, "-c", staged_cfg, "-a", "restore"],
                          timeout=max(5.0, res.time_left() - 15), quiet=True)
         if result.rc != 0:
-            raise OCFError(ERR_GENERIC, restore_failure(result, "mfsmaster -a restore"))
+            raise OCFError(ERR_GENERIC, mfsmaster_failure(result, "mfsmaster -a restore"))
         restored = os.path.join(staging, "metadata.mfs")
         if metadata_header(restored) is None:
             raise OCFError(ERR_GENERIC, "mfsmaster -a restore wrote no metadata.mfs")
@@ -835,7 +838,8 @@ def gather(res, inventory, staging, uid, gid):
             res.log.warning(f"{source}: cut a torn last line ({cut} bytes) in the staging copy")
 
 
-def restore_failure(result, command):
+def mfsmaster_failure(result, command):
+    """The exit reason for a failed mfsmaster command (-a restore, -a start, start)."""
     output = result.out + result.err
     if result.timed_out:
         return f"{command} timed out (raise the start timeout)"
@@ -856,9 +860,7 @@ def install(res, cfg, staging):
 
     In this order an agent killed half-way leaves a directory that starts (the
     restored metadata.mfs is there) or restores again (the old files are)."""
-    import shutil
-    replaced = cfg.path_in_data(REPLACED_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(replaced, 0o750, exist_ok=True)
+    replaced = new_replaced_dir(cfg)
     for name in ("metadata.crc", "metadata.mfs"):  # metadata.mfs last: it makes the directory valid
         if os.path.lexists(cfg.path_in_data(name)):
             os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
@@ -871,9 +873,7 @@ def install(res, cfg, staging):
                 is_metadata_file(name) or is_changelog(name)):
             os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
     res.log.info(f"previous metadata and changelogs kept in {replaced}")
-    old = sorted(n for n in os.listdir(cfg.data_path) if n.startswith(REPLACED_PREFIX))
-    for name in old[:-REPLACED_KEEP]:
-        shutil.rmtree(cfg.path_in_data(name), ignore_errors=True)
+    prune_replaced(cfg)
 
 
 def launch(res, cfg, auto_restore=False):
@@ -883,7 +883,7 @@ def launch(res, cfg, auto_restore=False):
     if result.rc != 0:
         wait_for_lock_release(res, cfg, min(5, res.time_left() - 1))
         command = "mfsmaster -a start" if auto_restore else "mfsmaster start"
-        raise OCFError(ERR_GENERIC, restore_failure(result, command))
+        raise OCFError(ERR_GENERIC, mfsmaster_failure(result, command))
     while True:
         holder, info = master_status(res, cfg)
         if holder is not None and info is not None:

@@ -38,6 +38,17 @@ def wait_for_file(path, timeout=20):
     return int(Path(path).read_text().strip() or 0)
 
 
+def kill_both_when_reached(agent, reached, timeout=20):
+    """Once the hanging stand-in has written its pid to reached, kill -9 the agent
+    (mid-action: agent is its Popen) and then the stand-in."""
+    try:
+        stand_in = wait_for_file(reached, timeout=timeout)
+    finally:
+        kill_all(agent.pid)
+        agent.wait()
+    kill_all(stand_in)
+
+
 def kill_all(*pids):
     """SIGKILL each pid (and its process group when it leads one)."""
     import signal

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from drbd_support import EMU_BIN
-from rel_support import hanging_tool, kill_all, masked, wait_for_file
+from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked
 from support import exit_reason
 
 pytestmark = pytest.mark.fault("drbd")
@@ -45,12 +45,7 @@ def killed_midway(lab, node, action, tool, match, before, tmp_path):
     env["PATH"] = f"{hang_dir}:{env['PATH']}"
     agent = subprocess.Popen([lab.agent_path, action], env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        stand_in = wait_for_file(reached)
-    finally:
-        kill_all(agent.pid)
-        agent.wait()
-    kill_all(stand_in)
+    kill_both_when_reached(agent, reached)
     (hang_dir / tool).unlink()
 
 

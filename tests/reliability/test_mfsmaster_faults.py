@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rel_support import hanging_tool, kill_all, masked, wait_for_file
+from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
 from support import exit_reason
 
 pytestmark = pytest.mark.fault("mfsmaster")
@@ -38,12 +38,7 @@ def kill_agent_at(lab, agent, action, stand_in, reached, **params):
     proc = subprocess.Popen(agent.argv(action), env=agent.env(dict(params, mfsmaster=stand_in)),
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    try:
-        pid = wait_for_file(reached, timeout=30)
-    finally:
-        kill_all(proc.pid)
-        proc.wait()
-    kill_all(pid)
+    kill_both_when_reached(proc, reached, timeout=30)
 
 
 def contents(directory):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rel_support import hanging_tool, kill_all, masked, wait_for_file
+from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
 from support import exit_reason
 
 pytestmark = pytest.mark.fault("nfsnotify")
@@ -51,12 +51,7 @@ def test_start_killed_between_two_addresses_then_start_again_notifies_all(statd_
     reached = tmp_path / "reached"
     hanging_tool(hang, "sm-notify", SM_NOTIFY, "-v 10.213.0.242", reached)
     agent = spawn(statd, "start", env_for(statd, params, path_first=hang))
-    try:
-        stand_in = wait_for_file(reached)
-    finally:
-        kill_all(agent.pid)
-        agent.wait()
-    kill_all(stand_in)
+    kill_both_when_reached(agent, reached)
     assert statd.agent("monitor", params, OCF_RESKEY_CRM_meta_interval=30000).returncode == 7
     result = statd.agent("start", params)
     assert result.returncode == 0, result.stderr
