@@ -20,11 +20,18 @@ from .stacks import STACKS
 from .util import LabError, say
 
 
-def bring_up(lab_dir, nodes=2, stack_name=None, token=1000):
+def new_cluster(backend, lab_dir, nodes, token):
+    if backend == "vm":
+        from .vm import VmCluster
+        return VmCluster(nodes, lab_dir, token_ms=token)
+    return Cluster(nodes, lab_dir, token_ms=token)
+
+
+def bring_up(lab_dir, nodes=2, stack_name=None, token=1000, backend="ns"):
     """Create, start, fence and configure; returns (cluster, stack)."""
     if Cluster.load(lab_dir):
         raise LabError(f"a lab exists in {lab_dir}; run `python3 -m lab down` first")
-    cluster = Cluster(nodes, lab_dir, token_ms=token)
+    cluster = new_cluster(backend, lab_dir, nodes, token)
     stack = STACKS[stack_name]() if stack_name else None
     cluster.stack = stack_name
     cluster.create()
@@ -47,12 +54,14 @@ def loaded(lab_dir):
 
 
 def cmd_up(args):
-    bring_up(args.lab_dir, args.nodes, args.stack, args.token)
+    bring_up(args.lab_dir, args.nodes, args.stack, args.token, args.backend)
 
 
 def cmd_down(args):
     cluster = Cluster.load(args.lab_dir) or Cluster(3, args.lab_dir)
     cluster.destroy()
+    from .vm import vm_leftovers
+    vm_leftovers(args.lab_dir)
     say("lab removed")
 
 
@@ -146,6 +155,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_cluster_options(p):
+        p.add_argument("--backend", choices=("ns", "vm"), default="ns",
+                       help="ns: namespaces on this kernel (fast, DRBD emulated); "
+                            "vm: qemu VMs with Debian's kernel (real DRBD, nfsd, NFS client)")
         p.add_argument("--nodes", type=int, default=2, choices=(2, 3))
         p.add_argument("--token", type=int, default=1000,
                        help="corosync token timeout in ms (consensus = 1.2 x token)")

@@ -45,6 +45,8 @@ class LabNode(Node):
 
 
 class Cluster:
+    backend = "ns"
+
     def __init__(self, n_nodes=2, lab_dir=LAB_DIR, token_ms=1000, consensus_ms=None,
                  clients=()):
         self.lab_dir = Path(lab_dir)
@@ -80,6 +82,9 @@ class Cluster:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
+        if data.get("backend") == "vm" and cls is Cluster:
+            from .vm import VmCluster
+            cls = VmCluster
         cluster = cls(data["nodes"], lab_dir, data["token_ms"], data["consensus_ms"],
                       data.get("clients", ()))
         cluster.stack = data.get("stack")
@@ -246,6 +251,15 @@ class Cluster:
             if rid == rsc or rid.split(":")[0] == rsc:
                 found += [n for n, r in places if role is None or r == role]
         return sorted(set(found))
+
+    def fence_count(self, node):
+        """How often the fence device powered node off (fence.log)."""
+        try:
+            text = (self.lab_dir / "fence.log").read_text()
+        except OSError:
+            return 0
+        return sum(text.count(f"{action} {node.name}: powered off")
+                   for action in ("reboot", "off"))
 
     # ---- pcs -----------------------------------------------------------------
     def pcs(self, *args, via=None, check=True, timeout=120):

@@ -110,6 +110,7 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
     tag = f"before-{name}-{int(time.time())}"
     with step(f"[{stack.name}/{name}] writing data on {active.name}", cluster.explain):
         stack.write_data(cluster, tag)
+    fenced_before = cluster.fence_count(active)
     with step(f"[{stack.name}/{name}] failing {active.name}", cluster.explain):
         t0 = time.monotonic()
         inject(cluster, stack, active)
@@ -136,7 +137,8 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         stack.check_data(cluster, new)
     if fenced:
         with step(f"[{stack.name}/{name}] checking {active.name} was fenced", cluster.explain):
-            wait_for(lambda: not active.is_on(), 30, f"{active.name} to be fenced")
+            wait_for(lambda: cluster.fence_count(active) > fenced_before, 30,
+                     f"{active.name} to be fenced")
     if recover:
         with step(f"[{stack.name}/{name}] recovering {active.name}", cluster.explain):
             t1 = time.monotonic()
