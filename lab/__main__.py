@@ -94,7 +94,7 @@ def cmd_scenarios(args):
     unknown = set(args.names) - set(SCENARIOS)
     if unknown:
         raise LabError(f"unknown scenario(s) {' '.join(unknown)}; known: {' '.join(SCENARIOS)}")
-    results = [run_scenario(cluster, stack, name) for name in args.names or SCENARIOS]
+    results = [run_scenario(cluster, stack, name) for name in args.names or stack.scenarios]
     print(table(results))
 
 
@@ -106,7 +106,7 @@ def cmd_measure(args):
             Cluster.load(args.lab_dir).destroy()
         cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token)
         try:
-            for name in SCENARIOS:
+            for name in stack.scenarios:
                 results.append(run_scenario(cluster, stack, name))
         finally:
             if not args.keep:
@@ -117,33 +117,43 @@ def cmd_measure(args):
 
 
 def cmd_demo(args):
-    installed = ensure_packages()
+    installed = ensure_packages(with_vm=args.backend == "vm")
     if installed:
         say(f"installed: {' '.join(installed)}")
     if Cluster.load(args.lab_dir):
         say("removing the previous lab")
         Cluster.load(args.lab_dir).destroy()
-    cluster, stack = bring_up(args.lab_dir, args.nodes, "nfs", args.token)
+    cluster, stack = bring_up(args.lab_dir, args.nodes, "nfs", args.token, args.backend)
     active = stack.wait_active(cluster)
     print(active.run(["crm_mon", "-1", "-r"]).stdout)
-    say(f"writing data on {active.name} (the DRBD Primary) ...")
+    client = stack.client_mounted(cluster)
+    if client is not None:
+        say(f"{client.name} (kernel NFS client) writes through {stack.vip} "
+            f"to {active.name} (the DRBD Primary) ...")
+        print(client.run(["grep", stack.client_mnt, "/proc/mounts"]).stdout)
+    else:
+        say(f"writing data on {active.name} (the DRBD Primary) ...")
     stack.write_data(cluster, "demo")
-    print(active.run(["ls", "-l", stack.export_dir]).stdout)
-    say(f"crashing {active.name} (every process killed, link down) ...")
+    where, path = (client, stack.client_mnt) if client else (active, stack.export_dir)
+    print(where.run(["ls", "-l", path]).stdout)
+    say(f"power loss of {active.name} ...")
     t0 = time.monotonic()
     active.power_off()
     peer = [n for n in cluster.nodes if n is not active][0]
     util.wait_for(lambda: stack.active_node(cluster, via=peer) == peer.name
-                  and stack.service_ok(cluster, peer), 90, "the service on the peer",
+                  and stack.service_ok(cluster, peer), 180, "the service on the peer",
                   interval=0.2)
     failover = time.monotonic() - t0
     print(peer.run(["crm_mon", "-1", "-r"]).stdout)
     stack.check_data(cluster, peer)
-    print(peer.run(["ls", "-l", stack.export_dir]).stdout)
-    print(peer.run(["sha256sum", f"{stack.export_dir}/data-demo"]).stdout)
+    print(where.run(["ls", "-l", path]).stdout)
+    print(where.run(["sha256sum", f"{path}/data-demo"]).stdout)
+    print(peer.run(["cat", "/var/lib/nfs/rmtab"]).stdout)
     print((cluster.lab_dir / "fence.log").read_text())
+    reader = f"read back by {client.name} through {stack.vip}" if client else "intact"
     print(f"FAILOVER: {active.name} -> {peer.name} in {failover:.1f} s "
-          f"(corosync token+consensus floor {cluster.floor_s:.1f} s); data and rmtab intact")
+          f"(corosync token+consensus floor {cluster.floor_s:.1f} s); data {reader}, "
+          "client list (rmtab) intact")
     print("The lab stays up: python3 -m lab status | run node2 pcs status | down")
 
 
@@ -167,6 +177,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("demo", help="install, up with the NFS stack, crash the active node")
     with_cluster_options(p)
+    p.set_defaults(backend="vm")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("scenarios", help="run failover scenarios on the running lab")
     p.add_argument("names", nargs="*", help=" ".join(SCENARIOS))

@@ -19,6 +19,13 @@ DEB_PACKAGES = {
     "util-linux": "/usr/bin/nsenter",
     "mount": "/usr/bin/findmnt",
 }
+# The VM backend: qemu, and busybox for the VMs' initramfs.
+VM_PACKAGES = {
+    "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
+    "busybox-static": "/bin/busybox",
+    "drbd-utils": "/usr/sbin/drbdadm",
+    "nfs-common": "/usr/sbin/mount.nfs",
+}
 MFS_PACKAGES = {
     "moosefs-master": "/usr/sbin/mfsmaster",
     "moosefs-chunkserver": "/usr/sbin/mfschunkserver",
@@ -31,9 +38,10 @@ def missing(packages):
     return [pkg for pkg, path in packages.items() if not shutil.which(path)]
 
 
-def ensure_packages(with_mfs=False):
+def ensure_packages(with_mfs=False, with_vm=False):
     """apt-get install whatever is missing (nothing when all is there)."""
-    wanted = dict(DEB_PACKAGES, **(MFS_PACKAGES if with_mfs else {}))
+    wanted = dict(DEB_PACKAGES, **(MFS_PACKAGES if with_mfs else {}),
+                  **(VM_PACKAGES if with_vm else {}))
     todo = missing(wanted)
     if not todo:
         return []

@@ -22,6 +22,8 @@ class Stack:
     name = "?"
     service_process = None      # comm of the process a kill -9 scenario kills
     promotable = None           # primitive id of the promotable clone, if any
+    # The failure scenarios that apply (kill9 needs a service process).
+    scenarios = ("standby", "kill9", "crash", "linkdown")
 
     def prepare(self, cluster):
         """Before the cluster starts: what every node needs (cluster.setup)."""
@@ -110,6 +112,8 @@ class DrbdMixin:
         return f"/dev/drbd{self.drbd_minor}"
 
     def prepare_drbd(self, cluster):
+        if cluster.backend == "vm":
+            return self.prepare_real_drbd(cluster)
         emu_bin = EMULATOR_DIR / "bin"
         if not (emu_bin / "drbdadm").exists():
             raise LabError(f"DRBD emulator not found in {EMULATOR_DIR}")
@@ -133,18 +137,138 @@ class DrbdMixin:
                      "--minor", str(self.drbd_minor), "--size", self.drbd_size,
                      "--addresses", ",".join(f"{n.name}={n.address}" for n in cluster.nodes[:2]))
 
+    def prepare_real_drbd(self, cluster):
+        """The VM backend: the kernel's DRBD 8.4 on each node's second disk (/dev/vdb),
+        the module loaded at boot, the resource in /etc/drbd.d on both nodes."""
+        nodes = cluster.nodes[:2]
+        hosts = "".join(f"    on {n.name} {{ address {n.address}:7789; }}\n" for n in nodes)
+        files = cluster.setup.setdefault("files", {})
+        files[f"/etc/drbd.d/{self.drbd_resource}.res"] = {"text": (
+            f"resource {self.drbd_resource} {{\n    device {self.drbd_device};\n"
+            "    disk /dev/vdb;\n    meta-disk internal;\n"
+            # LINBIT's advice with Pacemaker: resource-level fencing through the CIB on
+            # top of STONITH, and a returning Secondary's changes after a cut (written
+            # before the power switch reached it) discarded, never a manual split brain.
+            "    disk { fencing resource-and-stonith; }\n"
+            "    handlers {\n"
+            '        fence-peer "/usr/lib/drbd/crm-fence-peer.sh";\n'
+            '        after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";\n'
+            "    }\n"
+            "    net {\n        protocol C;\n        after-sb-0pri discard-zero-changes;\n"
+            "        after-sb-1pri discard-secondary;\n        after-sb-2pri disconnect;\n"
+            "    }\n"
+            f"{hosts}}}\n")}
+        # No usage-count: the lab has no route to LINBIT's counter.
+        files["/etc/drbd.d/global_common.conf"] = {"text": "global { usage-count no; }\n"
+                                                            "common { }\n"}
+        files["/etc/modules-load.d/pyha-lab-drbd.conf"] = {"text": "drbd\n"}
+        cluster.save()
+
+    def init_real_drbd(self, cluster, mountpoint, subdirs=()):
+        """One-time: metadata on both disks, connected, the initial sync skipped (both
+        disks are empty), a filesystem made on node1 and replicated, everything down
+        again for Pacemaker."""
+        r, dev = self.drbd_resource, self.drbd_device
+        nodes = cluster.nodes[:2]
+        with step("creating the DRBD resource on the real module (one-time)", cluster.explain):
+            for node in nodes:
+                node.run(["drbdadm", "--", "--force", "create-md", r], timeout=60)
+                node.run(["drbdadm", "up", r], timeout=60)
+            wait_for(lambda: nodes[0].run(["drbdadm", "cstate", r], check=False,
+                                          quiet=True).stdout.strip() == "Connected",
+                     60, "DRBD to connect")
+            nodes[0].run(["drbdadm", "--", "--clear-bitmap", "new-current-uuid", r])
+            wait_for(lambda: all(self.drbd_state(cluster, n.name)[1] == "UpToDate"
+                                 for n in nodes), 60, "both disks UpToDate")
+            mk = " ".join(f"{mountpoint}/{d}" for d in subdirs)
+            nodes[0].run(["sh", "-c", f"set -e; drbdadm primary {r}; mkfs.ext4 -q -F {dev}; "
+                          f"mkdir -p {mountpoint}; mount {dev} {mountpoint}; "
+                          + (f"mkdir -p {mk}; " if mk else "")
+                          + f"umount {mountpoint}; drbdadm secondary {r}"], timeout=120)
+            for node in nodes:
+                node.run(["mkdir", "-p", mountpoint])
+                node.run(["drbdadm", "down", r], timeout=60)
+
     def drbdemu(self, cluster, *args):
         return run([EMULATOR_DIR / "bin" / "drbdemu", *args],
                    env=dict(cluster.nodes[0].env()))
 
     def drbd_state(self, cluster, node):
-        """(role, disk) of node's side of the resource, by the emulator."""
+        """(role, disk) of node's side of the resource."""
         proc = cluster.node(node).run(["drbdadm", "role", self.drbd_resource], check=False,
                                       quiet=True)
-        role = proc.stdout.strip()
+        role = proc.stdout.strip().split("/")[0]   # DRBD 8.4 prints ours/peer's
         proc = cluster.node(node).run(["drbdadm", "dstate", self.drbd_resource], check=False,
                                       quiet=True)
         return role, proc.stdout.strip().split("/")[0]
+
+
+class DrbdStack(DrbdMixin, Stack):
+    """pcs-examples/drbd.sh: the DRBD promotable clone with an ext4 filesystem on the
+    Promoted node.  On the VM backend, the kernel's DRBD."""
+
+    name = "drbd"
+    promotable = "drbd_r0"
+    scenarios = ("standby", "crash", "linkdown")   # no process: DRBD is the kernel's
+    mountpoint = "/srv/data"
+
+    def __init__(self):
+        self.written = {}
+
+    def prepare(self, cluster):
+        self.prepare_drbd(cluster)
+
+    def configure(self, cluster):
+        script = REPO_ROOT / "pcs-examples" / "drbd.sh"
+        variables = {"DRBD_RESOURCE": self.drbd_resource, "DEVICE": self.drbd_device,
+                     "MOUNTPOINT": self.mountpoint}
+        if cluster.backend == "vm":
+            self.init_real_drbd(cluster, self.mountpoint)
+            with step(f"configuring the DRBD stack with {script.name}", cluster.explain):
+                cluster.run_pcs_script(script, variables)
+        else:
+            node = cluster.nodes[0]
+            r, dev, mp = self.drbd_resource, self.drbd_device, self.mountpoint
+            node.run(["sh", "-c", f"set -e; mkdir -p {mp}; drbdadm up {r}; "
+                      f"drbdadm primary --force {r}; mkfs.ext4 -q -F {dev}; "
+                      f"drbdadm secondary {r}; drbdadm down {r}"], timeout=120)
+            with step(f"configuring the DRBD stack with {script.name}", cluster.explain):
+                node.run(["env", *[f"{k}={v}" for k, v in variables.items()], "sh", script],
+                         timeout=180)
+        with step("waiting for the filesystem on the Primary", cluster.explain):
+            self.wait_active(cluster, timeout=120)
+
+    def active_node(self, cluster, via=None):
+        promoted = cluster.where("drbd_r0", "Promoted", via=via)
+        if len(promoted) == 1 and cluster.where("fs_r0", via=via) == promoted:
+            return promoted[0]
+        return None
+
+    def service_ok(self, cluster, node):
+        mnt = node.run(["findmnt", "-n", "-o", "SOURCE", self.mountpoint], check=False,
+                       quiet=True).stdout.split()
+        return mnt == [self.drbd_device]
+
+    def write_data(self, cluster, tag):
+        node = cluster.node(self.active_node(cluster))
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 1000
+        name = f"data-{tag}"
+        node.run(["sh", "-c", f"cat > {self.mountpoint}/{name} && sync"], input=content,
+                 quiet=True)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+
+    def check_data(self, cluster, node):
+        for name, digest in self.written.items():
+            proc = node.run(["sha256sum", f"{self.mountpoint}/{name}"], check=False,
+                            quiet=True)
+            if proc.returncode != 0 or proc.stdout.split()[0] != digest:
+                raise LabError(f"{name} lost or changed on {node.name}",
+                               proc.stdout + proc.stderr)
+
+    def rejoined_ok(self, cluster, node):
+        if node.name not in cluster.where("drbd_r0", "Unpromoted"):
+            return False
+        return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
 
 
 class NfsDrbdStack(DrbdMixin, Stack):
@@ -157,12 +281,23 @@ class NfsDrbdStack(DrbdMixin, Stack):
     mountpoint = "/srv/nfs"
     export_dir = "/srv/nfs/export"
 
+    client_mnt = "/mnt/nfs"     # the NFS mount on the client VM (VM backend)
+
     def __init__(self):
         self.written = {}   # file name -> sha256
         self.rmtab = []     # rmtab lines that must survive
 
     def prepare(self, cluster):
         self.prepare_drbd(cluster)
+        if cluster.backend == "vm":
+            # The kernel's NFS server, started at boot by systemd on both nodes (the
+            # agents export and notify; nothing manages nfsd itself yet).  Short grace
+            # and lease: the lab fails over often.
+            cluster.setup["units"] = ["rpc-statd", "nfs-server"]
+            cluster.setup["files"]["/etc/nfs.conf.d/pyha-lab.conf"] = {
+                "text": "[nfsd]\ngrace-time=10\nlease-time=10\n"}
+            cluster.save()
+            return
         # The NFS server's own services, started at boot like systemd would.
         cluster.setup["services"] = [
             {"argv": ["rpcbind", "-f", "-w"], "ready": ["rpcinfo", "-p", "127.0.0.1"]},
@@ -171,6 +306,8 @@ class NfsDrbdStack(DrbdMixin, Stack):
         cluster.save()
 
     def configure(self, cluster):
+        if cluster.backend == "vm":
+            return self.configure_vm(cluster)
         node = cluster.nodes[0]
         script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
         with step(f"configuring the NFS stack with {script.name}", cluster.explain):
@@ -181,6 +318,35 @@ class NfsDrbdStack(DrbdMixin, Stack):
                      timeout=180)
         with step("waiting for the NFS service", cluster.explain):
             self.wait_active(cluster, timeout=90)
+
+    def configure_vm(self, cluster):
+        """Real DRBD, the stack pushed from the host, a kernel NFS client mounting
+        through the floating address."""
+        self.init_real_drbd(cluster, self.mountpoint, subdirs=["export"])
+        script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
+        with step(f"configuring the NFS stack with {script.name}", cluster.explain):
+            cluster.run_pcs_script(script, {
+                "NODES": f"{cluster.nodes[0].name} {cluster.nodes[1].name}",
+                "DRBD_RESOURCE": self.drbd_resource, "DRBD_DEVICE": self.drbd_device,
+                "MOUNTPOINT": self.mountpoint, "EXPORT_DIR": self.export_dir,
+                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no"})
+        with step("waiting for the NFS service", cluster.explain):
+            self.wait_active(cluster, timeout=120)
+        client = cluster.clients[0]
+        with step(f"mounting {self.vip}:{self.export_dir} on {client.name} (NFSv3, hard)",
+                  cluster.explain):
+            client.run(["mkdir", "-p", self.client_mnt])
+            client.run(["mount", "-t", "nfs", "-o", "vers=3,hard,timeo=20",
+                        f"{self.vip}:{self.export_dir}", self.client_mnt], timeout=60)
+            client.run(["sh", "-c", f"echo ok > {self.client_mnt}/.probe && sync"],
+                       timeout=60)
+
+    def client_mounted(self, cluster):
+        client = cluster.clients[0] if cluster.backend == "vm" and cluster.clients else None
+        if client is None or not client.is_on():
+            return None
+        proc = client.run(["mountpoint", "-q", self.client_mnt], check=False, quiet=True)
+        return client if proc.returncode == 0 else None
 
     def active_node(self, cluster, via=None):
         promoted = cluster.where("nfs-drbd", "Promoted", via=via)
@@ -200,9 +366,21 @@ class NfsDrbdStack(DrbdMixin, Stack):
         if not mnt:
             return False
         exports = node.run(["exportfs", "-v"], check=False, quiet=True).stdout
-        return self.export_dir in exports
+        if self.export_dir not in exports:
+            return False
+        client = self.client_mounted(cluster)
+        if client is None:
+            return True
+        # Verified = the client reads through the floating address.  While its hard
+        # mount retries against the new server a read blocks: "not yet".
+        proc = client.run(["timeout", "-s", "KILL", "3", "cat", f"{self.client_mnt}/.probe"],
+                          check=False, quiet=True, timeout=10)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
     def write_data(self, cluster, tag):
+        client = self.client_mounted(cluster)
+        if client is not None:
+            return self.write_data_through_client(cluster, client, tag)
         node = cluster.node(self.active_node(cluster))
         content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 1000
         name = f"data-{tag}"
@@ -220,7 +398,46 @@ class NfsDrbdStack(DrbdMixin, Stack):
                  30, "the rmtab backup (nfsexport monitor)")
         node.run(["sync", "-f", backup], quiet=True)
 
+    def write_data_through_client(self, cluster, client, tag):
+        """The client writes and fsyncs through the mount; the server's rmtab has the
+        client's line (from rpc.mountd), which nfsexport keeps in its backup."""
+        content = f"{tag} {time.time()} {os.urandom(8).hex()}\n" * 1000
+        name = f"data-{tag}"
+        client.run(["dd", f"of={self.client_mnt}/{name}", "conv=fsync", "status=none"],
+                   input=content, quiet=True, timeout=60)
+        self.written[name] = hashlib.sha256(content.encode()).hexdigest()
+        node = cluster.node(self.active_node(cluster))
+        prefix = f"{client.address}:{self.export_dir}:"
+        rmtab = node.run(["cat", "/var/lib/nfs/rmtab"], quiet=True).stdout
+        line = next((x for x in rmtab.splitlines() if x.startswith(prefix)), None)
+        if line is None:
+            raise LabError(f"rpc.mountd on {node.name} did not record {client.name}'s mount",
+                           rmtab)
+        if prefix not in self.rmtab:
+            self.rmtab.append(prefix)
+        backup = f"{self.export_dir}/.rmtab"
+        wait_for(lambda: prefix in node.run(["cat", backup], check=False, quiet=True).stdout,
+                 30, "the rmtab backup (nfsexport monitor)")
+        node.run(["sync", "-f", backup], quiet=True)
+
     def check_data(self, cluster, node):
+        client = self.client_mounted(cluster)
+        if client is not None:
+            for name, digest in self.written.items():
+                def readable():
+                    proc = client.run(["timeout", "-s", "KILL", "20", "sha256sum",
+                                       f"{self.client_mnt}/{name}"], check=False,
+                                      quiet=True, timeout=30)
+                    return proc if proc.returncode == 0 else None
+                proc = wait_for(readable, 60, f"{name} readable through the client")
+                if proc.stdout.split()[0] != digest:
+                    raise LabError(f"{name} changed (read through the NFS client)",
+                                   proc.stdout)
+            rmtab = node.run(["cat", "/var/lib/nfs/rmtab"], quiet=True).stdout
+            missing = [p for p in self.rmtab if p not in rmtab]
+            if missing:
+                raise LabError(f"rmtab entries lost on {node.name}: {missing}", rmtab)
+            return
         for name, digest in self.written.items():
             proc = node.run(["sha256sum", f"{self.export_dir}/{name}"], check=False, quiet=True)
             if proc.returncode != 0 or proc.stdout.split()[0] != digest:
@@ -379,4 +596,5 @@ class MfsDrbdStack(DrbdMixin, Stack):
         return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
 
 
-STACKS = {"stateful": StatefulStack, "nfs": NfsDrbdStack, "mfs": MfsDrbdStack}
+STACKS = {"stateful": StatefulStack, "drbd": DrbdStack, "nfs": NfsDrbdStack,
+          "mfs": MfsDrbdStack}

@@ -81,6 +81,9 @@ class VmMachine:
                 if dest.is_symlink() or dest.exists():
                     dest.unlink()
                 dest.symlink_to(spec["link"])
+                # whatever the host has there (e.g. a directory) goes first
+                with open(self.dir / "seed.remove", "a") as remove:
+                    remove.write(target + "\n")
                 continue
             dest.write_text(spec["text"])
             os.chmod(dest, int(spec.get("mode", "644"), 8))
@@ -413,32 +416,29 @@ class VmCluster(Cluster):
         return "\n".join(out)
 
     def destroy(self):
-        for machine in self.nodes + self.clients:
-            machine.power_off()
         vm_leftovers(self.lab_dir)
-        pid = self._switch_pid()
-        if pid:
-            os.kill(pid, 9)
-        vmnet.destroy()
-        FENCE_AGENT_PATH.unlink(missing_ok=True)
         shutil.rmtree(self.lab_dir, ignore_errors=True)
+        if self.lab_dir.exists():
+            raise LabError(f"could not remove {self.lab_dir}")
 
 
 def vm_leftovers(lab_dir):
-    """Power off every VM below lab_dir by its pid file (a half-made lab), stop its
-    power switch, delete the lab network."""
+    """Stop the power switch first (it could power a VM on again), power off every VM
+    below lab_dir by its pid file, delete the lab network and the fence agent."""
     lab_dir = Path(lab_dir)
+    try:
+        pid = int((lab_dir / "power.pid").read_text())
+        if b"rigs.vm.power" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, 9)
+            while Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+    except (OSError, ValueError):
+        pass
     for spec in lab_dir.glob("*/vm.json"):
         try:
             vmmachine.VM(spec.parent).power_off()
         except (OSError, ValueError):
             pass
-    try:
-        pid = int((lab_dir / "power.pid").read_text())
-        if b"rigs.vm.power" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, 9)
-    except (OSError, ValueError):
-        pass
     vmnet.destroy()
     FENCE_AGENT_PATH.unlink(missing_ok=True)
 

@@ -10,6 +10,8 @@ DEBS=(
   # the real tools the agents drive
   drbd-utils nfs-kernel-server nfs-common rpcbind
   moosefs-master moosefs-metalogger moosefs-chunkserver moosefs-client moosefs-cli fuse3
+  # the real-kernel lab: qemu VMs (Debian's kernel is fetched by the lab with apt-get download)
+  qemu-system-x86 busybox-static
   # tests and benchmarks
   libxml2-utils iproute2 psmisc procps util-linux mount kmod e2fsprogs xfsprogs strace
   python3 python3-pytest python3-pip python3-psutil python3-hypothesis

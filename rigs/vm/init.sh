@@ -4,7 +4,8 @@
 # on the VM's first disk (/dev/vda, ext4): the guest keeps its state across
 # power losses like a real server.  On the first boot the seed the host wrote
 # into the lab share (LAB/NAME/seed) is copied in and the paths listed in
-# LAB/NAME/seed.remove are deleted (whiteouts).  Then systemd becomes PID 1.
+# LAB/NAME/seed.remove are deleted first (whiteouts; a seed symlink can replace a
+# directory of the host that way).  Then systemd becomes PID 1.
 # Kernel command line: pyha.name= pyha.lab= pyha.kroot= pyha.init=
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -53,7 +54,7 @@ mount --bind "$R$KROOT/lib/modules/$KV" "$R/lib/modules/$KV" || fail "no modules
 if [ ! -e /mnt/state/upper/.pyha-seeded ]; then
     if [ -f "$R$LAB/$NAME/seed.remove" ]; then
         while read -r path; do
-            [ -n "$path" ] && rm -f "$R$path"
+            [ -n "$path" ] && rm -rf "$R$path"
         done <"$R$LAB/$NAME/seed.remove"
     fi
     [ -d "$R$LAB/$NAME/seed" ] && cp -a "$R$LAB/$NAME/seed/." "$R/"

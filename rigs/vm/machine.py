@@ -79,6 +79,34 @@ def detect_accel(kernel, log=print):
     return accel
 
 
+def vm_unavailable():
+    """Why this machine cannot start a lab VM at all (None when it can): qemu, the
+    kernel, the tap device and a probe boot under TCG."""
+    import shutil
+    if os.geteuid() != 0:
+        return "the VM lab needs root (network namespaces, taps)"
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun: qemu cannot give a VM a network"
+    from .kernel import KernelError, ensure_kernel
+    try:
+        kernel = ensure_kernel(log=lambda message: None)
+    except (KernelError, OSError) as exc:
+        return f"Debian's kernel could not be fetched or unpacked: {exc}"
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "256", "-nodefaults",
+            "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-kernel", str(kernel.vmlinux), "-initrd", str(kernel.initrd),
+            "-append", "console=ttyS0 panic=-1 rdinit=/bin/busybox -- poweroff -f"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "a probe VM did not power off within 120 s"
+    if proc.returncode != 0:
+        return f"qemu cannot start a VM: {(proc.stderr or proc.stdout).strip()[-300:]}"
+    return None
+
+
 class VM:
     def __init__(self, vm_dir):
         self.dir = Path(vm_dir)

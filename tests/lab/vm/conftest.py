@@ -1,0 +1,53 @@
+"""Fixtures of the real-kernel lab tests: clusters of qemu VMs running Debian's kernel
+(real DRBD 8.4, nfsd, the kernel NFS client), see lab/vm.py and rigs/vm/.
+
+They skip, printing why, only where qemu cannot start a VM at all.  Each module gets
+its own lab in PYHA_VM_LAB_DIR (default /var/lib/pyha-vmlab-test, apart from the
+namespace lab's directory), removed afterwards.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.vm import VmCluster, vm_leftovers
+from rigs.vm.machine import vm_unavailable
+
+LAB_DIR = Path(os.environ.get("PYHA_VM_LAB_DIR", "/var/lib/pyha-vmlab-test"))
+
+
+def wipe():
+    existing = VmCluster.load(LAB_DIR)
+    if existing:
+        existing.destroy()
+    vm_leftovers(LAB_DIR)
+
+
+@pytest.fixture(scope="module")
+def vm_lab():
+    """make(stack=None, nodes=2) -> a running VM cluster with fencing (and the stack
+    configured); removed at the end of the module."""
+    reason = vm_unavailable()
+    if reason:
+        print(f"\nVM lab tests skipped: {reason}")
+        pytest.skip(reason)
+    made = []
+
+    def make(stack=None, nodes=2):
+        wipe()
+        cluster = VmCluster(nodes, LAB_DIR)
+        made.append(cluster)
+        cluster.stack = stack.name if stack else None
+        cluster.create()
+        if stack:
+            stack.prepare(cluster)
+        cluster.start()
+        cluster.configure_fencing()
+        if stack:
+            stack.configure(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.destroy()
+    wipe()
