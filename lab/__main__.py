@@ -1,11 +1,13 @@
 """The lab: a real multi-node Pacemaker cluster in namespaces on this machine.
 
-  python3 -m lab demo            install what is missing, bring up 2 nodes with
-                                 the NFS-on-DRBD stack, crash the active node,
-                                 show the service and data on the other one
-  python3 -m lab up [--nodes 3] [--stack nfs|mfs|stateful]
+  python3 -m lab demo [--backend vm|ns]
+                                 install what is missing, bring up 2 nodes with
+                                 the NFS-on-DRBD stack (vm: and a client VM that
+                                 mounts it), crash the active node, show the
+                                 service and the data on the other one
+  python3 -m lab up [--backend ns|vm] [--nodes 3] [--stack nfs|drbd|mfs|stateful]
   python3 -m lab scenarios [standby kill9 crash linkdown]   (on the running lab)
-  python3 -m lab measure [nfs mfs]  failover table of every scenario vs corosync's floor
+  python3 -m lab measure [--backend vm] [nfs mfs]  failover table of every scenario vs corosync's floor
   python3 -m lab status | run NODE CMD... | down
 """
 import argparse
@@ -104,7 +106,7 @@ def cmd_measure(args):
     for stack_name in args.stacks:
         if Cluster.load(args.lab_dir):
             Cluster.load(args.lab_dir).destroy()
-        cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token)
+        cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token, args.backend)
         try:
             for name in stack.scenarios:
                 results.append(run_scenario(cluster, stack, name))
@@ -184,6 +186,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_scenarios)
     p = sub.add_parser("measure", help="failover time table (fresh lab per stack)")
     p.add_argument("--token", type=int, default=1000)
+    p.add_argument("--backend", choices=("ns", "vm"), default="ns")
     p.add_argument("--keep", action="store_true", help="leave the last lab up")
     p.add_argument("stacks", nargs="*", default=["nfs"])
     p.set_defaults(func=cmd_measure)
