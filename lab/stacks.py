@@ -164,7 +164,7 @@ class DrbdMixin:
         files["/etc/modules-load.d/pyha-lab-drbd.conf"] = {"text": "drbd\n"}
         cluster.save()
 
-    def init_real_drbd(self, cluster, mountpoint, subdirs=()):
+    def init_real_drbd(self, cluster, mountpoint, subdirs=(), populate=""):
         """One-time: metadata on both disks, connected, the initial sync skipped (both
         disks are empty), a filesystem made on node1 and replicated, everything down
         again for Pacemaker."""
@@ -183,7 +183,7 @@ class DrbdMixin:
             mk = " ".join(f"{mountpoint}/{d}" for d in subdirs)
             nodes[0].run(["sh", "-c", f"set -e; drbdadm primary {r}; mkfs.ext4 -q -F {dev}; "
                           f"mkdir -p {mountpoint}; mount {dev} {mountpoint}; "
-                          + (f"mkdir -p {mk}; " if mk else "")
+                          + (f"mkdir -p {mk}; " if mk else "") + (populate + "; " if populate else "")
                           + f"umount {mountpoint}; drbdadm secondary {r}"], timeout=120)
             for node in nodes:
                 node.run(["mkdir", "-p", mountpoint])
@@ -471,7 +471,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
 
     def prepare(self, cluster):
         from .node import Machine
-        if not cluster.clients:
+        if not cluster.clients:   # the VM backend always has its client VM
             cluster.clients.append(Machine("client", f"{SUBNET}.{CLIENT_BASE}",
                                            cluster.lab_dir, cluster.client_setup))
             cluster.clients[0].create()
@@ -484,8 +484,13 @@ class MfsDrbdStack(DrbdMixin, Stack):
             "TOPOLOGY_FILENAME = /etc/mfs/mfstopology.cfg\n")
         (etc / "mfsexports.cfg").write_text("* / rw,alldirs,admin,maproot=0:0\n")
         (etc / "mfstopology.cfg").write_text("")
-        cluster.setup.setdefault("binds", {})["/etc/mfs"] = str(etc)
-        # The client machine: chunkservers on host directories, configs there too.
+        if cluster.backend == "vm":
+            # The lab directory is shared with the VMs at the same path.
+            cluster.setup.setdefault("files", {})["/etc/mfs"] = {"link": str(etc)}
+        else:
+            cluster.setup.setdefault("binds", {})["/etc/mfs"] = str(etc)
+        # The client machine: chunkservers on host directories (VMs: through the lab
+        # share), configs there too.
         cdir = cluster.lab_dir / "client-mfs"
         cdir.mkdir(exist_ok=True)
         os.chmod(cluster.lab_dir, 0o755)
@@ -505,6 +510,17 @@ class MfsDrbdStack(DrbdMixin, Stack):
         cluster.save()
 
     def configure(self, cluster):
+        if cluster.backend == "vm":
+            mp = self.data_path
+            self.init_real_drbd(cluster, mp, populate=(
+                f"cp /var/lib/mfs/metadata.mfs.empty {mp}/metadata.mfs; "
+                f"chown -R mfs:mfs {mp}"))
+            script = REPO_ROOT / "pcs-examples" / "mfs.sh"
+            with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
+                cluster.run_pcs_script(script, {
+                    "STORAGE": "drbd", "DRBD_RESOURCE": self.drbd_resource,
+                    "DEVICE": self.drbd_device, "VIP": self.vip, "MOUNTPOINT": mp})
+            return self.start_client(cluster)
         node = cluster.nodes[0]
         with step("creating the MooseFS filesystem on DRBD (one-time)", cluster.explain):
             r, dev, mp = self.drbd_resource, self.drbd_device, self.data_path
@@ -518,8 +534,11 @@ class MfsDrbdStack(DrbdMixin, Stack):
             node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
                       f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
                       f"MOUNTPOINT={self.data_path}", "sh", script], timeout=180)
+        self.start_client(cluster)
+
+    def start_client(self, cluster):
         with step("waiting for the MooseFS master", cluster.explain):
-            self.wait_active(cluster, timeout=120)
+            self.wait_active(cluster, timeout=180)
         client = cluster.clients[0]
         with step("starting chunkservers and the FUSE client on the client machine",
                   cluster.explain):
