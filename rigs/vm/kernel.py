@@ -152,7 +152,13 @@ def ensure_kernel(log=print):
     base = CACHE_DIR / "kernel"
     base.mkdir(parents=True, exist_ok=True)
     try:
-        package = read_image_package()
+        try:
+            package = read_image_package()
+        except KernelError:
+            # A machine whose apt lists were never fetched (apt-get update first).
+            log("apt-get update (apt knows no linux-image-amd64 yet)")
+            _run(["apt-get", "update", "-q"])
+            package = read_image_package()
     except KernelError:
         # No apt lists (offline machine): a kernel cached before still boots.
         cached = sorted(p.name for p in base.iterdir() if (p / "vmlinux").exists())
