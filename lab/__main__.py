@@ -26,7 +26,7 @@ def new_cluster(backend, lab_dir, nodes, token):
     if backend == "vm":
         from .vm import VmCluster
         return VmCluster(nodes, lab_dir, token_ms=token)
-    return Cluster(nodes, lab_dir, token_ms=token)
+    return Cluster(nodes, lab_dir, token_ms=token or 1000)
 
 
 def bring_up(lab_dir, nodes=2, stack_name=None, token=1000, backend="ns"):
@@ -171,8 +171,9 @@ def main(argv=None):
                        help="ns: namespaces on this kernel (fast, DRBD emulated); "
                             "vm: qemu VMs with Debian's kernel (real DRBD, nfsd, NFS client)")
         p.add_argument("--nodes", type=int, default=2, choices=(2, 3))
-        p.add_argument("--token", type=int, default=1000,
-                       help="corosync token timeout in ms (consensus = 1.2 x token)")
+        p.add_argument("--token", type=int, default=None,
+                       help="corosync token timeout in ms (consensus = 1.2 x token; "
+                            "default 1000, on VMs 3000)")
     p = sub.add_parser("up", help="create and start the cluster")
     with_cluster_options(p)
     p.add_argument("--stack", choices=sorted(STACKS), help="configure a service stack")
@@ -185,7 +186,7 @@ def main(argv=None):
     p.add_argument("names", nargs="*", help=" ".join(SCENARIOS))
     p.set_defaults(func=cmd_scenarios)
     p = sub.add_parser("measure", help="failover time table (fresh lab per stack)")
-    p.add_argument("--token", type=int, default=1000)
+    p.add_argument("--token", type=int, default=None)
     p.add_argument("--backend", choices=("ns", "vm"), default="ns")
     p.add_argument("--keep", action="store_true", help="leave the last lab up")
     p.add_argument("stacks", nargs="*", default=["nfs"])

@@ -198,7 +198,8 @@ class VmNode(VmMachine):
     """A cluster node VM: corosync and pacemaker as systemd units, a disk for DRBD."""
 
     data_disk_mb = 64
-    memory_mb = 768
+    # mfsmaster alone takes ~400 MB resident (it was OOM-killed in 768 MB)
+    memory_mb = 1280
 
     def __init__(self, index, lab_dir, setup=None):
         super().__init__(f"node{index}", f"{SUBNET}.{index}", lab_dir, setup)
@@ -216,9 +217,13 @@ class VmNode(VmMachine):
 
 class VmCluster(Cluster):
     backend = "vm"
+    # Corosync's token under emulation: with 1 s, a loaded 2-core host delayed the
+    # token past the timeout (membership flaps, a node "lost" for a moment).
+    default_token_ms = 3000
 
-    def __init__(self, n_nodes=2, lab_dir=None, token_ms=1000, consensus_ms=None,
+    def __init__(self, n_nodes=2, lab_dir=None, token_ms=None, consensus_ms=None,
                  clients=("client",)):
+        token_ms = token_ms or self.default_token_ms
         from . import LAB_DIR
         lab_dir = Path(lab_dir or LAB_DIR)
         super().__init__(0, lab_dir, token_ms, consensus_ms)
