@@ -1,0 +1,243 @@
+"""ocf:pyha:nfsexport against the real exportfs on a private /var/lib/nfs."""
+
+import os
+import subprocess
+import threading
+
+import pytest
+
+from rigs.agents import exit_reason
+from rigs.nfs import etab_pairs
+
+
+@pytest.fixture
+def export_dirs(tmp_path):
+    dirs = []
+    for name in ("data1", "data2"):
+        d = tmp_path / "srv" / name
+        d.mkdir(parents=True)
+        dirs.append(str(d))
+    return dirs
+
+
+def etab_options(node, directory, client):
+    for line in node.read("etab").splitlines():
+        path, _, rest = line.partition("\t")
+        if path == directory and rest.startswith(client + "("):
+            return rest[len(client) + 1:-1].split(",")
+    return None
+
+
+def params_for(dirs, **extra):
+    params = {"clientspec": "10.213.0.0/24 [fd00::7]", "directory": " ".join(dirs),
+              "fsid": "41", "options": "rw,no_root_squash"}
+    params.update(extra)
+    return params
+
+
+def test_start_exports_every_client_directory_pair_with_consecutive_fsids(make_node, export_dirs):
+    node = make_node()
+    result = node.agent("nfsexport", "start", params_for(export_dirs))
+    assert result.returncode == 0, result.stderr
+    assert etab_pairs(node) == {(d, c) for d in export_dirs for c in ("10.213.0.0/24", "fd00::7")}
+    assert "fsid=41" in etab_options(node, export_dirs[0], "10.213.0.0/24")
+    assert "fsid=42" in etab_options(node, export_dirs[1], "fd00::7")
+    assert "rw" in etab_options(node, export_dirs[0], "fd00::7")
+    assert node.agent("nfsexport", "monitor", params_for(export_dirs),
+                      OCF_RESKEY_CRM_meta_interval=10000).returncode == 0
+
+
+def test_start_twice_is_success_and_stop_twice_is_success(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs)
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    assert len(etab_pairs(node)) == 4
+    assert node.agent("nfsexport", "stop", params).returncode == 0
+    assert etab_pairs(node) == set()
+    assert node.agent("nfsexport", "stop", params).returncode == 0
+    assert node.agent("nfsexport", "monitor", params).returncode == 7
+
+
+def test_probe_after_reboot_ignores_a_stale_export_table(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs)
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    # A reboot empties /run (HA_RSCTMP) but the etab on disk survives.
+    for entry in node.rsctmp.rglob("*"):
+        if entry.is_file():
+            entry.unlink()
+    assert len(etab_pairs(node)) == 4
+    probe = node.agent("nfsexport", "monitor", params, OCF_RESKEY_CRM_meta_interval=0)
+    assert probe.returncode == 7
+
+
+def test_monitor_fails_with_a_reason_when_one_export_vanished(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs)
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    subprocess.run(node.command(["exportfs", "-u", f"10.213.0.0/24:{export_dirs[1]}"]), check=True)
+    result = node.agent("nfsexport", "monitor", params, OCF_RESKEY_CRM_meta_interval=10000)
+    assert result.returncode == 1
+    assert f"10.213.0.0/24:{export_dirs[1]}" in exit_reason(result)
+
+
+def test_monitor_backs_up_exactly_this_exports_rmtab_lines_without_growth(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs)
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    node.write("rmtab", f"10.213.0.5:{export_dirs[0]}:0x00000001\n"
+                        f"10.213.0.6:{export_dirs[0]}/sub:0x00000001\n"
+                        f"10.213.0.7:/srv/other:0x00000002\n"
+                        f"10.213.0.8:{export_dirs[1]}:0x00000001\n")
+    for _ in range(3):
+        assert node.agent("nfsexport", "monitor", params).returncode == 0
+    backup = os.path.join(export_dirs[0], ".rmtab")
+    assert open(backup).read() == f"10.213.0.5:{export_dirs[0]}:0x00000001\n"
+    assert open(os.path.join(export_dirs[1], ".rmtab")).read() == \
+        f"10.213.0.8:{export_dirs[1]}:0x00000001\n"
+    assert os.stat(backup).st_mode & 0o777 == 0o644
+
+
+def test_rmtab_survives_failover_to_a_node_with_an_empty_rmtab(make_node, export_dirs):
+    node_a, node_b = make_node("nodeA"), make_node("nodeB")
+    params = params_for(export_dirs)
+    assert node_a.agent("nfsexport", "start", params).returncode == 0
+    node_a.write("rmtab", f"10.213.0.5:{export_dirs[0]}:0x00000001\n"
+                          f"10.213.0.9:{export_dirs[1]}:0x00000003\n")
+    assert node_a.agent("nfsexport", "monitor", params).returncode == 0
+    assert node_a.agent("nfsexport", "stop", params).returncode == 0
+
+    # Node B already serves another export whose client lines must stay.
+    other = "10.213.0.7:/srv/other:0x00000001\n"
+    node_b.write("rmtab", other)
+    assert node_b.agent("nfsexport", "start", params).returncode == 0
+    lines = node_b.read("rmtab").splitlines()
+    assert sorted(lines) == sorted([other.strip(), f"10.213.0.5:{export_dirs[0]}:0x00000001",
+                                    f"10.213.0.9:{export_dirs[1]}:0x00000003"])
+    # Starting again (or failing back and forth) adds no duplicates.
+    assert node_b.agent("nfsexport", "stop", params).returncode == 0
+    assert node_b.agent("nfsexport", "start", params).returncode == 0
+    assert len(node_b.read("rmtab").splitlines()) == 3
+
+
+@pytest.mark.fault("nfsexport")
+def test_concurrent_instances_merge_rmtab_without_losing_lines(make_node, tmp_path):
+    node = make_node()
+    count = 6
+    dirs = []
+    for i in range(count):
+        d = tmp_path / f"vol{i}"
+        d.mkdir()
+        (d / ".rmtab").write_text(f"10.213.0.{i + 10}:{d}:0x00000001\n")
+        dirs.append(str(d))
+    node.write("rmtab", "10.213.0.99:/srv/keep:0x00000001\n")
+    results = [None] * count
+
+    def start(i):
+        results[i] = node.agent("nfsexport", "start",
+                                {"clientspec": "10.213.0.0/24", "directory": dirs[i]},
+                                instance=f"vol{i}")
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    lines = node.read("rmtab").splitlines()
+    assert "10.213.0.99:/srv/keep:0x00000001" in lines
+    assert sorted(lines) == sorted(["10.213.0.99:/srv/keep:0x00000001"] +
+                                   [f"10.213.0.{i + 10}:{dirs[i]}:0x00000001"
+                                    for i in range(count)])
+
+
+@pytest.mark.fault("nfsexport")
+def test_a_symlink_planted_at_the_backup_path_is_replaced_not_followed(make_node, export_dirs,
+                                                                      tmp_path):
+    node = make_node()
+    params = params_for(export_dirs[:1], fsid="3")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    os.symlink(victim, os.path.join(export_dirs[0], ".rmtab"))
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    node.write("rmtab", f"10.213.0.5:{export_dirs[0]}:0x00000001\n")
+    assert node.agent("nfsexport", "monitor", params).returncode == 0
+    assert victim.read_text() == "precious\n"
+    assert not os.path.islink(os.path.join(export_dirs[0], ".rmtab"))
+
+
+def test_failed_exportfs_mid_start_leaves_nothing_exported(make_node, export_dirs):
+    node = make_node()
+    # An exportfs that refuses the second directory, the real one otherwise.
+    fake = node.bin / "exportfs"
+    fake.write_text("#!/bin/sh\n"
+                    f'case "$*" in *{export_dirs[1]}*) echo "exportfs: simulated failure" >&2; '
+                    "exit 1;; esac\nexec /usr/sbin/exportfs \"$@\"\n")
+    fake.chmod(0o755)
+    result = node.agent("nfsexport", "start", params_for(export_dirs))
+    assert result.returncode == 1
+    assert "simulated failure" in exit_reason(result)
+    assert etab_pairs(node) == set()
+
+
+def test_rmtab_backup_none_disables_the_backup(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs[:1], fsid="root", rmtab_backup="none")
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    node.write("rmtab", f"10.213.0.5:{export_dirs[0]}:0x00000001\n")
+    assert node.agent("nfsexport", "monitor", params).returncode == 0
+    assert not os.path.exists(os.path.join(export_dirs[0], ".rmtab"))
+
+
+@pytest.mark.parametrize("params,words", [
+    ({"directory": "/nonexistent/pyha"}, "/nonexistent/pyha does not exist"),
+    ({"fsid": "12,rw"}, "fsid"),
+    ({"fsid": "not-a-uuid"}, "fsid"),
+    ({"clientspec": "10.0.0.1;reboot"}, "clientspec"),
+    ({"clientspec": "-o"}, "clientspec"),
+    ({"clientspec": ""}, "clientspec: is required"),
+    ({"options": "rw no_root_squash"}, "options"),
+    ({"rmtab_backup": "../../etc/passwd"}, "rmtab_backup"),
+    ({"unlock_on_stop": "maybe"}, "unlock_on_stop"),
+    ({"fsid": "root", "directory": "TWO"}, "numeric fsid"),
+])
+def test_validate_all_rejects_bad_configuration_with_a_reason(make_node, export_dirs, params,
+                                                              words):
+    node = make_node()
+    full = params_for(export_dirs[:1], **params)
+    if full["directory"] == "TWO":
+        full["directory"] = " ".join(export_dirs)
+    result = node.agent("nfsexport", "validate-all", full)
+    assert result.returncode == 6, result.stderr
+    assert words in exit_reason(result)
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_missing_exportfs_is_reported_as_not_installed(make_node, export_dirs, tmp_path):
+    node = make_node()
+    not_a_program = tmp_path / "empty"
+    not_a_program.write_text("")
+    node.extra_mounts.append((str(not_a_program), "/usr/sbin/exportfs"))
+    result = node.agent("nfsexport", "validate-all", params_for(export_dirs))
+    assert result.returncode == 5
+    assert "exportfs is not installed" in exit_reason(result)
+
+
+def test_probe_with_a_missing_directory_reports_not_running(make_node, export_dirs):
+    node = make_node()
+    params = params_for(["/nonexistent/pyha-probe"])
+    result = node.agent("nfsexport", "monitor", params, OCF_RESKEY_CRM_meta_interval=0)
+    assert result.returncode == 7
+
+
+def test_ocf_tester_passes(make_node, agents_dir, tmp_path):
+    node = make_node()
+    directory = tmp_path / "tester"
+    directory.mkdir()
+    argv = node.command(["ocf-tester", "-n", "e", "-o", "clientspec=10.0.0.0/24",
+                         "-o", f"directory={directory}", "-o", "fsid=1",
+                         str(agents_dir / "nfsexport")])
+    result = subprocess.run(argv, env=node.env({}), text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout
