@@ -16,7 +16,7 @@ Two tables:
   #!/bin/sh printf script (the table says which). Here the monitor's total wall time is
   the honest figure: what Pacemaker waits for on every monitor.
 
-  /usr/bin/python3 bench/bench_drbd.py [--runs N] [--mode both|emulator|stand-in]
+  /usr/bin/python3 -m bench.bench_drbd [--runs N] [--mode both|emulator|stand-in]
 
 Targets (issue 3): agent monitor <= 2.5x the floor, at most one drbdsetup call, zero CIB
 writes while the score does not change. The linbit agent cannot run under the emulator (it
@@ -32,8 +32,10 @@ import sys
 import tempfile
 import time
 
+from rigs import drbd_emulator
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMU_BIN = os.path.join(REPO, "tests", "drbd_emulator", "bin")
+EMU_BIN = str(drbd_emulator.BIN)
 PYTHON = "/usr/bin/python3"
 COUNTER = """#!/bin/sh
 echo "{name} $*" >> "{log}"

@@ -4,7 +4,7 @@
 For each size (filesystem objects) a crashed master's files are made once: an empty
 filesystem's metadata ("MFSM NEW") and one changelog creating the objects (directories of
 1000 files), exactly what a metalogger holds when the master died before its first metadata
-save. Then, in rotating order, in the lab's network namespace (tests/mfs/mfslab.py):
+save. Then, in rotating order, in the lab's network namespace (rigs/moosefs/mfslab.py):
 
   bare:        copy the files into an empty DATA_PATH, `mfsmaster -a -c CFG start`, wait
                until the master answers on its client port
@@ -18,7 +18,7 @@ Wall time is until the master answers. Peak memory is the largest resident set o
 process of the run: RUSAGE_CHILDREN of a fresh measuring process (restore, mfsmetadump,
 the agent itself) and VmHWM of the running master daemon.
 
-  /usr/bin/python3 bench/bench_mfsmaster.py [--sizes 10000,100000] [--full] [--runs N]
+  /usr/bin/python3 -m bench.bench_mfsmaster [--sizes 10000,100000] [--full] [--runs N]
 
 --full adds 1,000,000 objects. Targets (issue 4): agent overhead <= 10 % at 1M objects,
 growth linear in objects.
@@ -37,12 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "mfs"))
-
-from mfslab import MfsLab  # noqa: E402
-
-FAKEBIN = REPO / "tests" / "mfs" / "fakebin"
+from rigs.agents import REPO, install_agents
+from rigs.moosefs import FAKEBIN, PROBE
+from rigs.moosefs.mfslab import MfsLab
 
 
 def make_crashed_files(directory, objects):
@@ -108,8 +105,8 @@ def mfsmaster_seconds(trace):
 def probe(ns):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        result = subprocess.run([*ns, sys.executable, str(REPO / "tests/mfs/mfsprobe.py"),
-                                 "127.0.0.1", "9421"], capture_output=True, text=True)
+        result = subprocess.run([*ns, sys.executable, str(PROBE), "127.0.0.1", "9421"],
+                                capture_output=True, text=True)
         info = json.loads(result.stdout or "null")
         if info:
             return info["metaversion"]
@@ -140,12 +137,6 @@ def vm_hwm(pid):
     return 0
 
 
-def install_agent(root):
-    subprocess.run([sys.executable, "-m", "ocf_agents", "install", "--ocf-root", str(root)],
-                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    return root / "resource.d" / "pyha" / "mfsmaster"
-
-
 VARIANTS = ("bare", "single-pass", "staged")
 
 
@@ -159,9 +150,9 @@ def run_size(lab, objects, runs, agent_path):
             name = f"{variant}-{objects}-{run}"
             cfg = lab.master_cfg(name)
             result = subprocess.run(
-                [sys.executable, __file__, "--measure", variant, lab.netns, str(cfg), str(source),
-                 str(agent_path), str(lab.root / f"{name}.cib")],
-                capture_output=True, text=True, timeout=900)
+                [sys.executable, "-m", "bench.bench_mfsmaster", "--measure", variant, lab.netns,
+                 str(cfg), str(source), str(agent_path), str(lab.root / f"{name}.cib")],
+                cwd=REPO, capture_output=True, text=True, timeout=900)
             if result.returncode != 0:
                 sys.exit(f"{name} failed:\n{result.stdout}\n{result.stderr}")
             figure = json.loads(result.stdout)
@@ -187,7 +178,7 @@ def main():
     lab = MfsLab()
     ocf_root = Path(tempfile.mkdtemp(prefix="pyha-mfs-ocf-", dir="/tmp"))
     try:
-        agent_path = install_agent(ocf_root)
+        agent_path = install_agents(ocf_root) / "mfsmaster"
         table = []
         for objects in sizes:
             table.append((objects, run_size(lab, objects, args.runs, agent_path)))

@@ -8,7 +8,7 @@ monitor a started resource. Prints median wall time, median CPU time
 (user+sys of the agent and its children) and the processes each action
 starts (counted with strace when it is installed).
 
-  /usr/bin/python3 bench/bench_nfs.py [--runs N]
+  /usr/bin/python3 -m bench.bench_nfs [--runs N]
 
 Targets (issue 2): monitor <= 0.8x the shell agent's wall; meta-data <= 1.2x.
 """

@@ -3,13 +3,13 @@
 inputs tried, tracebacks, injections, stray files, unclean answers, fault scenarios run /
 survived, data lost - as a Markdown table (README's "Reliability" section).
 
-    /usr/bin/python3 bench/reliability.py [--examples N] [--skip-fuzz] [--skip-faults]
+    /usr/bin/python3 -m bench.reliability [--examples N] [--skip-fuzz] [--skip-faults]
 
 --examples sets the generated cases per agent (PYHA_FUZZ_EXAMPLES; default 10000).
-Bad input: tests/test_bad_input.py with PYHA_FUZZ_RECORD (counts every case, does not
-stop at the first violation). Faults: tests/reliability/ (every test marked
-fault("<agent>")) plus the nfsexport fault tests that predate it, through the pytest
-plugin tests/reliability/recorder.py. Needs root (namespaces, mounts), like the tests.
+Bad input: each agent's tests/<agent>/test_<agent>_bad_input.py with PYHA_FUZZ_RECORD
+(counts every case, does not stop at the first violation). Faults: every test in
+tests/<agent>/ marked fault("<agent>"), through the pytest plugin rigs/recorder.py.
+Needs root (namespaces, mounts), like the tests.
 """
 
 import argparse
@@ -23,10 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 AGENTS = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
-NFSEXPORT = "tests/test_nfsexport.py::test_"
-FAULT_TESTS = ["tests/reliability", "tests/test_nfsexport_faults.py",
-               NFSEXPORT + "concurrent_instances_merge_rmtab_without_losing_lines",
-               NFSEXPORT + "a_symlink_planted_at_the_backup_path_is_replaced_not_followed"]
+BAD_INPUT_TESTS = [f"tests/{agent}/test_{agent}_bad_input.py" for agent in AGENTS]
+FAULT_TESTS = ["-m", "fault", *(f"tests/{agent}" for agent in AGENTS)]
 
 
 def pytest(args, env, log):
@@ -52,15 +50,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="pyha-rel-bench-"))
     env = dict(os.environ, PYHA_FUZZ_EXAMPLES=str(options.examples),
                PYHA_FUZZ_RECORD=str(work / "fuzz.jsonl"),
-               PYHA_RELIABILITY_RESULTS=str(work / "faults.jsonl"),
-               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "reliability"), str(REPO)]))
+               PYHA_RELIABILITY_RESULTS=str(work / "faults.jsonl"))
     codes = {}
     if not options.skip_fuzz:
         print(f"bad input: {options.examples} cases per agent ...", file=sys.stderr)
-        codes["bad input"] = pytest(["tests/test_bad_input.py"], env, work / "fuzz.log")
+        codes["bad input"] = pytest(BAD_INPUT_TESTS, env, work / "fuzz.log")
     if not options.skip_faults:
         print("fault scenarios ...", file=sys.stderr)
-        codes["faults"] = pytest(["-p", "recorder", *FAULT_TESTS], env, work / "faults.log")
+        codes["faults"] = pytest(["-p", "rigs.recorder", *FAULT_TESTS], env, work / "faults.log")
 
     def new_row():
         return {"cases": 0, "traceback": 0, "injection": 0, "stray": 0, "unclean": 0,

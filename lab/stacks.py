@@ -9,13 +9,14 @@ import os
 import time
 from pathlib import Path
 
+from rigs import drbd_emulator
+
 from . import REPO_ROOT, SUBNET, FIRST_VIP, CLIENT_BASE
 from .util import LabError, run, say, step, wait_for
 
-# Where the DRBD emulator lives (tests/drbd_emulator of this checkout unless
+# Where the DRBD emulator lives (rigs/drbd_emulator of this checkout unless
 # PYHA_LAB_DRBD_EMULATOR points elsewhere).
-EMULATOR_DIR = Path(os.environ.get("PYHA_LAB_DRBD_EMULATOR",
-                                   REPO_ROOT / "tests" / "drbd_emulator"))
+EMULATOR_DIR = Path(os.environ.get("PYHA_LAB_DRBD_EMULATOR", drbd_emulator.HOME))
 
 
 class Stack:

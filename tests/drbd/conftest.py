@@ -1,24 +1,13 @@
-"""Fixtures for the DRBD agent and emulator tests.
+"""Fixtures for the DRBD agent tests and its fault tests.
 
-`emu` gives a private emulator state directory (/tmp/pyha-drbd-*), an environment whose PATH
-starts with the emulator's bin/, and a cleanup that unmounts, releases loop devices and
-deletes everything it created. `lab` adds the installed agent and a recording crm_attribute.
+`lab` (and `drbd_lab`, the fault tests' name for it) gives the DRBD emulator with the
+installed agent, a recording crm_attribute and per-node HA_RSCTMP (rigs/drbd.py's Lab) in a
+private directory, unmounted, its loop devices released and deleted afterwards.
 """
-
-import tempfile
 
 import pytest
 
-from drbd_support import Emu, Lab
-
-
-@pytest.fixture
-def emu():
-    e = Emu(tempfile.mkdtemp(prefix="pyha-drbd-"))
-    try:
-        yield e
-    finally:
-        e.cleanup()
+from rigs.drbd import Lab
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +20,10 @@ def agent_path(agents_dir):
 def lab(agent_path):
     with Lab.temporary(agent_path) as e:
         yield e
+
+
+@pytest.fixture
+def drbd_lab(agent_path):
+    """The same, for the fault tests (in /tmp/pyha-rel-drbd-*)."""
+    with Lab.temporary(agent_path, prefix="pyha-rel-drbd-") as lab:
+        yield lab

@@ -3,15 +3,13 @@ driving the DRBD emulator through every transition."""
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from drbd_support import EMU_BIN, REPO, SAMPLES
-
-sys.path.insert(0, str(REPO))
-from ocf_agents import drbd  # noqa: E402
+from ocf_agents import drbd
+from rigs.drbd import EMU_BIN
+from rigs.drbd_emulator import SAMPLES
 
 
 # ------------------------------------------------------------------- parsing

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from drbd_support import PYTHON, REPO
+from rigs.agents import PYTHON, REPO
 
 
 def test_committed_metadata_equals_generated():

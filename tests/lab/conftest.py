@@ -6,17 +6,12 @@ interrupted run is removed first; every lab made here is removed afterwards.
 """
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from lab import LAB_DIR  # noqa: E402
-from lab.cluster import Cluster, leftovers  # noqa: E402
+from lab import LAB_DIR
+from lab.cluster import Cluster, leftovers
 
 TOOLS = ("corosync", "pacemakerd", "pcs", "crm_mon", "nsenter", "unshare", "ip")
 

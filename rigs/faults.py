@@ -1,6 +1,9 @@
-"""Helpers for the reliability tests (a uniquely named module beside conftest.py)."""
+"""Fault injection for every agent's fault tests: a tool made "not installed" or hanging, the
+agent killed mid-action; and what the safe-file tests check: the files an action created,
+their modes, nothing temporary or world-writable left, no symlink followed."""
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -60,3 +63,26 @@ def kill_all(*pids):
                 kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def tree(root):
+    """{relative path: (kind, mode)} of everything under root (symlinks not followed)."""
+    found = {}
+    for directory, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            kind = "l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode) else "f"
+            found[os.path.relpath(path, root)] = (kind, stat.S_IMODE(st.st_mode))
+    return found
+
+
+def created(before, after):
+    return {path: value for path, value in after.items() if path not in before}
+
+
+def assert_safe(files):
+    for path, (kind, mode) in files.items():
+        assert ".tmp" not in os.path.basename(path), f"temporary file left: {path}"
+        assert not mode & 0o002, f"{path} is world-writable ({mode:o})"
+        assert kind != "l", f"{path} is a symlink"

@@ -5,7 +5,11 @@ import signal
 import subprocess
 import time
 
-from test_nfsexport import etab_pairs
+import pytest
+
+from rigs.nfs import etab_pairs
+
+pytestmark = pytest.mark.fault("nfsexport")
 
 
 def test_read_only_export_keeps_serving_and_the_previous_backup(make_node, tmp_path):

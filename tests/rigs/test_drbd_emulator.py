@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from drbd_support import EMU_BIN, SAMPLES
+from rigs.drbd import EMU_BIN
+from rigs.drbd_emulator import SAMPLES
 
 
 def keys(text):

@@ -1,4 +1,4 @@
-"""ocf:pyha:nfsexport faults not in tests/test_nfsexport_faults.py: a hanging
+"""ocf:pyha:nfsexport faults not in test_nfsexport_faults.py: a hanging
 exportfs, a missing exportfs for every action, corrupted state files, a
 symlink planted at the rmtab lock."""
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rel_support import hanging_tool, kill_all, wait_for_file
-from support import exit_reason
+from rigs.agents import exit_reason
+from rigs.faults import hanging_tool, kill_all, wait_for_file
 
 pytestmark = pytest.mark.fault("nfsexport")
 

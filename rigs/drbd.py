@@ -1,4 +1,7 @@
-"""Helpers shared by the DRBD tests (a uniquely named module: tests/conftest.py exists too)."""
+"""The DRBD emulator as the drbd agent's tests, its fault tests and the emulator's own tests
+drive it: Emu (a private emulator state, commands run "on" a node) and Lab (the emulator plus
+the installed agent, a recording crm_attribute and per-node HA_RSCTMP).
+"""
 
 import contextlib
 import json
@@ -6,12 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parents[1]
-EMU_BIN = REPO / "tests" / "drbd_emulator" / "bin"
-SAMPLES = TESTS / "samples"
+from .drbd_emulator import BIN as EMU_BIN
 
 
 def mounts_under(prefix):
@@ -85,8 +84,6 @@ class Emu:
                 subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
-
-PYTHON = "/usr/bin/python3"
 
 FAKE_CRM_ATTRIBUTE = """#!/bin/sh
 # records every call, and keeps node attributes as files $FAKE_CRM_DIR/<node>/<name> so a

@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from . import PROBE, TREE
+
 ADDRESS = "10.213.0.200"
 CLIENT_PORT = 9421
 EMPTY_METADATA = Path("/var/lib/mfs/metadata.mfs.empty")
@@ -165,7 +166,7 @@ class MfsLab:
 
     def master_info(self, port: int = CLIENT_PORT) -> dict | None:
         """The master's state over the client port (stdlib probe, not the agent's code)."""
-        result = self.ns_run([sys.executable, HERE / "mfsprobe.py", self.address, port],
+        result = self.ns_run([sys.executable, PROBE, self.address, port],
                              check=False, timeout=15)
         try:
             return json.loads(result.stdout)
@@ -216,7 +217,7 @@ class MfsLab:
         return self._tree_tool("sum", mountpoint, timeout=timeout)
 
     def _tree_tool(self, *args, timeout):
-        result = _run([sys.executable, HERE / "mfstree.py", *map(str, args)], timeout=timeout)
+        result = _run([sys.executable, TREE, *map(str, args)], timeout=timeout)
         return json.loads(result.stdout)
 
     # -- helpers -------------------------------------------------------------------------

@@ -11,9 +11,8 @@ import pytest
 
 from ocf_agents import ocf
 from ocf_agents.ocf import Action, Agent, OCFError, Parameter
-from support import exit_reason
+from rigs.agents import REPO, exit_reason
 
-REPO = Path(__file__).resolve().parents[1]
 AGENT_NAMES = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
 
 

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from support import exit_reason
+from rigs.agents import exit_reason
+from rigs.nfs import etab_pairs
 
 
 @pytest.fixture
@@ -17,14 +18,6 @@ def export_dirs(tmp_path):
         d.mkdir(parents=True)
         dirs.append(str(d))
     return dirs
-
-
-def etab_pairs(node):
-    pairs = set()
-    for line in node.read("etab").splitlines():
-        path, _, rest = line.partition("\t")
-        pairs.add((path, rest.split("(")[0]))
-    return pairs
 
 
 def etab_options(node, directory, client):
@@ -128,6 +121,7 @@ def test_rmtab_survives_failover_to_a_node_with_an_empty_rmtab(make_node, export
     assert len(node_b.read("rmtab").splitlines()) == 3
 
 
+@pytest.mark.fault("nfsexport")
 def test_concurrent_instances_merge_rmtab_without_losing_lines(make_node, tmp_path):
     node = make_node()
     count = 6
@@ -158,6 +152,7 @@ def test_concurrent_instances_merge_rmtab_without_losing_lines(make_node, tmp_pa
                                     for i in range(count)])
 
 
+@pytest.mark.fault("nfsexport")
 def test_a_symlink_planted_at_the_backup_path_is_replaced_not_followed(make_node, export_dirs,
                                                                       tmp_path):
     node = make_node()

@@ -1,4 +1,5 @@
-"""Bad input, every agent, every parameter (property-based, hypothesis).
+"""The bad-input campaign each agent's test_<agent>_bad_input.py runs on every parameter
+(property-based, hypothesis).
 
 Each generated value replaces one parameter of an otherwise valid
 configuration, and the agent runs its actions in-process with every command
@@ -9,6 +10,10 @@ redirected into a temporary directory. For every case:
 - no command other than the agent's own tools, and no value turned into an
   option (a value starting with "-" never stands as an argument by itself);
 - no file written outside its place.
+
+An agent's test gives its Rules: a valid configuration in a Sandbox, the
+commands it may run with the only options it may pass them, the parameters
+whose values are options or programs by design.
 
 PYHA_FUZZ_EXAMPLES sets the number of cases per agent (default 10000; CI
 runs the default, quick local runs can lower it). With PYHA_FUZZ_RECORD set,
@@ -21,8 +26,8 @@ import importlib
 import io
 import os
 import tempfile
+from typing import Callable, NamedTuple
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,70 +78,23 @@ class Sandbox:
             os.makedirs(d, exist_ok=True)
 
 
-def nfsexport_setup(sandbox, monkeypatch):
-    from ocf_agents import nfsexport
-    for name in ("ETAB", "RMTAB", "RMTAB_LOCK"):
-        monkeypatch.setattr(nfsexport, name, os.path.join(sandbox.nfs, name.lower()))
-    return {"clientspec": "10.213.0.0/24", "directory": sandbox.export, "fsid": "1"}
-
-
-def nfsnotify_setup(sandbox, monkeypatch):
-    from ocf_agents import nfsnotify
-    monkeypatch.setattr(nfsnotify, "STATD_DIR_CANDIDATES", (sandbox.nfs,))
-    return {"source_host": "localhost"}
-
-
-def mfsmaster_setup(sandbox, monkeypatch):
-    data = os.path.join(sandbox.root, "mfs")
-    os.makedirs(data, exist_ok=True)
-    config = os.path.join(sandbox.root, "mfsmaster.cfg")
-    with open(config, "w") as f:
-        f.write(f"DATA_PATH = {data}\nMATOCL_LISTEN_HOST = 127.0.0.1\n"
-                "MATOCL_LISTEN_PORT = 1\n")  # nothing listens on port 1
-    return {"config": config, "metadata_sources": sandbox.export}
-
-
 CRM_ATTRIBUTE_OPTIONS = {"--quiet", "--type", "--name", "--query", "--update", "--delete",
                          "--lifetime", "--node"}
 
 
-def drbd_setup(sandbox, monkeypatch):
-    proc = os.path.join(sandbox.root, "proc_drbd")
-    with open(proc, "w") as f:
-        f.write("version: 9.1.17-1 (api:2/proto:86-121)\n")
-    return {"drbd_resource": "r0", "drbdconf": os.path.join(sandbox.root, "drbd.conf"),
-            "proc_drbd": proc}
+class Rules(NamedTuple):
+    """What one agent's bad-input test allows."""
+    valid_configuration: Callable  # (sandbox, monkeypatch) -> {parameter: value}
+    commands: dict                 # program -> the only options the agent may pass it
+    option_params: frozenset = frozenset()   # parameters whose values are options by design
+    program_params: frozenset = frozenset()  # parameters that name a program: argv[0]
 
 
-DRBD_COMMANDS = {
-    "drbdadm": {"-c", "--version", "-v", "--discard-my-data"},
-    "drbdsetup": {"--now"},
-    "crm_attribute": CRM_ATTRIBUTE_OPTIONS,
-    "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},
-}
-
-
-# agent -> (setup returning valid params, the commands it may run with the only
-# options it may pass them, parameters whose values are options by design)
-AGENTS = {
-    "nfsexport": (nfsexport_setup, {"exportfs": {"-v", "-o", "-u", "-f"}}, set()),
-    "nfsnotify": (nfsnotify_setup, {"sm-notify": {"-f", "-v", "-P"}}, {"notify_args"}),
-    "mfsmaster": (mfsmaster_setup, {"mfsmaster": {"-c", "-a"}, "mfsmetadump": set(),
-                                    "crm_attribute": CRM_ATTRIBUTE_OPTIONS}, set()),
-    "drbd": (drbd_setup, DRBD_COMMANDS, set()),
-}
-# Parameters that name a program by design: the value may stand as argv[0].
-PROGRAM_PARAMETERS = {("mfsmaster", "mfsmaster"), ("mfsmaster", "mfsmetadump")}
-
-
-def agent_parameters():
-    cases = []
-    for name in AGENTS:
-        if importlib.util.find_spec(f"ocf_agents.{name}") is None:
-            continue
-        agent = importlib.import_module(f"ocf_agents.{name}").AGENT
-        cases += [(name, p.name) for p in agent.parameters]
-    return cases
+def parameters(name):
+    """The parameter names of ocf_agents.<name> (none when there is no such agent)."""
+    if importlib.util.find_spec(f"ocf_agents.{name}") is None:
+        return []
+    return [p.name for p in importlib.import_module(f"ocf_agents.{name}").AGENT.parameters]
 
 
 def run_action(agent, action, env, monkeypatch):
@@ -155,8 +113,9 @@ def run_action(agent, action, env, monkeypatch):
     return code, err.getvalue()
 
 
-def check_case(name, param, value, action, monkeypatch, root):
-    setup, commands, option_params = AGENTS[name]
+def check_case(name, rules, param, value, action, monkeypatch, root):
+    setup, commands, option_params = (rules.valid_configuration, rules.commands,
+                                      rules.option_params)
     module = importlib.import_module(f"ocf_agents.{name}")
     sandbox = Sandbox(tempfile.mkdtemp(dir=root))
     params = setup(sandbox, monkeypatch)
@@ -186,7 +145,7 @@ def check_case(name, param, value, action, monkeypatch, root):
     if code not in (0, 7, 8) and "ocf-exit-reason:" not in stderr:
         violations.append(("unclean", f"{where}: no exit reason: {stderr[:300]}"))
     for argv in tripwire.calls:
-        if (name, param) in PROGRAM_PARAMETERS and argv[0] == value:
+        if param in rules.program_params and argv[0] == value:
             argv = [param] + argv[1:]
         if argv[0] not in commands:
             violations.append(("injection", f"{where}: ran {argv}"))
@@ -208,13 +167,14 @@ def check_case(name, param, value, action, monkeypatch, root):
 RECORD = os.environ.get("PYHA_FUZZ_RECORD")
 
 
-@pytest.mark.parametrize("name,param", agent_parameters())
-def test_any_value_of_any_parameter_gives_a_clean_answer(name, param, monkeypatch,
-                                                         tmp_path_factory):
+def any_value_gives_a_clean_answer(name, rules, param, monkeypatch, tmp_path_factory):
+    """The body of every agent's test_any_value_of_any_parameter_gives_a_clean_answer:
+    generated values of param, each through a random action; fails on the first violation
+    (with PYHA_FUZZ_RECORD: counts them all, then fails if there was any)."""
     root = str(tmp_path_factory.mktemp(f"fuzz-{name}-{param}"))
     # At least EXAMPLES cases per agent: round up, plus a little for the
     # duplicates hypothesis skips.
-    count = len([p for n, p in agent_parameters() if n == name])
+    count = len(parameters(name))
     per_parameter = max(50, -(-EXAMPLES * 102 // 100 // count))
     counts = {"agent": name, "parameter": param, "cases": 0, "traceback": 0,
               "injection": 0, "stray": 0, "unclean": 0}
@@ -225,7 +185,7 @@ def test_any_value_of_any_parameter_gives_a_clean_answer(name, param, monkeypatc
     @given(value=VALUES, action=st.sampled_from(ACTIONS))
     def case(value, action):
         with monkeypatch.context() as patch:
-            violations = check_case(name, param, value, action, patch, root)
+            violations = check_case(name, rules, param, value, action, patch, root)
         counts["cases"] += 1
         for kind, message in violations:
             counts[kind] += 1

@@ -2,7 +2,6 @@
 import shutil
 import subprocess
 
-from mfslab import MfsLab
 
 
 def metadata_version(path):

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
-from support import exit_reason
+from rigs.agents import exit_reason
+from rigs.faults import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
 
 pytestmark = pytest.mark.fault("mfsmaster")
 DIRS = 20

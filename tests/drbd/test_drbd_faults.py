@@ -1,5 +1,5 @@
 """ocf:pyha:drbd under faults: killed mid-action, missing or hanging tools,
-corrupted state files. Runs against the DRBD emulator (tests/drbd_emulator)."""
+corrupted state files. Runs against the DRBD emulator (rigs/drbd_emulator)."""
 
 import os
 import subprocess
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from drbd_support import EMU_BIN
-from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked
-from support import exit_reason
+from rigs.agents import exit_reason
+from rigs.drbd import EMU_BIN
+from rigs.faults import hanging_tool, kill_all, kill_both_when_reached, masked
 
 pytestmark = pytest.mark.fault("drbd")
 SCORE = "master-p_drbd_r0"

@@ -1,5 +1,5 @@
 """ocf:pyha:nfsnotify under faults and concurrency, with the real rpc.statd and
-sm-notify (tests/test_nfsnotify.py's sandbox)."""
+sm-notify (rigs/nfs.py's StatdSandbox)."""
 
 import os
 import subprocess
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rel_support import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
-from support import exit_reason
+from rigs.agents import exit_reason
+from rigs.faults import hanging_tool, kill_all, kill_both_when_reached, masked, wait_for_file
 
 pytestmark = pytest.mark.fault("nfsnotify")
 SM_NOTIFY = "/usr/sbin/sm-notify"

@@ -1,35 +1,22 @@
 """pytest plugin for bench/reliability.py: one JSON line per fault scenario.
 
-A scenario is a test marked ``@pytest.mark.fault("<agent>")`` (or, for the
-fault tests that predate this directory, a test in a file named after its
-agent: test_nfsexport_faults.py). A scenario "survived" when the test passed.
-Tests measure the data they guard and report it with
+A scenario is a test marked ``@pytest.mark.fault("<agent>")`` (each agent's fault and
+safe-file tests in tests/<agent>/, and the fault tests among its other tests). A scenario
+"survived" when the test passed. Tests measure the data they guard and report it with
 ``record_property("data_lost", n)`` before asserting it is zero.
 
-Enable with ``-p recorder`` (tests/reliability on PYTHONPATH) and
-PYHA_RELIABILITY_RESULTS=<file>.
+Enable with ``-p rigs.recorder`` and PYHA_RELIABILITY_RESULTS=<file>.
 """
 
 import json
 import os
-from pathlib import Path
 
 import pytest
-
-AGENTS = ("nfsexport", "nfsnotify", "mfsmaster", "drbd")
 
 
 def scenario_agent(item):
     marker = item.get_closest_marker("fault")
-    if marker is not None:
-        return marker.args[0]
-    stem = Path(str(item.fspath)).stem
-    for agent in AGENTS:
-        if stem.startswith(f"test_{agent}") and ("fault" in stem or "fault" in item.name
-                                                 or "concurrent" in item.name
-                                                 or "symlink" in item.name):
-            return agent
-    return None
+    return marker.args[0] if marker is not None else None
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,101 @@
+"""ocf:pyha:nfsnotify with the real rpcbind, rpc.statd and sm-notify.
+
+Each test gets a network namespace (only lo, so nothing can leave it) with a
+private /var/lib/nfs, /run and /etc/hosts, where rpcbind and rpc.statd run in
+user space (the `statd` fixture: rigs/nfs.py's StatdSandbox). "Clients" are
+records in statd's sm/ directory for loopback addresses, which this same statd
+answers: its debug log shows every SM_NOTIFY it received and under which
+server name.
+"""
+
+import os
+
+import pytest
+
+from rigs.agents import exit_reason
+
+
+def test_start_notifies_every_client_once_per_floating_address(statd):
+    statd.add_client("127.0.0.2")
+    statd.add_client("127.0.0.3")
+    params = {"source_host": "10.213.0.241,10.213.0.242"}
+    result = statd.agent("start", params)
+    assert result.returncode == 0, result.stderr
+    names = statd.notifications(expect=4)
+    assert sorted(names) == ["nfs-vip1", "nfs-vip1", "nfs-vip2", "nfs-vip2"]
+    # The snapshot the agent keeps still lists the clients for re-notification.
+    backup = statd.nfs / "nfsnotify.bu.notify1" / "sm"
+    assert sorted(os.listdir(backup)) == ["127.0.0.2", "127.0.0.3"]
+    assert os.stat(backup).st_uid == os.stat(statd.nfs / "sm").st_uid
+    assert statd.agent("monitor", params, OCF_RESKEY_CRM_meta_interval=30000).returncode == 0
+
+
+def test_start_without_source_host_notifies_under_the_node_name(statd):
+    statd.add_client("127.0.0.2")
+    assert statd.agent("start").returncode == 0
+    assert len(statd.notifications(expect=1)) == 1
+
+
+def test_monitor_fails_after_statd_restart_and_restart_notifies_again(statd):
+    statd.add_client("127.0.0.2")
+    params = {"source_host": "10.213.0.241"}
+    assert statd.agent("start", params).returncode == 0
+    assert statd.notifications(expect=1) == ["nfs-vip1"]
+    statd.stop_statd()
+    stopped = statd.agent("monitor", params, OCF_RESKEY_CRM_meta_interval=30000)
+    assert stopped.returncode == 1
+    assert "rpc.statd is not running" in exit_reason(stopped)
+    statd.start_statd()
+    restarted = statd.agent("monitor", params, OCF_RESKEY_CRM_meta_interval=30000)
+    assert restarted.returncode == 1
+    assert "rpc.statd was restarted" in exit_reason(restarted)
+    # Pacemaker's recovery: stop + start. sm/ was consumed by the first run,
+    # the snapshot still knows the client.
+    assert statd.agent("stop", params).returncode == 0
+    assert statd.agent("start", params).returncode == 0
+    assert statd.notifications(expect=2) == ["nfs-vip1", "nfs-vip1"]
+
+
+def test_start_without_statd_fails_with_a_clear_reason(statd):
+    statd.stop_statd()
+    result = statd.agent("start", {"source_host": "10.213.0.241"})
+    assert result.returncode == 1
+    assert "rpc.statd is not running" in exit_reason(result)
+    assert statd.agent("monitor", {}, OCF_RESKEY_CRM_meta_interval=0).returncode == 7
+
+
+def test_unresolvable_source_host_is_named_in_the_reason(statd):
+    result = statd.agent("start", {"source_host": "10.213.0.243"})
+    assert result.returncode == 1
+    assert "10.213.0.243 does not resolve" in exit_reason(result)
+
+
+@pytest.mark.parametrize("params,words", [
+    ({"source_host": "vip;reboot"}, "source_host"),
+    ({"source_host": "-d"}, "source_host"),
+    ({"notify_args": "-d"}, "notify_args"),
+    ({"notify_args": "-P /tmp"}, "notify_args"),
+    ({"notify_args": "-m"}, "-m needs a number"),
+    ({"statd_dir": "relative/dir"}, "statd_dir"),
+])
+def test_bad_parameters_are_refused_with_a_reason(statd, params, words):
+    result = statd.agent("validate-all", params)
+    assert result.returncode == 6
+    assert words in exit_reason(result)
+
+
+def test_stop_is_idempotent_and_monitor_then_reports_not_running(statd):
+    statd.add_client("127.0.0.2")
+    assert statd.agent("start").returncode == 0
+    assert statd.agent("stop").returncode == 0
+    assert statd.agent("stop").returncode == 0
+    assert statd.agent("monitor", OCF_RESKEY_CRM_meta_interval=30000).returncode == 7
+
+
+def test_ocf_tester_passes(statd, agents_dir):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HA_RSCTMP": str(statd.rsctmp)}
+    result = statd.inside(["ocf-tester", "-n", "notify", "-o", "source_host=10.213.0.241",
+                           str(agents_dir / "nfsnotify")], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout
