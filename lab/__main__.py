@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import LAB_DIR, util
-from .cluster import Cluster
+from .cluster import Cluster, build
 from .install import ensure_packages
 from .scenarios import SCENARIOS, run_scenario, table
 from .stacks import STACKS
@@ -35,14 +35,7 @@ def bring_up(lab_dir, nodes=2, stack_name=None, token=1000, backend="ns"):
         raise LabError(f"a lab exists in {lab_dir}; run `python3 -m lab down` first")
     cluster = new_cluster(backend, lab_dir, nodes, token)
     stack = STACKS[stack_name]() if stack_name else None
-    cluster.stack = stack_name
-    cluster.create()
-    if stack:
-        stack.prepare(cluster)
-    cluster.start()
-    cluster.configure_fencing()
-    if stack:
-        stack.configure(cluster)
+    build(cluster, stack)
     say("lab is up: " + " ".join(f"{n.name}={n.address}" for n in cluster.nodes)
         + (f", stack {stack_name}" if stack_name else ""))
     return cluster, stack

@@ -313,6 +313,20 @@ class Cluster:
         shutil.rmtree(self.lab_dir, ignore_errors=True)
 
 
+def build(cluster, stack=None, fencing=True):
+    """Create and start a (not yet created) cluster of either backend, turn fencing on
+    (or off) and configure the stack; returns the cluster."""
+    cluster.stack = stack.name if stack else None
+    cluster.create()
+    if stack:
+        stack.prepare(cluster)
+    cluster.start()
+    cluster.configure_fencing(enabled=fencing)
+    if stack:
+        stack.configure(cluster)
+    return cluster
+
+
 def leftovers(lab_dir=LAB_DIR):
     """Remove whatever carries the lab prefix but is not in lab.json (a lab
     whose state file was lost, or a half-made one)."""

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from rigs import fence_protocol
+
 from . import LAB_DIR, REPO_ROOT
 
 AGENT_NAME = "fence_pyha_lab"
@@ -72,31 +74,13 @@ METADATA = """<?xml version="1.0" ?>
 EC_OK, EC_ERROR, EC_OFF = 0, 1, 2
 
 
+# Command-line flags of fence_pyha_lab -> option keys (stdin uses the keys).
+OPTION_NAMES = {"-o": "action", "--action": "action", "-n": "plug", "--plug": "plug",
+                "--port": "plug", "--lab-dir": "lab_dir"}
+
+
 def parse_options(argv, stdin):
-    """fence-agents convention: command-line options if any, else stdin lines."""
-    opts = {}
-    if argv:
-        it = iter(argv)
-        for arg in it:
-            key, _, value = arg.partition("=")
-            if key in ("-o", "--action"):
-                opts["action"] = value or next(it, "")
-            elif key in ("-n", "--plug", "--port"):
-                opts["plug"] = value or next(it, "")
-            elif key == "--lab-dir":
-                opts["lab_dir"] = value or next(it, "")
-            elif key in ("-v", "--verbose"):
-                opts["verbose"] = "1"
-    else:
-        for line in stdin:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, _, value = line.partition("=")
-            opts[key.strip()] = value.strip()
-        if "option" in opts and "action" not in opts:  # the old name of "action"
-            opts["action"] = opts["option"]
-    return opts
+    return fence_protocol.parse_options(argv, stdin, OPTION_NAMES)
 
 
 def _log(lab_dir, message):

@@ -81,6 +81,25 @@ def kill_mount_ns(ns_ino, timeout=10.0):
         time.sleep(0.05)
 
 
+def start_daemons(machine, services, timeout=15, interval=0.1):
+    """Start the services of a machine that are not running, in order, each ready
+    before the next (rpc.statd gives up when rpcbind does not answer yet).  A
+    service is an argv, or {"argv": [...], "ready": [...]} where ready is a command
+    that succeeds once it serves."""
+    for service in services:
+        argv, ready = (service, None) if isinstance(service, list) else \
+            (service["argv"], service.get("ready"))
+        if argv in machine.cmdlines():
+            continue
+        machine.spawn(argv)
+        what = f"{argv[0]} on {machine.name}"
+        if ready:
+            wait_for(lambda: machine.run(ready, check=False, quiet=True).returncode == 0,
+                     timeout, f"{what} to serve", interval=interval)
+        else:
+            wait_for(lambda: argv in machine.cmdlines(), timeout, what, interval=interval)
+
+
 class Machine:
     """A namespace set on the lab bridge: net + mount + UTS, held by one process."""
 
@@ -224,22 +243,9 @@ class Machine:
         self.start_services()
 
     def start_services(self):
-        """Start the machine's boot-time services that are not running, in
-        order, each ready before the next (rpc.statd gives up when rpcbind
-        does not answer yet).  A service is an argv, or {"argv": [...],
-        "ready": [...]} where ready is a command that succeeds once it serves."""
-        for service in self.setup.get("services", []):
-            argv, ready = (service, None) if isinstance(service, list) else \
-                (service["argv"], service.get("ready"))
-            if argv in self.cmdlines():
-                continue
-            self.spawn(argv)
-            what = f"{argv[0]} on {self.name}"
-            if ready:
-                wait_for(lambda: self.run(ready, check=False, quiet=True).returncode == 0,
-                         15, f"{what} to serve", interval=0.1)
-            else:
-                wait_for(lambda: argv in self.cmdlines(), 15, what, interval=0.1)
+        """Start the machine's boot-time services that are not running (see
+        start_daemons)."""
+        start_daemons(self, self.setup.get("services", []))
 
     def cmdlines(self):
         """Command lines (argv lists) of the machine's processes."""

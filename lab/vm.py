@@ -26,7 +26,8 @@ from rigs.vm import kernel as vmkernel, machine as vmmachine, net as vmnet, powe
 from rigs.vm.channel import ChannelError
 
 from . import CLIENT_BASE, FIRST_VIP, REPO_ROOT, SUBNET
-from .cluster import CLUSTER_NAME, FENCE_DEVICE, Cluster, corosync_conf
+from .cluster import FENCE_DEVICE, Cluster, corosync_conf
+from .node import start_daemons
 from .util import LabError, run, say, step, wait_for
 
 FENCE_AGENT_PATH = Path("/usr/sbin") / power.AGENT_NAME
@@ -159,23 +160,12 @@ class VmMachine:
         return [p for p, c in self.processes() if c == comm]
 
     def start_services(self):
-        """Boot-time services of the machine: systemd units (setup["units"]) and plain
-        daemons (setup["services"], argv or {"argv", "ready"}), each ready before the
-        next, as in the namespace backend."""
+        """Boot-time services of the machine: systemd units (setup["units"]), then
+        plain daemons (setup["services"]) as in the namespace backend (slower under
+        emulation: longer waits)."""
         for unit in self.setup.get("units", []):
             self.run(["systemctl", "start", unit], timeout=120)
-        for service in self.setup.get("services", []):
-            argv, ready = (service, None) if isinstance(service, list) else \
-                (service["argv"], service.get("ready"))
-            if argv in self.cmdlines():
-                continue
-            self.spawn(argv)
-            what = f"{argv[0]} on {self.name}"
-            if ready:
-                wait_for(lambda: self.run(ready, check=False, quiet=True).returncode == 0,
-                         60, f"{what} to serve", interval=0.5)
-            else:
-                wait_for(lambda: argv in self.cmdlines(), 60, what, interval=0.5)
+        start_daemons(self, self.setup.get("services", []), timeout=60, interval=0.5)
 
     def log_tail(self, path, lines=15, grep=None):
         if not self.is_on():

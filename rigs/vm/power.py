@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from rigs import fence_protocol
+
 PORT = 1229
 AGENT_NAME = "fence_pyha_qemu"
 
@@ -143,28 +145,14 @@ class Switch:
 
 
 # ---- the fence agent (runs on the cluster nodes) --------------------------------------
+# Command-line flags of fence_pyha_qemu -> option keys (stdin uses the keys).
+OPTION_NAMES = {"-o": "action", "--action": "action", "-n": "plug", "--plug": "plug",
+                "--port": "plug", "-a": "ipaddr", "--ip": "ipaddr", "-u": "ipport",
+                "--ipport": "ipport", "-p": "password", "--password": "password"}
+
+
 def parse_options(argv, stdin):
-    """fence-agents convention: command-line options if any, else stdin lines."""
-    opts = {}
-    if argv:
-        names = {"-o": "action", "--action": "action", "-n": "plug", "--plug": "plug",
-                 "--port": "plug", "-a": "ipaddr", "--ip": "ipaddr", "-u": "ipport",
-                 "--ipport": "ipport", "-p": "password", "--password": "password"}
-        it = iter(argv)
-        for arg in it:
-            key, eq, value = arg.partition("=")
-            if key in ("-v", "--verbose"):
-                opts["verbose"] = "1"
-            elif key in names:
-                opts[names[key]] = value if eq else next(it, "")
-    else:
-        for line in stdin:
-            key, eq, value = line.strip().partition("=")
-            if eq and not key.startswith("#"):
-                opts[key.strip()] = value.strip()
-        if "option" in opts and "action" not in opts:   # the old name of "action"
-            opts["action"] = opts["option"]
-    return opts
+    return fence_protocol.parse_options(argv, stdin, OPTION_NAMES)
 
 
 def ask_switch(opts, action, plug="", timeout=30):

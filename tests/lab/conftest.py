@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import LAB_DIR
-from lab.cluster import Cluster, leftovers
+from lab.cluster import Cluster, build, leftovers
 
 TOOLS = ("corosync", "pacemakerd", "pcs", "crm_mon", "nsenter", "unshare", "ip")
 
@@ -54,15 +54,7 @@ def lab_factory():
         wipe()
         cluster = Cluster(n_nodes, LAB_DIR, **kw)
         made.append(cluster)
-        cluster.stack = stack.name if stack else None
-        cluster.create()
-        if stack:
-            stack.prepare(cluster)
-        cluster.start()
-        cluster.configure_fencing(enabled=fencing)
-        if stack:
-            stack.configure(cluster)
-        return cluster
+        return build(cluster, stack, fencing)
 
     yield make
     for cluster in made:

@@ -2,7 +2,6 @@
 kernel extraction's refusal, the guest agent's requests over the host channel, and the
 fence agent's option parsing.  (The VMs themselves are exercised by tests/lab/vm.)"""
 import json
-import os
 import socket
 import stat
 import threading

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.cluster import build
 from lab.vm import VmCluster, vm_leftovers
 from rigs.vm.machine import vm_unavailable
 
@@ -37,15 +38,7 @@ def vm_lab():
         wipe()
         cluster = VmCluster(nodes, LAB_DIR)
         made.append(cluster)
-        cluster.stack = stack.name if stack else None
-        cluster.create()
-        if stack:
-            stack.prepare(cluster)
-        cluster.start()
-        cluster.configure_fencing()
-        if stack:
-            stack.configure(cluster)
-        return cluster
+        return build(cluster, stack)
 
     yield make
     for cluster in made:
