@@ -28,9 +28,12 @@ STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
 BACKUP_NAME = "nfsnotify.bu"
 SIGTERM, SIGKILL = 15, 9  # the signal module would import enum: milliseconds per monitor
 
-# sm-notify options a user may add. -d (stay in the foreground) would make
-# start wait for every client up to 15 minutes; -P and -v are the agent's.
-_FLAG_OPTIONS = {"-f", "-q", "-n"}
+# sm-notify options a user may add: exactly what sm-notify accepts, less the agent's own.
+# nfs-utils 2.6.2's sm-notify parses "dm:np:v:P:f" (getopt; its usage line still shows a
+# -q it no longer has: "sm-notify -q" fails with "invalid option -- 'q'"). -d (stay in the
+# foreground) would make start wait for every client up to 15 minutes; -P and -v are the
+# agent's.
+_FLAG_OPTIONS = {"-f", "-n"}
 _VALUE_OPTIONS = {"-m", "-p"}
 _HOST_ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
 
@@ -58,7 +61,8 @@ def parse_notify_args(value):
         elif word[:2] in _VALUE_OPTIONS and word[2:].isdigit():
             args.append(word)
         else:
-            raise ValueError(f"{word!r} is not allowed (allowed: -f -q -n -m MINUTES -p PORT)")
+            raise ValueError(f"{word!r} is not allowed: use only -f, -n, -m MINUTES and -p PORT "
+                             "(what sm-notify accepts; -d, -P and -v are the agent's)")
         i += 1
     return args
 
@@ -333,9 +337,10 @@ rpc.statd itself is the NFS server's job.
                            "as the server's name (sm-notify -v). Empty: the node's own name."),
         Parameter("notify_args", default="", check=parse_notify_args,
                   shortdesc="Extra sm-notify options",
-                  longdesc="Additional sm-notify options; allowed are -f, -q, -n, "
-                           "-m MINUTES (retry time) and -p PORT (source port). -f is always "
-                           "used."),
+                  longdesc="Additional sm-notify options; allowed are -f, -n (do not "
+                           "update the NSM state number), -m MINUTES (retry time) and -p PORT "
+                           "(source port): what sm-notify accepts (nfs-utils 2.6.2 has no -q). "
+                           "-f is always used."),
         Parameter("statd_dir", default="", check=parse_statd_dir,
                   shortdesc="rpc.statd state directory",
                   longdesc="Directory holding sm/, sm.bak/ and state. Empty: "
