@@ -148,12 +148,31 @@ def export_options(params, index):
 
 
 # --- rmtab backup -------------------------------------------------------------
+# rmtab lines are "client:path:0xCOUNT" (nfs-utils support/nfs/rmtab.c: the path is
+# written as is, colons in an IPv6 client become semicolons). rpc.mountd's mountlist_add
+# increments the count of the first line for a client:path, or appends one with count 1;
+# mountlist_del decrements every line for it and drops those at 1. Two lines for one
+# client:path are therefore never right: each extra copy outlives the client's unmount,
+# and merging backups line by line (counts differ) made them multiply without bound
+# (issue 11: 5,464 lines for 8 clients). So the agent keeps one line per client:path,
+# the first one, which is the one rpc.mountd counts on.
+def parse_rmtab_line(line):
+    """(client, path) of an rmtab line, or None when it is not one."""
+    client, sep, rest = line.partition(":")
+    path, sep2, count = rest.rpartition(":")
+    if not (client and sep and sep2 and path) or count[:2] != "0x" or len(count) < 3 \
+            or not set(count[2:]) <= _HEX:
+        return None
+    return client, path
+
+
 def rmtab_lines_for(directory, rmtab_text):
-    """rmtab lines ("client:directory:0xcount") naming exactly this directory."""
-    lines = []
+    """rmtab lines naming exactly this directory, one per client (the first one)."""
+    lines, seen = [], set()
     for line in rmtab_text.splitlines():
-        head, _, count = line.rpartition(":")
-        if head.endswith(":" + directory) and count.startswith("0x") and line not in lines:
+        key = parse_rmtab_line(line)
+        if key is not None and key[1] == directory and key not in seen:
+            seen.add(key)
             lines.append(line)
     return lines
 
@@ -163,7 +182,13 @@ def save_rmtab(res, directories):
     name = res.params.rmtab_backup
     if name is None:
         return
-    rmtab_text = read_file(RMTAB, "") or ""
+    try:
+        # Read under rpc.mountd's lock: never a line it is in the middle of writing.
+        with res.lock(RMTAB_LOCK, timeout=max(0.5, min(5.0, res.time_left() - 2))):
+            rmtab_text = read_file(RMTAB, "") or ""
+    except OCFError as err:
+        res.log.warning(f"{err.reason}: the rmtab backups are not refreshed this time")
+        return
     mode = _rmtab_mode()
     for directory in directories:
         backup = os.path.join(directory, name)
@@ -178,29 +203,39 @@ def save_rmtab(res, directories):
 
 
 def restore_rmtab(res, directories):
-    """Merge each directory's backup into rmtab: no duplicates, other lines untouched."""
+    """Make rmtab's lines for the directories exactly their backups' lines.
+
+    The backup travels with the data, so it is the record of who has each directory
+    mounted; this node's own lines for it are stale whenever the service ran elsewhere
+    since (clients that unmounted there must stay gone after a failback). A directory
+    without a backup file (never monitored, or rmtab_backup just enabled) has no record:
+    its local lines are left alone. Lines of other paths are never touched.
+    """
     name = res.params.rmtab_backup
     if name is None:
         return
-    restored = []
+    records = {}
     for directory in directories:
         try:
             text = read_file(os.path.join(directory, name))
         except OSError as err:
-            res.log.warning(f"cannot read the rmtab backup in {directory}: {err}")
+            res.log.warning(f"cannot read the rmtab backup in {directory}: {err}; "
+                            "its local rmtab lines are kept")
             continue
-        if text:
-            restored += rmtab_lines_for(directory, text)
-    if not restored:
+        if text is not None:
+            records[directory] = rmtab_lines_for(directory, text)
+    if not records:
         return
     with res.lock(RMTAB_LOCK, timeout=max(1.0, min(10.0, res.time_left() - 2))):
         current = (read_file(RMTAB, "") or "").splitlines()
-        present = set(current)
-        added = [line for line in dict.fromkeys(restored) if line not in present]
-        if added:
-            write_file_atomically(RMTAB, "".join(line + "\n" for line in current + added),
+        kept = [line for line in current
+                if (parse_rmtab_line(line) or (None, None))[1] not in records]
+        restored = [line for lines in records.values() for line in lines]
+        if kept + restored != current:
+            write_file_atomically(RMTAB, "".join(line + "\n" for line in kept + restored),
                                   _rmtab_mode())
-            res.log.info(f"restored {len(added)} rmtab entr{'y' if len(added) == 1 else 'ies'}")
+            res.log.info(f"rmtab: {len(restored)} line(s) from the backup, "
+                         f"{len(current) - len(kept)} local line(s) replaced")
 
 
 def _rmtab_mode():
@@ -234,6 +269,10 @@ def state_marker(res):
 
 def start(res):
     directories = export_directories(res.params)
+    if os.path.exists(state_marker(res)):
+        # Started here since boot and not stopped: the live rmtab is newer than the
+        # backup (mounts since the last monitor), so record it before restoring.
+        save_rmtab(res, directories)
     restore_rmtab(res, directories)
     exported = exported_pairs()
     done = []
@@ -368,9 +407,10 @@ Exports one or more directories to one or more NFS clients with exportfs, and
 unexports them on stop. It does not run the NFS server itself.
 
 Each exported directory keeps a backup of its lines of /var/lib/nfs/rmtab (the
-list of clients that mounted it); the backup is refreshed by every monitor and
-merged back into rmtab on start, so after a failover the new node knows the
-clients that had the export mounted. The export table survives a reboot, so a
+list of clients that mounted it), one line per client; the backup is refreshed by
+every monitor and by stop, and on start it replaces this node's own rmtab lines
+for the directory, so after a failover (or a failback to a node that kept an old
+rmtab) the new node knows exactly the clients that have the export mounted. The export table survives a reboot, so a
 probe reports running only when this node started the export since boot.
 """,
     parameters=[

@@ -241,3 +241,134 @@ def test_ocf_tester_passes(make_node, agents_dir, tmp_path):
     result = subprocess.run(argv, env=node.env({}), text=True, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed all tests" in result.stdout
+
+
+# --- rmtab: one line per client:path, exact across failovers (issue 11, item 3) ---------
+def mountd_add(node, client, path):
+    """What rpc.mountd does on a MNT (nfs-utils utils/mountd/rmtab.c, mountlist_add):
+    count up the first line for client:path, else append one with count 1."""
+    lines = node.read("rmtab").splitlines()
+    for i, line in enumerate(lines):
+        head, _, count = line.rpartition(":")
+        if head == f"{client}:{path}":
+            lines[i] = f"{head}:0x{int(count, 16) + 1:08x}"
+            break
+    else:
+        lines.append(f"{client}:{path}:0x00000001")
+    node.write("rmtab", "".join(line + "\n" for line in lines))
+
+
+def mountd_del(node, client, path):
+    """mountlist_del on a UMNT: every line for client:path counted down, dropped at 1."""
+    kept = []
+    for line in node.read("rmtab").splitlines():
+        head, _, count = line.rpartition(":")
+        if head != f"{client}:{path}":
+            kept.append(line)
+        elif int(count, 16) > 1:
+            kept.append(f"{head}:0x{int(count, 16) - 1:08x}")
+    node.write("rmtab", "".join(line + "\n" for line in kept))
+
+
+def clients_of(node, directory):
+    """The client:path lines rmtab holds for directory, as a sorted list (duplicates kept)."""
+    return sorted(line.rpartition(":")[0] for line in node.read("rmtab").splitlines()
+                  if line.rpartition(":")[0].endswith(":" + directory))
+
+
+def test_start_keeps_one_rmtab_line_per_client_path_whatever_the_counts(make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs[:1], fsid="5")
+    directory = export_dirs[0]
+    # A backup and a local rmtab that disagree only in rpc.mountd's counts, with the
+    # duplicates an older agent left in both.
+    with open(os.path.join(directory, ".rmtab"), "w") as f:
+        f.write(f"10.213.0.5:{directory}:0x00000002\n10.213.0.5:{directory}:0x00000001\n"
+                f"10.213.0.6:{directory}:0x00000001\n")
+    node.write("rmtab", f"10.213.0.5:{directory}:0x00000001\n10.213.0.7:/srv/other:0x00000001\n"
+                        f"10.213.0.5:{directory}:0x00000003\n")
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    assert sorted(node.read("rmtab").splitlines()) == sorted([
+        "10.213.0.7:/srv/other:0x00000001", f"10.213.0.5:{directory}:0x00000002",
+        f"10.213.0.6:{directory}:0x00000001"])
+    # The live rmtab grows a duplicate (as an older agent's merge made): the backup does not.
+    node.write("rmtab", node.read("rmtab") + f"10.213.0.6:{directory}:0x00000004\n")
+    assert node.agent("nfsexport", "monitor", params).returncode == 0
+    assert open(os.path.join(directory, ".rmtab")).read() == \
+        f"10.213.0.5:{directory}:0x00000002\n10.213.0.6:{directory}:0x00000001\n"
+
+
+def test_failback_to_a_node_with_its_old_rmtab_keeps_unmounted_clients_gone(make_node,
+                                                                            export_dirs):
+    node_a, node_b = make_node("nodeA"), make_node("nodeB")
+    params = params_for(export_dirs[:1], fsid="5")
+    directory = export_dirs[0]
+    assert node_a.agent("nfsexport", "start", params).returncode == 0
+    for client in ("10.213.0.5", "10.213.0.6"):
+        mountd_add(node_a, client, directory)
+    node_a.write("rmtab", node_a.read("rmtab") + "10.213.0.9:/srv/other:0x00000001\n")
+    assert node_a.agent("nfsexport", "monitor", params).returncode == 0
+    # Node A fails (no stop: its local rmtab keeps both clients); B takes over.
+    assert node_b.agent("nfsexport", "start", params).returncode == 0
+    assert clients_of(node_b, directory) == [f"10.213.0.5:{directory}",
+                                             f"10.213.0.6:{directory}"]
+    mountd_del(node_b, "10.213.0.6", directory)   # unmounted while on B
+    mountd_add(node_b, "10.213.0.7", directory)   # a new client
+    assert node_b.agent("nfsexport", "monitor", params).returncode == 0
+    assert node_b.agent("nfsexport", "stop", params).returncode == 0
+    # Failback: A's stale local lines are replaced by the backup's; other paths are kept.
+    assert node_a.rsctmp.exists()
+    for entry in node_a.rsctmp.rglob("*"):  # A rebooted: /run is empty
+        if entry.is_file():
+            entry.unlink()
+    assert node_a.agent("nfsexport", "start", params).returncode == 0
+    assert clients_of(node_a, directory) == [f"10.213.0.5:{directory}",
+                                             f"10.213.0.7:{directory}"]
+    assert "10.213.0.9:/srv/other:0x00000001" in node_a.read("rmtab").splitlines()
+
+
+def test_repeated_failovers_with_mount_churn_keep_rmtab_exact_and_bounded(make_node,
+                                                                         export_dirs):
+    import random
+    rng = random.Random(11)
+    nodes = [make_node("nodeA"), make_node("nodeB")]
+    params = params_for(export_dirs, fsid="7")
+    clients = [f"10.213.0.{i}" for i in range(10, 18)]
+    mounted = {}  # (client, directory) -> how many times it is mounted
+    active = 0
+    assert nodes[active].agent("nfsexport", "start", params).returncode == 0
+    for _round in range(8):
+        node = nodes[active]
+        for _ in range(12):
+            client, directory = rng.choice(clients), rng.choice(export_dirs)
+            if mounted.get((client, directory)) and rng.random() < 0.5:
+                mountd_del(node, client, directory)
+                mounted[(client, directory)] -= 1
+            else:
+                mountd_add(node, client, directory)
+                mounted[(client, directory)] = mounted.get((client, directory), 0) + 1
+        assert node.agent("nfsexport", "monitor", params).returncode == 0
+        if rng.random() < 0.5:
+            assert node.agent("nfsexport", "stop", params).returncode == 0
+        else:  # a crash: no stop, and the node's /run is gone when it comes back
+            for entry in node.rsctmp.rglob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        active = 1 - active
+        assert nodes[active].agent("nfsexport", "start", params).returncode == 0
+        for directory in export_dirs:
+            expected = sorted(f"{c}:{d}" for (c, d), n in mounted.items()
+                              if n and d == directory)
+            assert clients_of(nodes[active], directory) == expected
+    assert len(nodes[active].read("rmtab").splitlines()) <= len(clients) * len(export_dirs)
+
+
+def test_start_of_a_running_export_keeps_clients_that_mounted_since_the_last_monitor(
+        make_node, export_dirs):
+    node = make_node()
+    params = params_for(export_dirs[:1], fsid="5")
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    assert node.agent("nfsexport", "monitor", params).returncode == 0  # an empty backup
+    mountd_add(node, "10.213.0.5", export_dirs[0])
+    assert node.agent("nfsexport", "start", params).returncode == 0
+    assert clients_of(node, export_dirs[0]) == [f"10.213.0.5:{export_dirs[0]}"]
