@@ -13,7 +13,7 @@ import time
 
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
 )
 
 NFS_STATE_DIR = "/var/lib/nfs"
@@ -27,6 +27,7 @@ LEASE_TIME = "/proc/fs/nfsd/nfsv4leasetime"
 EXPORT_CACHE = "/proc/net/rpc/nfsd.export/content"
 
 NAME_MAX, PATH_MAX = 255, 4095
+FSID_MAX = 2 ** 32 - 1
 
 # Characters with a meaning to exportfs or the shell that no client spec needs.
 _CLIENT_FORBIDDEN = set("()\"'`$;&|<>\\,=!{}") | set(" \t\n\r\v\f")
@@ -42,12 +43,11 @@ def parse_clientspecs(value):
     clients = []
     for spec in specs:
         if spec.startswith("-") or _CLIENT_FORBIDDEN & set(spec) or not spec.isprintable():
-            raise ValueError(f"{spec!r} is not a client specification "
-                             "(host, IP, network/prefix, @netgroup, wildcard or *)")
+            raise ValueError(f"{shown(spec)} is not a host, network, @netgroup or wildcard")
         if spec.startswith("[") and spec.endswith("]"):
             spec = spec[1:-1]  # exportfs stores IPv6 addresses without brackets
         if not spec or "[" in spec or "]" in spec:
-            raise ValueError(f"{spec!r} is not a client specification")
+            raise ValueError(f"{shown(spec)} is not a client specification")
         clients.append(spec)
     return clients
 
@@ -56,12 +56,13 @@ def parse_directories(value):
     directories = []
     for directory in value.split():
         if not directory.startswith("/") or not directory.isprintable():
-            raise ValueError(f"{directory!r} is not an absolute path")
+            raise ValueError(f"{shown(directory)} is not an absolute path")
         if "/../" in directory + "/" or "/./" in directory + "/":
-            raise ValueError(f"{directory!r} must not contain . or .. components")
+            raise ValueError(f"{shown(directory)} must not contain . or .. components")
         if len(directory.encode()) > PATH_MAX or \
                 any(len(part.encode()) > NAME_MAX for part in directory.split("/")):
-            raise ValueError(f"{directory[:60]!r}... is longer than a path can be")
+            raise ValueError(f"{shown(directory)} is longer than a path can be "
+                             f"({PATH_MAX} bytes, {NAME_MAX} per name)")
         directory = directory.rstrip("/") or "/"
         if directory not in directories:
             directories.append(directory)
@@ -72,7 +73,7 @@ def parse_directories(value):
 
 def parse_options(value):
     if _OPTION_FORBIDDEN & set(value) or value.startswith("-") or not value.isprintable():
-        raise ValueError(f"{value!r} is not a comma-separated exportfs option list")
+        raise ValueError(f"{shown(value)} is not a comma-separated exportfs option list")
     return [o for o in value.split(",") if o]
 
 
@@ -81,11 +82,18 @@ def parse_fsid(value):
     if value == "root":
         return value
     if value.isdigit():
+        # exportfs reads fsid= with strtoul into an int (nfs-utils support/nfs/exports.c,
+        # parseopts) and the kernel keeps it as 32 bits (fs/nfsd/export.c: ex_fsid; the
+        # file handle's FSID_NUM is a u32): 4294967296 becomes fsid=0 (the NFSv4 root!),
+        # larger values fsid=-1. So a number must fit 32 bits unsigned.
+        if int(value) > FSID_MAX:
+            raise ValueError(f"{shown(value)} is too large: a numeric fsid is at most "
+                             f"{FSID_MAX} (32 bits)")
         return int(value)
     digits = value.replace("-", "")
     if len(digits) == 32 and set(digits) <= _HEX:
         return value.lower()
-    raise ValueError(f"{value!r} is not an fsid (a number, a UUID or root)")
+    raise ValueError(f"{shown(value)} is not an fsid (a number, a UUID or root)")
 
 
 def parse_backup_name(value):
@@ -93,7 +101,7 @@ def parse_backup_name(value):
         return None
     if not value or "/" in value or value in (".", "..") or not value.isprintable() \
             or len(value.encode()) > NAME_MAX:
-        raise ValueError(f"{value!r} must be a plain file name (or none)")
+        raise ValueError(f"{shown(value)} must be a plain file name (or none)")
     return value
 
 
@@ -252,6 +260,10 @@ def check_environment(res):
     if p.fsid is not None and not isinstance(p.fsid, int) and len(p.directory) > 1:
         raise OCFError(ERR_CONFIGURED, "parameter fsid: several directories need a numeric fsid "
                                        "(each directory gets fsid, fsid+1, ...)")
+    if isinstance(p.fsid, int) and p.fsid + len(p.directory) - 1 > FSID_MAX:
+        raise OCFError(ERR_CONFIGURED, f"parameter fsid: {p.fsid} + {len(p.directory) - 1} "
+                       f"(one per further directory) exceeds {FSID_MAX}, the largest fsid: "
+                       "choose a smaller fsid")
     if p.fsid is not None and any(o.startswith("fsid=") for o in p.options):
         res.log.warning("options contain fsid=, which the fsid parameter overrides")
     if res.action == "monitor":
@@ -430,7 +442,7 @@ probe reports running only when this node started the export since boot.
                            "An fsid given in the fsid parameter replaces any fsid= here."),
         Parameter("fsid", check=parse_fsid,
                   shortdesc="Filesystem id of the export",
-                  longdesc="A unique number, a UUID or root. Clients identify the export by it, "
+                  longdesc="A unique number (0 to 4294967295: nfsd keeps 32 bits), a UUID or root. Clients identify the export by it, "
                            "so it must be the same on every node for failover to be transparent. "
                            "With several directories it must be a number: the directories get "
                            "fsid, fsid+1, ... in the order given. Optional: without it, exportfs "

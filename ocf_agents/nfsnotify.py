@@ -21,7 +21,7 @@ import time
 
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
 )
 
 STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
@@ -42,7 +42,17 @@ def parse_source_hosts(value):
     hosts = [h for h in value.replace(",", " ").split() if h]
     for host in hosts:
         if host.startswith("-") or not set(host) <= _HOST_ALLOWED:
-            raise ValueError(f"{host!r} is not a host name or address")
+            raise ValueError(f"{shown(host)} is not a host name or address")
+        # A DNS name has at most 253 characters, 63 per label, and no empty label;
+        # Python's resolver refuses others with a bare UnicodeError (issue 11).
+        labels = host[:-1].split(".") if host.endswith(".") and ":" not in host \
+            else host.split(".")
+        if ":" not in host and (len(host) > 253 or any(not 0 < len(label) <= 63
+                                                        for label in labels)):
+            raise ValueError(f"{shown(host)} is not a host name: 253 characters at most, "
+                             "labels 1-63")
+        if ":" in host and len(host) > 45:  # the longest IPv6 text form
+            raise ValueError(f"{shown(host)} is not an IPv6 address (too long)")
     return hosts
 
 
@@ -61,7 +71,7 @@ def parse_notify_args(value):
         elif word[:2] in _VALUE_OPTIONS and word[2:].isdigit():
             args.append(word)
         else:
-            raise ValueError(f"{word!r} is not allowed: use only -f, -n, -m MINUTES and -p PORT "
+            raise ValueError(f"{shown(word)} is not allowed: use only -f, -n, -m MINUTES and -p PORT "
                              "(what sm-notify accepts; -d, -P and -v are the agent's)")
         i += 1
     return args
@@ -69,7 +79,7 @@ def parse_notify_args(value):
 
 def parse_statd_dir(value):
     if value and (not value.startswith("/") or "/../" in value + "/"):
-        raise ValueError(f"{value!r} is not an absolute path")
+        raise ValueError(f"{shown(value)} is not an absolute path")
     return value.rstrip("/") or None
 
 
@@ -287,6 +297,9 @@ def check_resolvable(host):
         infos = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
         if host.replace(".", "").isdigit() or ":" in host:
             socket.getnameinfo((host, 0), socket.NI_NAMEREQD)
+    except UnicodeError:  # the resolver's answer to a name no DNS can hold
+        raise OCFError(ERR_CONFIGURED, f"source_host {shown(host)} is not a valid host name; "
+                                       "use a name or address clients know") from None
     except (OSError, IndexError) as err:
         raise OCFError(ERR_GENERIC, f"source_host {host} does not resolve ({err}); sm-notify "
                                     "needs a name for it: add it to /etc/hosts or DNS") from None

@@ -201,6 +201,10 @@ def test_rmtab_backup_none_disables_the_backup(make_node, export_dirs):
     ({"rmtab_backup": "../../etc/passwd"}, "rmtab_backup"),
     ({"unlock_on_stop": "maybe"}, "unlock_on_stop"),
     ({"fsid": "root", "directory": "TWO"}, "numeric fsid"),
+    # exportfs takes it but stores 4294967296 as fsid=0, larger ones as fsid=-1 (issue 11)
+    ({"fsid": "4294967296"}, "is too large: a numeric fsid is at most 4294967295 (32 bits)"),
+    ({"fsid": "99999999999999999999"}, "at most 4294967295"),
+    ({"fsid": "4294967295", "directory": "TWO"}, "exceeds 4294967295, the largest fsid"),
 ])
 def test_validate_all_rejects_bad_configuration_with_a_reason(make_node, export_dirs, params,
                                                               words):
@@ -372,3 +376,24 @@ def test_start_of_a_running_export_keeps_clients_that_mounted_since_the_last_mon
     mountd_add(node, "10.213.0.5", export_dirs[0])
     assert node.agent("nfsexport", "start", params).returncode == 0
     assert clients_of(node, export_dirs[0]) == [f"10.213.0.5:{export_dirs[0]}"]
+
+
+def test_the_largest_fsid_is_accepted(make_node, export_dirs):
+    node = make_node()
+    result = node.agent("nfsexport", "validate-all", params_for(export_dirs[:1],
+                                                                 fsid="4294967295"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_huge_clientspec_gets_a_short_reason_that_names_it(make_node, export_dirs):
+    # issue 11: a 100,000-character clientspec gave a 100,059-character exit reason
+    node = make_node()
+    for action in ("validate-all", "start", "monitor"):
+        result = node.agent("nfsexport", action,
+                            params_for(export_dirs[:1], clientspec="x;" * 50000))
+        assert result.returncode == 6, result.stderr
+        reason = exit_reason(result)
+        assert len(reason) <= 128, reason  # what Pacemaker keeps of a reason
+        assert reason.startswith("parameter clientspec: 'x;x;")
+        assert "(100000 characters) is not a host, network, @netgroup or wildcard" in reason
+        assert "Traceback" not in result.stderr

@@ -81,6 +81,8 @@ def test_unresolvable_source_host_is_named_in_the_reason(statd):
     ({"notify_args": "-q"}, "'-q' is not allowed: use only -f, -n, -m MINUTES and -p PORT"),
     ({"notify_args": "-f -q -n"}, "'-q' is not allowed"),
     ({"statd_dir": "relative/dir"}, "statd_dir"),
+    ({"source_host": "a..b"}, "'a..b' is not a host name: 253 characters at most"),
+    ({"source_host": "a" * 64 + ".example"}, "labels 1-63"),
 ])
 def test_bad_parameters_are_refused_with_a_reason(statd, params, words):
     result = statd.agent("validate-all", params)
@@ -112,6 +114,18 @@ def test_start_with_allowed_notify_args_notifies(statd):
     result = statd.agent("start", params)
     assert result.returncode == 0, result.stderr
     assert statd.notifications(expect=1) == ["nfs-vip1"]
+
+
+def test_a_huge_source_host_is_refused_with_a_short_reason(statd):
+    # issue 11: a 5,000-character source_host ended in "start failed unexpectedly:
+    # UnicodeError" (the resolver refuses a name longer than DNS allows)
+    for action in ("validate-all", "start"):
+        result = statd.agent(action, {"source_host": "a" * 5000})
+        assert result.returncode == 6, result.stderr
+        reason = exit_reason(result)
+        assert len(reason) <= 128, reason
+        assert "'aaaa" in reason and "(5000 characters) is not a host name" in reason
+        assert "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_stop_is_idempotent_and_monitor_then_reports_not_running(statd):
