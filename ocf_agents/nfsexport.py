@@ -44,12 +44,25 @@ def parse_clientspecs(value):
     for spec in specs:
         if spec.startswith("-") or _CLIENT_FORBIDDEN & set(spec) or not spec.isprintable():
             raise ValueError(f"{shown(spec)} is not a host, network, @netgroup or wildcard")
-        if spec.startswith("[") and spec.endswith("]"):
-            spec = spec[1:-1]  # exportfs stores IPv6 addresses without brackets
+        if spec.startswith("["):
+            spec = _ipv6_client(spec)
         if not spec or "[" in spec or "]" in spec:
-            raise ValueError(f"{shown(spec)} is not a client specification")
+            raise ValueError(f"{shown(spec)} is not a host, network, @netgroup or wildcard")
         clients.append(spec)
     return clients
+
+
+def _ipv6_client(spec):
+    """[addr] or [addr]/prefix as the export table records it: without brackets
+    ("[fe80::1]/64" is stored as fe80::1/64). exportfs needs the brackets on its
+    command line, where a colon ends the client (see exportfs_target)."""
+    address, _, rest = spec[1:].partition("]")
+    prefix = rest[1:] if rest.startswith("/") else None
+    if not (":" in address and set(address) <= _HEX | set(":.")) or \
+            (rest and (prefix is None or not prefix.isdigit() or int(prefix) > 128)):
+        raise ValueError(f"{shown(spec)} is not an IPv6 address or network: write "
+                         "[address] or [address]/prefix (prefix 0-128)")
+    return address if prefix is None else f"{address}/{int(prefix)}"
 
 
 def parse_directories(value):
@@ -142,7 +155,13 @@ def export_directories(params):
 
 
 def exportfs_target(client, directory):
-    return f"[{client}]:{directory}" if ":" in client else f"{client}:{directory}"
+    """client:directory for exportfs's command line. An IPv6 address needs brackets,
+    and a network's prefix goes after them, as exports(5) writes it: exportfs takes
+    "[fe80::1]/64:/dir" (and records fe80::1/64) and refuses "fe80::1/64:/dir"."""
+    if ":" not in client:
+        return f"{client}:{directory}"
+    address, slash, prefix = client.partition("/")
+    return f"[{address}]{slash}{prefix}:{directory}"
 
 
 def export_options(params, index):
@@ -430,8 +449,8 @@ probe reports running only when this node started the export since boot.
                   shortdesc="Client(s) allowed to mount",
                   longdesc="One or more client specifications separated by spaces, in the "
                            "forms of exports(5): a host name or address, a network such as "
-                           "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses may be "
-                           "written in brackets. Every directory is exported to every client."),
+                           "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses and "
+                           "networks are written in brackets: [fd00::7], [fe80::1]/64. Every directory is exported to every client."),
         Parameter("directory", required=True, check=parse_directories,
                   shortdesc="Directory or directories to export",
                   longdesc="One or more absolute paths separated by spaces. Symbolic links are "

@@ -197,6 +197,9 @@ def test_rmtab_backup_none_disables_the_backup(make_node, export_dirs):
     ({"clientspec": "10.0.0.1;reboot"}, "clientspec"),
     ({"clientspec": "-o"}, "clientspec"),
     ({"clientspec": ""}, "clientspec: is required"),
+    ({"clientspec": "[fe80::1]/129"}, "is not an IPv6 address or network: write [address]"),
+    ({"clientspec": "[10.0.0.1]"}, "is not an IPv6 address or network"),
+    ({"clientspec": "[fe80::1]x"}, "is not an IPv6 address or network"),
     ({"options": "rw no_root_squash"}, "options"),
     ({"rmtab_backup": "../../etc/passwd"}, "rmtab_backup"),
     ({"unlock_on_stop": "maybe"}, "unlock_on_stop"),
@@ -397,3 +400,22 @@ def test_a_huge_clientspec_gets_a_short_reason_that_names_it(make_node, export_d
         assert reason.startswith("parameter clientspec: 'x;x;")
         assert "(100000 characters) is not a host, network, @netgroup or wildcard" in reason
         assert "Traceback" not in result.stderr
+
+
+def test_ipv6_networks_in_brackets_are_exported_monitored_and_unexported(make_node, export_dirs):
+    # issue 11: "[fe80::1]/64" was refused though exportfs takes it
+    node = make_node()
+    params = params_for(export_dirs, clientspec="[fe80::1]/64 [fd00::7] 10.213.0.0/24")
+    result = node.agent("nfsexport", "start", params)
+    assert result.returncode == 0, result.stderr
+    assert etab_pairs(node) == {(d, c) for d in export_dirs
+                                for c in ("fe80::1/64", "fd00::7", "10.213.0.0/24")}
+    assert node.agent("nfsexport", "monitor", params,
+                      OCF_RESKEY_CRM_meta_interval=10000).returncode == 0
+    subprocess.run(node.command(["exportfs", "-u", f"[fe80::1]/64:{export_dirs[1]}"]),
+                   check=True)
+    result = node.agent("nfsexport", "monitor", params, OCF_RESKEY_CRM_meta_interval=10000)
+    assert result.returncode == 1
+    assert f"[fe80::1]/64:{export_dirs[1]}" in exit_reason(result)
+    assert node.agent("nfsexport", "stop", params).returncode == 0
+    assert etab_pairs(node) == set()
