@@ -65,11 +65,59 @@ def _ipv6_client(spec):
     return address if prefix is None else f"{address}/{int(prefix)}"
 
 
+_OCTAL = set("01234567")
+_OCTAL_BYTES = set(b"01234567")
+
+
+def split_escaped(value):
+    """The words of a space-separated list in which a word may hold spaces.
+
+    The list is split at whitespace; inside a word, \\ooo (three octal digits: \\040 is a
+    space) is that byte, as /etc/exports, /proc/mounts and the export table write it,
+    and a backslash before a space or a backslash keeps that character ("my\\ dir"), the
+    quoting a shell user types. Both can be written in pcs (directory='/srv/my\\040dir').
+    """
+    words, word, i, started = [], bytearray(), 0, False
+    while i < len(value):
+        char = value[i]
+        if char == "\\":
+            octal = value[i + 1:i + 4]
+            if len(octal) == 3 and set(octal) <= _OCTAL and int(octal, 8) < 256:
+                word.append(int(octal, 8))
+                i += 4
+            elif value[i + 1:i + 2] in (" ", "\\"):
+                word += value[i + 1].encode()
+                i += 2
+            else:
+                raise ValueError(f"{shown(value)}: a backslash must start \\040 (a space), "
+                                 "another \\ooo octal escape, '\\ ' or \\\\")
+            started = True
+        elif char.isspace():
+            if started:
+                words.append(word)
+            word, started = bytearray(), False
+            i += 1
+        else:
+            word += char.encode(errors="surrogatepass")
+            started = True
+            i += 1
+    if started:
+        words.append(word)
+    try:
+        return [w.decode() for w in words]
+    except UnicodeDecodeError:
+        raise ValueError(f"{shown(value)} is not valid UTF-8 once its escapes are "
+                         "decoded") from None
+
+
 def parse_directories(value):
     directories = []
-    for directory in value.split():
-        if not directory.startswith("/") or not directory.isprintable():
+    for directory in split_escaped(value):
+        if not directory.startswith("/"):
             raise ValueError(f"{shown(directory)} is not an absolute path")
+        if not directory.isprintable():
+            raise ValueError(f"{shown(directory)} contains a control character (a tab, a "
+                             "newline...): rename the directory")
         if "/../" in directory + "/" or "/./" in directory + "/":
             raise ValueError(f"{shown(directory)} must not contain . or .. components")
         if len(directory.encode()) > PATH_MAX or \
@@ -119,14 +167,24 @@ def parse_backup_name(value):
 
 
 # --- the export table ---------------------------------------------------------
+def kernel_escape(path):
+    """path as the kernel's qword_get reads it (net/sunrpc/cache.c): a word ends at a
+    space or newline, \\ooo is a byte. The export cache's content is printed the same
+    way (seq_escape of space, tab, newline and backslash)."""
+    if not any(c in path for c in " \t\n\\"):
+        return path
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
 def unescape_etab_path(path):
-    """exportfs writes a path's spaces and odd bytes as octal escapes (\\040)."""
+    """exportfs writes a path's spaces and odd bytes as octal escapes (\\040):
+    nfs-utils putexportent escapes control characters, spaces, ", # and \\ as \\%03o."""
     if "\\" not in path:
         return path
     raw = path.encode()
     out, i = bytearray(), 0
     while i < len(raw):
-        if raw[i] == 0x5C and i + 3 < len(raw) and raw[i + 1:i + 4].isdigit():
+        if raw[i] == 0x5C and i + 3 < len(raw) and set(raw[i + 1:i + 4]) <= _OCTAL_BYTES:
             out.append(int(raw[i + 1:i + 4], 8) & 0xFF)
             i += 4
         else:
@@ -390,7 +448,9 @@ def unlock_filesystems(res, directories):
     for directory in directories:
         try:
             with open(UNLOCK_FILESYSTEM, "w") as f:
-                f.write(directory)
+                # The kernel takes one escaped word ending in a newline (write_unlock_fs
+                # in fs/nfsd/nfsctl.c returns EINVAL without it), like echo writes it.
+                f.write(kernel_escape(directory) + "\n")
         except OSError as err:
             res.log.warning(f"cannot release NFS locks on {directory}: {err}")
 
@@ -417,7 +477,8 @@ def flush_export_cache(res, directories):
         res.run(["exportfs", "-f"], timeout=5, quiet=True)
         cache = read_file(EXPORT_CACHE, "") or ""
         cached = [d for d in directories
-                  if any(line.split(None, 1)[:1] == [d] for line in cache.splitlines())]
+                  if any(line.split(None, 1)[:1] == [kernel_escape(d)]
+                         for line in cache.splitlines())]
         if not cached:
             return
         if time.monotonic() >= deadline:
@@ -454,7 +515,10 @@ probe reports running only when this node started the export since boot.
         Parameter("directory", required=True, check=parse_directories,
                   shortdesc="Directory or directories to export",
                   longdesc="One or more absolute paths separated by spaces. Symbolic links are "
-                           "resolved; a trailing slash is ignored."),
+                           "resolved; a trailing slash is ignored. A space inside a path is "
+                           "written \\040, as in /etc/exports and /proc/mounts "
+                           "(/srv/my\\040data), or with a backslash before it (/srv/my\\ data); "
+                           "\\\\ is a backslash."),
         Parameter("options", default="", check=parse_options,
                   shortdesc="Export options",
                   longdesc="Comma-separated exportfs options, e.g. rw,no_root_squash,sync. "

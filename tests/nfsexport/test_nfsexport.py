@@ -419,3 +419,59 @@ def test_ipv6_networks_in_brackets_are_exported_monitored_and_unexported(make_no
     assert f"[fe80::1]/64:{export_dirs[1]}" in exit_reason(result)
     assert node.agent("nfsexport", "stop", params).returncode == 0
     assert etab_pairs(node) == set()
+
+
+def test_directories_with_spaces_are_exported_with_either_escape(make_node, tmp_path):
+    # issue 11: a directory whose name has a space could not be exported at all
+    node = make_node()
+    spaced, backslashed = tmp_path / "my data", tmp_path / "other  dir"
+    spaced.mkdir()
+    backslashed.mkdir()
+    value = f"{tmp_path}/my\\040data {tmp_path}/other\\ \\ dir"
+    params = {"clientspec": "10.213.0.0/24", "directory": value, "fsid": "61"}
+    assert node.agent("nfsexport", "validate-all", params).returncode == 0
+    result = node.agent("nfsexport", "start", params)
+    assert result.returncode == 0, result.stderr
+    # exportfs records them with octal escapes; the agent reads those back
+    assert f"{tmp_path}/my\\040data\t" in node.read("etab")
+    assert etab_pairs(node) == {(f"{tmp_path}/my\\040data", "10.213.0.0/24"),
+                                (f"{tmp_path}/other\\040\\040dir", "10.213.0.0/24")}
+    assert "fsid=62" in etab_options(node, f"{tmp_path}/other\\040\\040dir", "10.213.0.0/24")
+    mountd_add(node, "10.213.0.5", str(spaced))  # rpc.mountd writes rmtab paths as they are
+    assert node.agent("nfsexport", "monitor", params,
+                      OCF_RESKEY_CRM_meta_interval=10000).returncode == 0
+    assert (spaced / ".rmtab").read_text() == f"10.213.0.5:{spaced}:0x00000001\n"
+    assert node.agent("nfsexport", "stop", params).returncode == 0
+    assert etab_pairs(node) == set()
+
+
+@pytest.mark.parametrize("value,words", [
+    ("/srv/a\\b", "a backslash must start \\040 (a space)"),
+    ("/srv/a\\04", "a backslash must start"),
+    ("/srv/a\\011b", "contains a control character (a tab, a newline...)"),
+])
+def test_bad_escapes_in_directory_are_refused_with_a_reason(make_node, value, words):
+    node = make_node()
+    result = node.agent("nfsexport", "validate-all",
+                        {"clientspec": "10.213.0.0/24", "directory": value})
+    assert result.returncode == 6, result.stderr
+    assert words in exit_reason(result)
+
+
+def test_unlock_writes_the_path_as_the_kernel_reads_it(monkeypatch, tmp_path):
+    # fs/nfsd/nfsctl.c write_unlock_fs: one qword_get word, then a newline (else EINVAL)
+    from ocf_agents import nfsexport
+    target = tmp_path / "unlock_filesystem"
+    target.write_text("")
+    monkeypatch.setattr(nfsexport, "UNLOCK_FILESYSTEM", str(target))
+
+    class Res:
+        log = None
+    nfsexport.unlock_filesystems(Res(), ["/srv/my data\\x"])
+    assert target.read_text() == "/srv/my\\040data\\134x\n"
+
+
+def test_the_export_table_reader_decodes_only_octal_escapes():
+    from ocf_agents.nfsexport import unescape_etab_path
+    assert unescape_etab_path("/srv/my\\040data\\043\\134") == "/srv/my data#\\"
+    assert unescape_etab_path("/srv/a\\089") == "/srv/a\\089"  # not octal: kept as is
