@@ -502,8 +502,9 @@ Each exported directory keeps a backup of its lines of /var/lib/nfs/rmtab (the
 list of clients that mounted it), one line per client; the backup is refreshed by
 every monitor and by stop, and on start it replaces this node's own rmtab lines
 for the directory, so after a failover (or a failback to a node that kept an old
-rmtab) the new node knows exactly the clients that have the export mounted. The export table survives a reboot, so a
-probe reports running only when this node started the export since boot.
+rmtab) the new node knows exactly the clients that have the export mounted. The
+export table survives a reboot, so a probe reports running only when this node
+started the export since boot.
 """,
     parameters=[
         Parameter("clientspec", required=True, check=parse_clientspecs,
@@ -511,7 +512,8 @@ probe reports running only when this node started the export since boot.
                   longdesc="One or more client specifications separated by spaces, in the "
                            "forms of exports(5): a host name or address, a network such as "
                            "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses and "
-                           "networks are written in brackets: [fd00::7], [fe80::1]/64. Every directory is exported to every client."),
+                           "networks are written in brackets: [fd00::7], [fe80::1]/64. Every "
+                           "directory is exported to every client."),
         Parameter("directory", required=True, check=parse_directories,
                   shortdesc="Directory or directories to export",
                   longdesc="One or more absolute paths separated by spaces. Symbolic links are "
@@ -525,7 +527,8 @@ probe reports running only when this node started the export since boot.
                            "An fsid given in the fsid parameter replaces any fsid= here."),
         Parameter("fsid", check=parse_fsid,
                   shortdesc="Filesystem id of the export",
-                  longdesc="A unique number (0 to 4294967295: nfsd keeps 32 bits), a UUID or root. Clients identify the export by it, "
+                  longdesc="A unique number (0 to 4294967295: nfsd keeps 32 bits), a UUID or "
+                           "root. Clients identify the export by it, "
                            "so it must be the same on every node for failover to be transparent. "
                            "With several directories it must be a number: the directories get "
                            "fsid, fsid+1, ... in the order given. Optional: without it, exportfs "

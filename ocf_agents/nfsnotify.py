@@ -71,8 +71,8 @@ def parse_notify_args(value):
         elif word[:2] in _VALUE_OPTIONS and word[2:].isdigit():
             args.append(word)
         else:
-            raise ValueError(f"{shown(word)} is not allowed: use only -f, -n, -m MINUTES and -p PORT "
-                             "(what sm-notify accepts; -d, -P and -v are the agent's)")
+            raise ValueError(f"{shown(word)} is not allowed: use only -f, -n, -m MINUTES and "
+                             "-p PORT (what sm-notify accepts; -d, -P and -v are the agent's)")
         i += 1
     return args
 
