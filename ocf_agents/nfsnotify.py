@@ -80,6 +80,8 @@ def parse_notify_args(value):
 def parse_statd_dir(value):
     if value and (not value.startswith("/") or "/../" in value + "/"):
         raise ValueError(f"{shown(value)} is not an absolute path")
+    if len(value.encode()) > 4095:  # PATH_MAX less the NUL: no such directory can exist
+        raise ValueError(f"{shown(value)} is longer than a path can be (4095 bytes)")
     return value.rstrip("/") or None
 
 

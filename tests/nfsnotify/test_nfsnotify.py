@@ -81,6 +81,7 @@ def test_unresolvable_source_host_is_named_in_the_reason(statd):
     ({"notify_args": "-q"}, "'-q' is not allowed: use only -f, -n, -m MINUTES and -p PORT"),
     ({"notify_args": "-f -q -n"}, "'-q' is not allowed"),
     ({"statd_dir": "relative/dir"}, "statd_dir"),
+    ({"statd_dir": "/" + "a" * 5000}, "(5001 characters) is longer than a path can be"),
     ({"source_host": "a..b"}, "'a..b' is not a host name: 253 characters at most"),
     ({"source_host": "a" * 64 + ".example"}, "labels 1-63"),
 ])
