@@ -13,7 +13,7 @@ import time
 
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
 )
 
 NFS_STATE_DIR = "/var/lib/nfs"
@@ -27,6 +27,7 @@ LEASE_TIME = "/proc/fs/nfsd/nfsv4leasetime"
 EXPORT_CACHE = "/proc/net/rpc/nfsd.export/content"
 
 NAME_MAX, PATH_MAX = 255, 4095
+FSID_MAX = 2 ** 32 - 1
 
 # Characters with a meaning to exportfs or the shell that no client spec needs.
 _CLIENT_FORBIDDEN = set("()\"'`$;&|<>\\,=!{}") | set(" \t\n\r\v\f")
@@ -42,26 +43,87 @@ def parse_clientspecs(value):
     clients = []
     for spec in specs:
         if spec.startswith("-") or _CLIENT_FORBIDDEN & set(spec) or not spec.isprintable():
-            raise ValueError(f"{spec!r} is not a client specification "
-                             "(host, IP, network/prefix, @netgroup, wildcard or *)")
-        if spec.startswith("[") and spec.endswith("]"):
-            spec = spec[1:-1]  # exportfs stores IPv6 addresses without brackets
+            raise ValueError(f"{shown(spec)} is not a host, network, @netgroup or wildcard")
+        if spec.startswith("["):
+            spec = _ipv6_client(spec)
         if not spec or "[" in spec or "]" in spec:
-            raise ValueError(f"{spec!r} is not a client specification")
+            raise ValueError(f"{shown(spec)} is not a host, network, @netgroup or wildcard")
         clients.append(spec)
     return clients
 
 
+def _ipv6_client(spec):
+    """[addr] or [addr]/prefix as the export table records it: without brackets
+    ("[fe80::1]/64" is stored as fe80::1/64). exportfs needs the brackets on its
+    command line, where a colon ends the client (see exportfs_target)."""
+    address, _, rest = spec[1:].partition("]")
+    prefix = rest[1:] if rest.startswith("/") else None
+    if not (":" in address and set(address) <= _HEX | set(":.")) or \
+            (rest and (prefix is None or not prefix.isdigit() or int(prefix) > 128)):
+        raise ValueError(f"{shown(spec)} is not an IPv6 address or network: write "
+                         "[address] or [address]/prefix (prefix 0-128)")
+    return address if prefix is None else f"{address}/{int(prefix)}"
+
+
+_OCTAL = set("01234567")
+_OCTAL_BYTES = set(b"01234567")
+
+
+def split_escaped(value):
+    """The words of a space-separated list in which a word may hold spaces.
+
+    The list is split at whitespace; inside a word, \\ooo (three octal digits: \\040 is a
+    space) is that byte, as /etc/exports, /proc/mounts and the export table write it,
+    and a backslash before a space or a backslash keeps that character ("my\\ dir"), the
+    quoting a shell user types. Both can be written in pcs (directory='/srv/my\\040dir').
+    """
+    words, word, i, started = [], bytearray(), 0, False
+    while i < len(value):
+        char = value[i]
+        if char == "\\":
+            octal = value[i + 1:i + 4]
+            if len(octal) == 3 and set(octal) <= _OCTAL and int(octal, 8) < 256:
+                word.append(int(octal, 8))
+                i += 4
+            elif value[i + 1:i + 2] in (" ", "\\"):
+                word += value[i + 1].encode()
+                i += 2
+            else:
+                raise ValueError(f"{shown(value)}: a backslash must start \\040 (a space), "
+                                 "another \\ooo octal escape, '\\ ' or \\\\")
+            started = True
+        elif char.isspace():
+            if started:
+                words.append(word)
+            word, started = bytearray(), False
+            i += 1
+        else:
+            word += char.encode(errors="surrogatepass")
+            started = True
+            i += 1
+    if started:
+        words.append(word)
+    try:
+        return [w.decode() for w in words]
+    except UnicodeDecodeError:
+        raise ValueError(f"{shown(value)} is not valid UTF-8 once its escapes are "
+                         "decoded") from None
+
+
 def parse_directories(value):
     directories = []
-    for directory in value.split():
-        if not directory.startswith("/") or not directory.isprintable():
-            raise ValueError(f"{directory!r} is not an absolute path")
+    for directory in split_escaped(value):
+        if not directory.startswith("/"):
+            raise ValueError(f"{shown(directory)} is not an absolute path")
+        if not directory.isprintable():
+            raise ValueError(f"{shown(directory)} contains a control character (a tab, a "
+                             "newline...): rename the directory")
         if "/../" in directory + "/" or "/./" in directory + "/":
-            raise ValueError(f"{directory!r} must not contain . or .. components")
+            raise ValueError(f"{shown(directory)} must not contain . or .. components")
         if len(directory.encode()) > PATH_MAX or \
                 any(len(part.encode()) > NAME_MAX for part in directory.split("/")):
-            raise ValueError(f"{directory[:60]!r}... is longer than a path can be")
+            raise ValueError(f"{shown(directory)} is longer than a path can be "
+                             f"({PATH_MAX} bytes, {NAME_MAX} per name)")
         directory = directory.rstrip("/") or "/"
         if directory not in directories:
             directories.append(directory)
@@ -72,7 +134,7 @@ def parse_directories(value):
 
 def parse_options(value):
     if _OPTION_FORBIDDEN & set(value) or value.startswith("-") or not value.isprintable():
-        raise ValueError(f"{value!r} is not a comma-separated exportfs option list")
+        raise ValueError(f"{shown(value)} is not a comma-separated exportfs option list")
     return [o for o in value.split(",") if o]
 
 
@@ -81,11 +143,18 @@ def parse_fsid(value):
     if value == "root":
         return value
     if value.isdigit():
+        # exportfs reads fsid= with strtoul into an int (nfs-utils support/nfs/exports.c,
+        # parseopts) and the kernel keeps it as 32 bits (fs/nfsd/export.c: ex_fsid; the
+        # file handle's FSID_NUM is a u32): 4294967296 becomes fsid=0 (the NFSv4 root!),
+        # larger values fsid=-1. So a number must fit 32 bits unsigned.
+        if int(value) > FSID_MAX:
+            raise ValueError(f"{shown(value)} is too large: a numeric fsid is at most "
+                             f"{FSID_MAX} (32 bits)")
         return int(value)
     digits = value.replace("-", "")
     if len(digits) == 32 and set(digits) <= _HEX:
         return value.lower()
-    raise ValueError(f"{value!r} is not an fsid (a number, a UUID or root)")
+    raise ValueError(f"{shown(value)} is not an fsid (a number, a UUID or root)")
 
 
 def parse_backup_name(value):
@@ -93,19 +162,29 @@ def parse_backup_name(value):
         return None
     if not value or "/" in value or value in (".", "..") or not value.isprintable() \
             or len(value.encode()) > NAME_MAX:
-        raise ValueError(f"{value!r} must be a plain file name (or none)")
+        raise ValueError(f"{shown(value)} must be a plain file name (or none)")
     return value
 
 
 # --- the export table ---------------------------------------------------------
+def kernel_escape(path):
+    """path as the kernel's qword_get reads it (net/sunrpc/cache.c): a word ends at a
+    space or newline, \\ooo is a byte. The export cache's content is printed the same
+    way (seq_escape of space, tab, newline and backslash)."""
+    if not any(c in path for c in " \t\n\\"):
+        return path
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
 def unescape_etab_path(path):
-    """exportfs writes a path's spaces and odd bytes as octal escapes (\\040)."""
+    """exportfs writes a path's spaces and odd bytes as octal escapes (\\040):
+    nfs-utils putexportent escapes control characters, spaces, ", # and \\ as \\%03o."""
     if "\\" not in path:
         return path
     raw = path.encode()
     out, i = bytearray(), 0
     while i < len(raw):
-        if raw[i] == 0x5C and i + 3 < len(raw) and raw[i + 1:i + 4].isdigit():
+        if raw[i] == 0x5C and i + 3 < len(raw) and set(raw[i + 1:i + 4]) <= _OCTAL_BYTES:
             out.append(int(raw[i + 1:i + 4], 8) & 0xFF)
             i += 4
         else:
@@ -134,7 +213,13 @@ def export_directories(params):
 
 
 def exportfs_target(client, directory):
-    return f"[{client}]:{directory}" if ":" in client else f"{client}:{directory}"
+    """client:directory for exportfs's command line. An IPv6 address needs brackets,
+    and a network's prefix goes after them, as exports(5) writes it: exportfs takes
+    "[fe80::1]/64:/dir" (and records fe80::1/64) and refuses "fe80::1/64:/dir"."""
+    if ":" not in client:
+        return f"{client}:{directory}"
+    address, slash, prefix = client.partition("/")
+    return f"[{address}]{slash}{prefix}:{directory}"
 
 
 def export_options(params, index):
@@ -148,12 +233,31 @@ def export_options(params, index):
 
 
 # --- rmtab backup -------------------------------------------------------------
+# rmtab lines are "client:path:0xCOUNT" (nfs-utils support/nfs/rmtab.c: the path is
+# written as is, colons in an IPv6 client become semicolons). rpc.mountd's mountlist_add
+# increments the count of the first line for a client:path, or appends one with count 1;
+# mountlist_del decrements every line for it and drops those at 1. Two lines for one
+# client:path are therefore never right: each extra copy outlives the client's unmount,
+# and merging backups line by line (counts differ) made them multiply without bound
+# (issue 11: 5,464 lines for 8 clients). So the agent keeps one line per client:path,
+# the first one, which is the one rpc.mountd counts on.
+def parse_rmtab_line(line):
+    """(client, path) of an rmtab line, or None when it is not one."""
+    client, sep, rest = line.partition(":")
+    path, sep2, count = rest.rpartition(":")
+    if not (client and sep and sep2 and path) or count[:2] != "0x" or len(count) < 3 \
+            or not set(count[2:]) <= _HEX:
+        return None
+    return client, path
+
+
 def rmtab_lines_for(directory, rmtab_text):
-    """rmtab lines ("client:directory:0xcount") naming exactly this directory."""
-    lines = []
+    """rmtab lines naming exactly this directory, one per client (the first one)."""
+    lines, seen = [], set()
     for line in rmtab_text.splitlines():
-        head, _, count = line.rpartition(":")
-        if head.endswith(":" + directory) and count.startswith("0x") and line not in lines:
+        key = parse_rmtab_line(line)
+        if key is not None and key[1] == directory and key not in seen:
+            seen.add(key)
             lines.append(line)
     return lines
 
@@ -163,7 +267,13 @@ def save_rmtab(res, directories):
     name = res.params.rmtab_backup
     if name is None:
         return
-    rmtab_text = read_file(RMTAB, "") or ""
+    try:
+        # Read under rpc.mountd's lock: never a line it is in the middle of writing.
+        with res.lock(RMTAB_LOCK, timeout=max(0.5, min(5.0, res.time_left() - 2))):
+            rmtab_text = read_file(RMTAB, "") or ""
+    except OCFError as err:
+        res.log.warning(f"{err.reason}: the rmtab backups are not refreshed this time")
+        return
     mode = _rmtab_mode()
     for directory in directories:
         backup = os.path.join(directory, name)
@@ -178,29 +288,39 @@ def save_rmtab(res, directories):
 
 
 def restore_rmtab(res, directories):
-    """Merge each directory's backup into rmtab: no duplicates, other lines untouched."""
+    """Make rmtab's lines for the directories exactly their backups' lines.
+
+    The backup travels with the data, so it is the record of who has each directory
+    mounted; this node's own lines for it are stale whenever the service ran elsewhere
+    since (clients that unmounted there must stay gone after a failback). A directory
+    without a backup file (never monitored, or rmtab_backup just enabled) has no record:
+    its local lines are left alone. Lines of other paths are never touched.
+    """
     name = res.params.rmtab_backup
     if name is None:
         return
-    restored = []
+    records = {}
     for directory in directories:
         try:
             text = read_file(os.path.join(directory, name))
         except OSError as err:
-            res.log.warning(f"cannot read the rmtab backup in {directory}: {err}")
+            res.log.warning(f"cannot read the rmtab backup in {directory}: {err}; "
+                            "its local rmtab lines are kept")
             continue
-        if text:
-            restored += rmtab_lines_for(directory, text)
-    if not restored:
+        if text is not None:
+            records[directory] = rmtab_lines_for(directory, text)
+    if not records:
         return
     with res.lock(RMTAB_LOCK, timeout=max(1.0, min(10.0, res.time_left() - 2))):
         current = (read_file(RMTAB, "") or "").splitlines()
-        present = set(current)
-        added = [line for line in dict.fromkeys(restored) if line not in present]
-        if added:
-            write_file_atomically(RMTAB, "".join(line + "\n" for line in current + added),
+        kept = [line for line in current
+                if (parse_rmtab_line(line) or (None, None))[1] not in records]
+        restored = [line for lines in records.values() for line in lines]
+        if kept + restored != current:
+            write_file_atomically(RMTAB, "".join(line + "\n" for line in kept + restored),
                                   _rmtab_mode())
-            res.log.info(f"restored {len(added)} rmtab entr{'y' if len(added) == 1 else 'ies'}")
+            res.log.info(f"rmtab: {len(restored)} line(s) from the backup, "
+                         f"{len(current) - len(kept)} local line(s) replaced")
 
 
 def _rmtab_mode():
@@ -217,6 +337,10 @@ def check_environment(res):
     if p.fsid is not None and not isinstance(p.fsid, int) and len(p.directory) > 1:
         raise OCFError(ERR_CONFIGURED, "parameter fsid: several directories need a numeric fsid "
                                        "(each directory gets fsid, fsid+1, ...)")
+    if isinstance(p.fsid, int) and p.fsid + len(p.directory) - 1 > FSID_MAX:
+        raise OCFError(ERR_CONFIGURED, f"parameter fsid: {p.fsid} + {len(p.directory) - 1} "
+                       f"(one per further directory) exceeds {FSID_MAX}, the largest fsid: "
+                       "choose a smaller fsid")
     if p.fsid is not None and any(o.startswith("fsid=") for o in p.options):
         res.log.warning("options contain fsid=, which the fsid parameter overrides")
     if res.action == "monitor":
@@ -234,6 +358,10 @@ def state_marker(res):
 
 def start(res):
     directories = export_directories(res.params)
+    if os.path.exists(state_marker(res)):
+        # Started here since boot and not stopped: the live rmtab is newer than the
+        # backup (mounts since the last monitor), so record it before restoring.
+        save_rmtab(res, directories)
     restore_rmtab(res, directories)
     exported = exported_pairs()
     done = []
@@ -320,7 +448,9 @@ def unlock_filesystems(res, directories):
     for directory in directories:
         try:
             with open(UNLOCK_FILESYSTEM, "w") as f:
-                f.write(directory)
+                # The kernel takes one escaped word ending in a newline (write_unlock_fs
+                # in fs/nfsd/nfsctl.c returns EINVAL without it), like echo writes it.
+                f.write(kernel_escape(directory) + "\n")
         except OSError as err:
             res.log.warning(f"cannot release NFS locks on {directory}: {err}")
 
@@ -347,7 +477,8 @@ def flush_export_cache(res, directories):
         res.run(["exportfs", "-f"], timeout=5, quiet=True)
         cache = read_file(EXPORT_CACHE, "") or ""
         cached = [d for d in directories
-                  if any(line.split(None, 1)[:1] == [d] for line in cache.splitlines())]
+                  if any(line.split(None, 1)[:1] == [kernel_escape(d)]
+                         for line in cache.splitlines())]
         if not cached:
             return
         if time.monotonic() >= deadline:
@@ -368,29 +499,36 @@ Exports one or more directories to one or more NFS clients with exportfs, and
 unexports them on stop. It does not run the NFS server itself.
 
 Each exported directory keeps a backup of its lines of /var/lib/nfs/rmtab (the
-list of clients that mounted it); the backup is refreshed by every monitor and
-merged back into rmtab on start, so after a failover the new node knows the
-clients that had the export mounted. The export table survives a reboot, so a
-probe reports running only when this node started the export since boot.
+list of clients that mounted it), one line per client; the backup is refreshed by
+every monitor and by stop, and on start it replaces this node's own rmtab lines
+for the directory, so after a failover (or a failback to a node that kept an old
+rmtab) the new node knows exactly the clients that have the export mounted. The
+export table survives a reboot, so a probe reports running only when this node
+started the export since boot.
 """,
     parameters=[
         Parameter("clientspec", required=True, check=parse_clientspecs,
                   shortdesc="Client(s) allowed to mount",
                   longdesc="One or more client specifications separated by spaces, in the "
                            "forms of exports(5): a host name or address, a network such as "
-                           "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses may be "
-                           "written in brackets. Every directory is exported to every client."),
+                           "10.0.0.0/24, an @netgroup, a wildcard or *. IPv6 addresses and "
+                           "networks are written in brackets: [fd00::7], [fe80::1]/64. Every "
+                           "directory is exported to every client."),
         Parameter("directory", required=True, check=parse_directories,
                   shortdesc="Directory or directories to export",
                   longdesc="One or more absolute paths separated by spaces. Symbolic links are "
-                           "resolved; a trailing slash is ignored."),
+                           "resolved; a trailing slash is ignored. A space inside a path is "
+                           "written \\040, as in /etc/exports and /proc/mounts "
+                           "(/srv/my\\040data), or with a backslash before it (/srv/my\\ data); "
+                           "\\\\ is a backslash."),
         Parameter("options", default="", check=parse_options,
                   shortdesc="Export options",
                   longdesc="Comma-separated exportfs options, e.g. rw,no_root_squash,sync. "
                            "An fsid given in the fsid parameter replaces any fsid= here."),
         Parameter("fsid", check=parse_fsid,
                   shortdesc="Filesystem id of the export",
-                  longdesc="A unique number, a UUID or root. Clients identify the export by it, "
+                  longdesc="A unique number (0 to 4294967295: nfsd keeps 32 bits), a UUID or "
+                           "root. Clients identify the export by it, "
                            "so it must be the same on every node for failover to be transparent. "
                            "With several directories it must be a number: the directories get "
                            "fsid, fsid+1, ... in the order given. Optional: without it, exportfs "

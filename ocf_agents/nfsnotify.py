@@ -21,16 +21,19 @@ import time
 
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
 )
 
 STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
 BACKUP_NAME = "nfsnotify.bu"
 SIGTERM, SIGKILL = 15, 9  # the signal module would import enum: milliseconds per monitor
 
-# sm-notify options a user may add. -d (stay in the foreground) would make
-# start wait for every client up to 15 minutes; -P and -v are the agent's.
-_FLAG_OPTIONS = {"-f", "-q", "-n"}
+# sm-notify options a user may add: exactly what sm-notify accepts, less the agent's own.
+# nfs-utils 2.6.2's sm-notify parses "dm:np:v:P:f" (getopt; its usage line still shows a
+# -q it no longer has: "sm-notify -q" fails with "invalid option -- 'q'"). -d (stay in the
+# foreground) would make start wait for every client up to 15 minutes; -P and -v are the
+# agent's.
+_FLAG_OPTIONS = {"-f", "-n"}
 _VALUE_OPTIONS = {"-m", "-p"}
 _HOST_ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
 
@@ -39,7 +42,17 @@ def parse_source_hosts(value):
     hosts = [h for h in value.replace(",", " ").split() if h]
     for host in hosts:
         if host.startswith("-") or not set(host) <= _HOST_ALLOWED:
-            raise ValueError(f"{host!r} is not a host name or address")
+            raise ValueError(f"{shown(host)} is not a host name or address")
+        # A DNS name has at most 253 characters, 63 per label, and no empty label;
+        # Python's resolver refuses others with a bare UnicodeError (issue 11).
+        labels = host[:-1].split(".") if host.endswith(".") and ":" not in host \
+            else host.split(".")
+        if ":" not in host and (len(host) > 253 or any(not 0 < len(label) <= 63
+                                                        for label in labels)):
+            raise ValueError(f"{shown(host)} is not a host name: 253 characters at most, "
+                             "labels 1-63")
+        if ":" in host and len(host) > 45:  # the longest IPv6 text form
+            raise ValueError(f"{shown(host)} is not an IPv6 address (too long)")
     return hosts
 
 
@@ -58,14 +71,17 @@ def parse_notify_args(value):
         elif word[:2] in _VALUE_OPTIONS and word[2:].isdigit():
             args.append(word)
         else:
-            raise ValueError(f"{word!r} is not allowed (allowed: -f -q -n -m MINUTES -p PORT)")
+            raise ValueError(f"{shown(word)} is not allowed: use only -f, -n, -m MINUTES and "
+                             "-p PORT (what sm-notify accepts; -d, -P and -v are the agent's)")
         i += 1
     return args
 
 
 def parse_statd_dir(value):
     if value and (not value.startswith("/") or "/../" in value + "/"):
-        raise ValueError(f"{value!r} is not an absolute path")
+        raise ValueError(f"{shown(value)} is not an absolute path")
+    if len(value.encode()) > 4095:  # PATH_MAX less the NUL: no such directory can exist
+        raise ValueError(f"{shown(value)} is longer than a path can be (4095 bytes)")
     return value.rstrip("/") or None
 
 
@@ -283,6 +299,9 @@ def check_resolvable(host):
         infos = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
         if host.replace(".", "").isdigit() or ":" in host:
             socket.getnameinfo((host, 0), socket.NI_NAMEREQD)
+    except UnicodeError:  # the resolver's answer to a name no DNS can hold
+        raise OCFError(ERR_CONFIGURED, f"source_host {shown(host)} is not a valid host name; "
+                                       "use a name or address clients know") from None
     except (OSError, IndexError) as err:
         raise OCFError(ERR_GENERIC, f"source_host {host} does not resolve ({err}); sm-notify "
                                     "needs a name for it: add it to /etc/hosts or DNS") from None
@@ -333,9 +352,10 @@ rpc.statd itself is the NFS server's job.
                            "as the server's name (sm-notify -v). Empty: the node's own name."),
         Parameter("notify_args", default="", check=parse_notify_args,
                   shortdesc="Extra sm-notify options",
-                  longdesc="Additional sm-notify options; allowed are -f, -q, -n, "
-                           "-m MINUTES (retry time) and -p PORT (source port). -f is always "
-                           "used."),
+                  longdesc="Additional sm-notify options; allowed are -f, -n (do not "
+                           "update the NSM state number), -m MINUTES (retry time) and -p PORT "
+                           "(source port): what sm-notify accepts (nfs-utils 2.6.2 has no -q). "
+                           "-f is always used."),
         Parameter("statd_dir", default="", check=parse_statd_dir,
                   shortdesc="rpc.statd state directory",
                   longdesc="Directory holding sm/, sm.bak/ and state. Empty: "

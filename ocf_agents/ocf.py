@@ -59,6 +59,34 @@ FALSE_WORDS = frozenset(("0", "no", "false", "off", "n", "nein", ""))
 _SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
+# Pacemaker keeps the first 128 characters of an exit reason (EXIT_REASON_MAX_LEN in
+# lib/services/services_linux.c); pcs status shows that. A reason should say what is
+# wrong within that, so a value quoted in it is shortened (shown()), and the shim cuts
+# any reason longer than EXIT_REASON_MAX in the middle, keeping its start (what) and
+# its end (why), so no input can make a reason (or its log line) of unbounded length.
+EXIT_REASON_MAX = 256
+SHOWN_MAX = 24
+
+
+def shown(value, limit=SHOWN_MAX):
+    """value quoted for a message: repr, shortened to limit characters with its length
+    said ('xxxxx...' (100000 characters)), so a huge value cannot drown the reason."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def bounded(text, limit=EXIT_REASON_MAX):
+    """text on one line, cut in the middle to at most about limit characters."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    tail = limit // 4
+    cut = f" [... {len(line) - (limit - tail)} of {len(line)} characters cut ...] "
+    return line[:limit - tail - len(cut)] + cut + line[-tail:]
+
+
 class OCFError(Exception):
     """Ends the action with ``code``; ``reason`` becomes the ocf-exit-reason."""
 
@@ -127,7 +155,7 @@ class Parameter:
             try:
                 value = int(raw.strip(), 10)
             except ValueError:
-                raise ValueError(f"{raw!r} is not an integer") from None
+                raise ValueError(f"{shown(raw)} is not an integer") from None
         elif self.type == "boolean":
             word = raw.strip().lower()
             if word in TRUE_WORDS:
@@ -135,7 +163,7 @@ class Parameter:
             elif word in FALSE_WORDS:
                 value = False
             else:
-                raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+                raise ValueError(f"{shown(raw)} is not a boolean (use true or false)")
         elif self.type == "time":
             value = parse_time(raw)
         else:
@@ -158,7 +186,7 @@ def parse_time(text):
     try:
         value = float(text) * factor
     except ValueError:
-        raise ValueError(f"{text!r} is not a time (e.g. 30, 30s, 2min, 500ms)") from None
+        raise ValueError(f"{shown(text)} is not a time (e.g. 30, 30s, 2min, 500ms)") from None
     if value < 0 or value != value or value == float("inf"):
         raise ValueError("must be a finite, non-negative time")
     return value
@@ -446,7 +474,7 @@ class Resource:
         degraded rather than failed (OCF_DEGRADED*), where an error would mislead.
         """
         prefix = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
-        line = " ".join(str(reason).split())
+        line = bounded(reason)
         try:
             sys.stderr.write(f"{prefix}{line}\n")
             sys.stderr.flush()

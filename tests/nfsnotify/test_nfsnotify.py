@@ -9,6 +9,7 @@ server name.
 """
 
 import os
+import subprocess
 
 import pytest
 
@@ -76,12 +77,56 @@ def test_unresolvable_source_host_is_named_in_the_reason(statd):
     ({"notify_args": "-d"}, "notify_args"),
     ({"notify_args": "-P /tmp"}, "notify_args"),
     ({"notify_args": "-m"}, "-m needs a number"),
+    # documented once, but sm-notify 2.6.2 has no -q: start would fail (issue 11, item 4)
+    ({"notify_args": "-q"}, "'-q' is not allowed: use only -f, -n, -m MINUTES and -p PORT"),
+    ({"notify_args": "-f -q -n"}, "'-q' is not allowed"),
     ({"statd_dir": "relative/dir"}, "statd_dir"),
+    ({"statd_dir": "/" + "a" * 5000}, "(5001 characters) is longer than a path can be"),
+    ({"source_host": "a..b"}, "'a..b' is not a host name: 253 characters at most"),
+    ({"source_host": "a" * 64 + ".example"}, "labels 1-63"),
 ])
 def test_bad_parameters_are_refused_with_a_reason(statd, params, words):
     result = statd.agent("validate-all", params)
     assert result.returncode == 6
     assert words in exit_reason(result)
+
+
+def test_every_allowed_notify_arg_is_one_the_installed_sm_notify_accepts(tmp_path):
+    from ocf_agents import nfsnotify
+    missing = str(tmp_path / "missing")
+    allowed = [[flag] for flag in sorted(nfsnotify._FLAG_OPTIONS)] + \
+        [[option, "1"] for option in sorted(nfsnotify._VALUE_OPTIONS)]
+    for args in allowed:
+        assert nfsnotify.parse_notify_args(" ".join(args)) == args
+        # A state directory that does not exist: sm-notify parses its options, then
+        # stops at the directory without notifying anyone.
+        result = subprocess.run(["sm-notify", *args, "-P", missing], text=True,
+                                capture_output=True, timeout=10)
+        assert "invalid option" not in result.stderr and "Failed to stat" in result.stderr, \
+            (args, result.stderr)
+    refused = subprocess.run(["sm-notify", "-q", "-P", missing], text=True,
+                             capture_output=True, timeout=10)
+    assert "invalid option -- 'q'" in refused.stderr
+
+
+def test_start_with_allowed_notify_args_notifies(statd):
+    statd.add_client("127.0.0.2")
+    params = {"source_host": "10.213.0.241", "notify_args": "-n -m 1"}
+    result = statd.agent("start", params)
+    assert result.returncode == 0, result.stderr
+    assert statd.notifications(expect=1) == ["nfs-vip1"]
+
+
+def test_a_huge_source_host_is_refused_with_a_short_reason(statd):
+    # issue 11: a 5,000-character source_host ended in "start failed unexpectedly:
+    # UnicodeError" (the resolver refuses a name longer than DNS allows)
+    for action in ("validate-all", "start"):
+        result = statd.agent(action, {"source_host": "a" * 5000})
+        assert result.returncode == 6, result.stderr
+        reason = exit_reason(result)
+        assert len(reason) <= 128, reason
+        assert "'aaaa" in reason and "(5000 characters) is not a host name" in reason
+        assert "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_stop_is_idempotent_and_monitor_then_reports_not_running(statd):

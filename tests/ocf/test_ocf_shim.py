@@ -381,3 +381,26 @@ def test_pacemaker_tools_list_and_describe_the_installed_agents():
     assert '<resource-agent name="nfsexport"' in result.stdout
     assert "ocf:pyha:nfsnotify - Sends NFSv3 reboot notifications" in result.stdout
     assert "source_host:" in result.stdout
+
+
+def test_exit_reasons_are_bounded_and_keep_their_start_and_end(monkeypatch, capsys):
+    # issue 11: a 100,000-character value gave a 100,059-character exit reason
+    def handler(res):
+        raise OCFError(1, "cannot frobnicate " + "y" * 100000 + " because the disk is full")
+    code, out = run_toy(monkeypatch, capsys, ["start"], toy_agent(handler=handler),
+                        OCF_RESKEY_name="n")
+    reason = exit_reason(out)
+    assert code == 1
+    assert len(reason) <= ocf.EXIT_REASON_MAX
+    assert reason.startswith("cannot frobnicate yyy")
+    assert reason.endswith("yyy because the disk is full")
+    assert "characters cut" in reason
+
+
+def test_a_huge_parameter_value_is_shown_shortened_with_its_length(monkeypatch, capsys):
+    code, out = run_toy(monkeypatch, capsys, ["validate-all"], OCF_RESKEY_name="n",
+                        OCF_RESKEY_count="9" * 99999 + "x")
+    reason = exit_reason(out)
+    assert code == 6
+    assert reason == ("parameter count: '" + "9" * ocf.SHOWN_MAX + "'... (100000 characters) "
+                      "is not an integer")
