@@ -72,6 +72,7 @@ class Cluster:
             "nodes": len(self.nodes), "token_ms": self.token_ms,
             "consensus_ms": self.consensus_ms,
             "clients": [c.name for c in self.clients], "stack": self.stack,
+            "backend": self.backend,
             "setup": self.setup, "client_setup": self.client_setup,
         }, indent=1))
 

@@ -248,14 +248,6 @@ class VmCluster(Cluster):
                 machine.create(kernel, accel)
             self.save()
 
-    def save(self):
-        super().save()
-        import json
-        path = self.state_file
-        data = json.loads(path.read_text())
-        data["backend"] = self.backend
-        path.write_text(json.dumps(data, indent=1))
-
     def _seed_cib_text(self):
         with tempfile.TemporaryDirectory() as tmp:
             cib = Path(tmp) / "cib.xml"
@@ -340,9 +332,10 @@ class VmCluster(Cluster):
                  input=ET.tostring(config, encoding="unicode"), quiet=True)
 
     def pcs(self, *args, via=None, check=True, timeout=120):
-        if args[:2] == ("resource", "cleanup"):
+        if args[:2] == ("resource", "cleanup"):   # needs the live cluster, not a file
             node = via or self.any_node()
-            return node.run(["crm_resource", "--cleanup", *args[2:]], check=check,
+            which = ["--resource", args[2]] if len(args) > 2 else []
+            return node.run(["crm_resource", "--cleanup", *which], check=check,
                             timeout=timeout)
         with tempfile.TemporaryDirectory(prefix="pyha-lab-cib-") as tmp:
             cib = Path(tmp) / "cib.xml"
