@@ -131,13 +131,13 @@ OPS = {"run": do_run, "spawn": do_spawn, "read": do_read, "write": do_write, "pi
 
 
 def handle(line):
+    req = {}
     try:
         req = json.loads(line)
         reply = OPS[req["op"]](req)
     except Exception as exc:   # a bad request must never end the agent
-        req = req if isinstance(locals().get("req"), dict) else {}
         reply = {"error": f"{type(exc).__name__}: {exc}"}
-    reply["id"] = req.get("id")
+    reply["id"] = req.get("id") if isinstance(req, dict) else None
     return (json.dumps(reply) + "\n").encode()
 
 
