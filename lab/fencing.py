@@ -25,51 +25,14 @@ from . import LAB_DIR, REPO_ROOT
 AGENT_NAME = "fence_pyha_lab"
 AGENT_PATH = Path("/usr/sbin") / AGENT_NAME
 
-METADATA = """<?xml version="1.0" ?>
-<resource-agent name="fence_pyha_lab" shortdesc="Fence agent for the pyha lab cluster">
-<longdesc>Powers off a node of the ocf-agents lab (a set of namespaces on one machine): takes its network link down and SIGKILLs every process of its mount namespace, which is what a crash does. The power switch is reachable only from nodes whose own link has carrier.</longdesc>
-<vendor-url>https://github.com/ocf-agents</vendor-url>
-<parameters>
-	<parameter name="action" unique="0" required="1">
-		<getopt mixed="-o, --action=[action]" />
-		<content type="string" default="reboot"  />
-		<shortdesc lang="en">Fencing action</shortdesc>
-	</parameter>
-	<parameter name="plug" unique="0" required="1" obsoletes="port">
-		<getopt mixed="-n, --plug=[id]" />
-		<content type="string"  />
-		<shortdesc lang="en">Name of the lab node to act on</shortdesc>
-	</parameter>
-	<parameter name="port" unique="0" required="1" deprecated="1">
-		<getopt mixed="-n, --plug=[id]" />
-		<content type="string"  />
-		<shortdesc lang="en">Name of the lab node to act on</shortdesc>
-	</parameter>
-	<parameter name="lab_dir" unique="0" required="0">
-		<getopt mixed="--lab-dir=[dir]" />
-		<content type="string" default="/var/lib/pyha-lab"  />
-		<shortdesc lang="en">State directory of the lab (holds each node's holder.pid)</shortdesc>
-	</parameter>
-	<parameter name="verbose" unique="0" required="0">
-		<getopt mixed="-v, --verbose" />
-		<content type="boolean"  />
-		<shortdesc lang="en">Verbose mode</shortdesc>
-	</parameter>
-</parameters>
-<actions>
-	<action name="on" automatic="0"/>
-	<action name="off" />
-	<action name="reboot" />
-	<action name="status" />
-	<action name="list" />
-	<action name="list-status" />
-	<action name="monitor" />
-	<action name="metadata" />
-	<action name="manpage" />
-	<action name="validate-all" />
-</actions>
-</resource-agent>
-"""
+METADATA = fence_protocol.metadata(
+    AGENT_NAME, "Fence agent for the pyha lab cluster",
+    "Powers off a node of the ocf-agents lab (a set of namespaces on one machine): takes "
+    "its network link down and SIGKILLs every process of its mount namespace, which is "
+    "what a crash does. The power switch is reachable only from nodes whose own link has "
+    "carrier.", "Name of the lab node to act on",
+    [("lab_dir", "--lab-dir=[dir]", "string", "/var/lib/pyha-lab",
+      "State directory of the lab (holds each node's holder.pid)")])
 
 EC_OK, EC_ERROR, EC_OFF = 0, 1, 2
 

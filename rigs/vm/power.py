@@ -24,61 +24,16 @@ from rigs import fence_protocol
 PORT = 1229
 AGENT_NAME = "fence_pyha_qemu"
 
-METADATA = """<?xml version="1.0" ?>
-<resource-agent name="fence_pyha_qemu" shortdesc="Fence agent for the pyha lab's qemu VMs">
-<longdesc>Powers a VM of the ocf-agents lab off, on or through a reboot by asking the lab's power switch on the lab network. Power off is a SIGKILL of the VM's qemu process: exactly a power loss. A node whose network cable is cut cannot reach the switch.</longdesc>
-<vendor-url>https://github.com/ocf-agents</vendor-url>
-<parameters>
-	<parameter name="action" unique="0" required="1">
-		<getopt mixed="-o, --action=[action]" />
-		<content type="string" default="reboot"  />
-		<shortdesc lang="en">Fencing action</shortdesc>
-	</parameter>
-	<parameter name="plug" unique="0" required="1" obsoletes="port">
-		<getopt mixed="-n, --plug=[id]" />
-		<content type="string"  />
-		<shortdesc lang="en">Name of the VM to act on</shortdesc>
-	</parameter>
-	<parameter name="port" unique="0" required="0" deprecated="1">
-		<getopt mixed="-n, --plug=[id]" />
-		<content type="string"  />
-		<shortdesc lang="en">Name of the VM to act on</shortdesc>
-	</parameter>
-	<parameter name="ipaddr" unique="0" required="0">
-		<getopt mixed="-a, --ip=[ip]" />
-		<content type="string" default="10.213.0.254" />
-		<shortdesc lang="en">Address of the power switch</shortdesc>
-	</parameter>
-	<parameter name="ipport" unique="0" required="0">
-		<getopt mixed="-u, --ipport=[port]" />
-		<content type="integer" default="1229" />
-		<shortdesc lang="en">TCP port of the power switch</shortdesc>
-	</parameter>
-	<parameter name="password" unique="0" required="0">
-		<getopt mixed="-p, --password=[password]" />
-		<content type="string" />
-		<shortdesc lang="en">Password of the power switch</shortdesc>
-	</parameter>
-	<parameter name="verbose" unique="0" required="0">
-		<getopt mixed="-v, --verbose" />
-		<content type="boolean"  />
-		<shortdesc lang="en">Verbose mode</shortdesc>
-	</parameter>
-</parameters>
-<actions>
-	<action name="on" automatic="0"/>
-	<action name="off" />
-	<action name="reboot" />
-	<action name="status" />
-	<action name="list" />
-	<action name="list-status" />
-	<action name="monitor" />
-	<action name="metadata" />
-	<action name="manpage" />
-	<action name="validate-all" />
-</actions>
-</resource-agent>
-"""
+METADATA = fence_protocol.metadata(
+    AGENT_NAME, "Fence agent for the pyha lab's qemu VMs",
+    "Powers a VM of the ocf-agents lab off, on or through a reboot by asking the lab's "
+    "power switch on the lab network. Power off is a SIGKILL of the VM's qemu process: "
+    "exactly a power loss. A node whose network cable is cut cannot reach the switch.",
+    "Name of the VM to act on",
+    [("ipaddr", "-a, --ip=[ip]", "string", "10.213.0.254", "Address of the power switch"),
+     ("ipport", "-u, --ipport=[port]", "integer", "1229", "TCP port of the power switch"),
+     ("password", "-p, --password=[password]", "string", None,
+      "Password of the power switch")])
 
 EC_OK, EC_ERROR, EC_OFF = 0, 1, 2
 ACTIONS = ("on", "off", "reboot", "status", "list")
