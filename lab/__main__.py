@@ -22,10 +22,11 @@ from .stacks import STACKS
 from .util import LabError, say
 
 
-def new_cluster(backend, lab_dir, nodes, token):
+def new_cluster(backend, lab_dir, nodes, token, stack=None):
     if backend == "vm":
         from .vm import VmCluster
-        return VmCluster(nodes, lab_dir, token_ms=token)
+        clients = stack.vm_clients if stack is not None else ("client",)
+        return VmCluster(nodes, lab_dir, token_ms=token, clients=clients)
     return Cluster(nodes, lab_dir, token_ms=token or 1000)
 
 
@@ -33,8 +34,8 @@ def bring_up(lab_dir, nodes=2, stack_name=None, token=1000, backend="ns"):
     """Create, start, fence and configure; returns (cluster, stack)."""
     if Cluster.load(lab_dir):
         raise LabError(f"a lab exists in {lab_dir}; run `python3 -m lab down` first")
-    cluster = new_cluster(backend, lab_dir, nodes, token)
     stack = STACKS[stack_name]() if stack_name else None
+    cluster = new_cluster(backend, lab_dir, nodes, token, stack)
     build(cluster, stack)
     say("lab is up: " + " ".join(f"{n.name}={n.address}" for n in cluster.nodes)
         + (f", stack {stack_name}" if stack_name else ""))
@@ -111,6 +112,47 @@ def cmd_measure(args):
     print(table(results))
 
 
+def cmd_clients(args):
+    """What NFS applications see: a fresh VM lab per stack, each scenario with a writer
+    and lock holders on two client VMs."""
+    from .scenarios import CLIENT_TABLE_HEADER, run_client_scenario
+    rows = []
+    for stack_name in args.stacks:
+        if Cluster.load(args.lab_dir):
+            Cluster.load(args.lab_dir).destroy()
+        cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token, "vm")
+        try:
+            for name in args.scenarios:
+                seen = run_client_scenario(cluster, stack, name)
+                rows.append(seen)
+                say(seen.row())
+                if seen.client_log:
+                    say(f"client 1's kernel log (lockd):\n{seen.client_log}")
+        finally:
+            if not args.keep:
+                cluster.destroy()
+    print(f"\nwrites = longest wait of client 1's append+fsync; locks = longest wait of "
+          f"client 2 for a new lock; lock = client 1's lock held across the failure; "
+          f"lost = acknowledged lines missing (s; floor {cluster.floor_s:.1f} s)")
+    print(CLIENT_TABLE_HEADER)
+    print("\n".join(r.row() for r in rows))
+
+
+def cmd_cycle(args):
+    """Failover back and forth on the running lab (standby), checking the data, the
+    mount list (showmount -a) and rmtab's size after each."""
+    cluster = loaded(args.lab_dir)
+    stack = STACKS[cluster.stack]()
+    results = []
+    for i in range(args.count):
+        results.append(run_scenario(cluster, stack, args.scenario))
+        node = cluster.node(results[-1].new_node)
+        rmtab = node.run(["cat", "/var/lib/nfs/rmtab"], quiet=True).stdout
+        say(f"failover {i + 1}/{args.count}: {results[-1].failed_node} -> {node.name}, "
+            f"rmtab {len(rmtab.splitlines())} lines")
+    print(table(results))
+
+
 def cmd_demo(args):
     installed = ensure_packages(with_vm=args.backend == "vm")
     if installed:
@@ -184,6 +226,18 @@ def main(argv=None):
     p.add_argument("--keep", action="store_true", help="leave the last lab up")
     p.add_argument("stacks", nargs="*", default=["nfs"])
     p.set_defaults(func=cmd_measure)
+    p = sub.add_parser("clients", help="NFS clients' view of failures (fresh VM lab per "
+                                       "stack): writer, lock holder, second locker")
+    p.add_argument("--token", type=int, default=None)
+    p.add_argument("--keep", action="store_true", help="leave the last lab up")
+    p.add_argument("--scenarios", nargs="+", default=["crash"], choices=sorted(SCENARIOS))
+    p.add_argument("stacks", nargs="*", default=["nfs", "nfs-ra"])
+    p.set_defaults(func=cmd_clients)
+    p = sub.add_parser("cycle", help="fail over COUNT times on the running lab, checking "
+                                     "data and client lists each time")
+    p.add_argument("--count", type=int, default=20)
+    p.add_argument("--scenario", default="standby", choices=sorted(SCENARIOS))
+    p.set_defaults(func=cmd_cycle)
     sub.add_parser("down", help="remove everything the lab made").set_defaults(func=cmd_down)
     sub.add_parser("status", help="nodes and crm_mon").set_defaults(func=cmd_status)
     p = sub.add_parser("run", help="run a command on a node")

@@ -143,9 +143,96 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
         with step(f"[{stack.name}/{name}] recovering {active.name}", cluster.explain):
             t1 = time.monotonic()
             recover_fn(cluster, stack, active)
+            # A rebooted VM probes every resource and resyncs under emulation: 80 s seen.
             wait_for(lambda: stack.rejoined_ok(cluster, active) and not failures(cluster),
-                     90, f"{active.name} to rejoin as standby, no failed actions left")
+                     max(90, timeout), f"{active.name} to rejoin as standby, no failed "
+                     "actions left")
             result.rejoin_s = time.monotonic() - t1
             say(f"[{stack.name}/{name}] {active.name} rejoined in {result.rejoin_s:.1f}s")
             stack.check_data(cluster, new)
     return result
+
+
+# ---- what NFS applications see across a failover ----------------------------
+@dataclass
+class ClientResult:
+    """What two NFS client VMs saw while `scenario` ran (times from the clients' clocks)."""
+    scenario: Result
+    write_error: str            # the writer's I/O error ("" = none)
+    acknowledged: int           # lines whose fsync returned
+    lost: list                  # acknowledged line numbers missing on the new node
+    writes_resumed_s: float     # the writer's longest wait for one write + fsync
+    new_locks_after_s: float    # longest wait for a new lock (client 2)
+    lock_kept: bool             # client 2 refused while client 1 holds its lock
+    lock_released: bool         # ... and granted once client 1 let go
+    client_log: str             # client 1's lockd complaints (kernel log)
+
+    def row(self):
+        return (f"{self.scenario.stack:9} {self.scenario.scenario:9} "
+                f"{self.writes_resumed_s:8.1f} {self.new_locks_after_s:8.1f} "
+                f"{'yes' if self.lock_kept else 'LOST':>6} {len(self.lost):5} "
+                f"{'none' if not self.write_error else 'ERROR':>6}")
+
+
+CLIENT_TABLE_HEADER = (f"{'stack':9} {'scenario':9} {'writes':>8} {'locks':>8} "
+                       f"{'lock':>6} {'lost':>5} {'errors':>6}")
+
+
+def _read_json(machine, path):
+    import json
+    return json.loads(machine.run(["cat", path], quiet=True).stdout)
+
+
+def run_client_scenario(cluster, stack, name, timeout=180):
+    """run_scenario with applications on two client VMs: client 1 appends and fsyncs
+    continuously and holds a POSIX lock, client 2 takes new locks in a loop. Afterwards:
+    the writer's errors and lost lines, whether client 1 still holds its lock (client 2
+    refused) and client 2 gets it once client 1 lets go."""
+    from rigs import nfs_client
+    client1, client2 = cluster.clients[:2]
+    mnt = stack.client_mnt
+    for client in (client1, client2):
+        client.run(["rm", "-f", "/tmp/ack", "/tmp/err", "/tmp/holder", "/tmp/probe"])
+    tag = int(time.time())
+    written, locked = f"{mnt}/writer-{tag}.log", f"{mnt}/locked-{tag}"
+    with step(f"[{stack.name}/{name}] client 1 writes and holds a lock, client 2 locks",
+              cluster.explain):
+        client1.spawn(nfs_client.writer_argv(written, "/tmp/ack", "/tmp/err"))
+        client1.spawn(nfs_client.holder_argv(locked, "/tmp/holder"))
+        wait_for(lambda: client1.run(["test", "-s", "/tmp/holder"], check=False,
+                                     quiet=True).returncode == 0, 60, "client 1's lock")
+        refused = client2.run(nfs_client.try_lock_argv(locked), check=False).returncode
+        if refused != 1:
+            raise LabError(f"client 2 got client 1's lock before the failure ({refused})")
+        client2.spawn(nfs_client.lock_probe_argv(f"{mnt}/probe-{tag}", "/tmp/probe"))
+        wait_for(lambda: _read_json(client1, "/tmp/ack")["n"] > 20, 60, "the first writes")
+    result = run_scenario(cluster, stack, name, timeout=timeout)
+    with step(f"[{stack.name}/{name}] what the clients saw", cluster.explain):
+        error = client1.run(["cat", "/tmp/err"], check=False, quiet=True).stdout.strip()
+        if not error:
+            before = _read_json(client1, "/tmp/ack")["n"]
+            wait_for(lambda: _read_json(client1, "/tmp/ack")["n"] > before + 5, 60,
+                     "the writer going on")
+        kept = client2.run(nfs_client.try_lock_argv(locked), check=False).returncode == 1
+        kernel = client1.run(["dmesg"], quiet=True).stdout
+        complaints = "\n".join(x for x in kernel.splitlines() if "lockd" in x)
+        holder = client1.run(["cat", "/tmp/holder"], quiet=True).stdout.strip()
+        client1.run(["kill", holder])
+        try:
+            released = wait_for(lambda: client2.run(nfs_client.try_lock_argv(locked),
+                                                    check=False).returncode == 0,
+                                60, "client 2 to get the lock")
+        except LabError:
+            released = False
+        ack = _read_json(client1, "/tmp/ack")
+        client1.run(["kill", str(ack["pid"])], check=False)
+        ack = _read_json(client1, "/tmp/ack")
+        probe = _read_json(client2, "/tmp/probe")
+        client2.run(["kill", str(probe["pid"])], check=False)
+        lines = set(nfs_client.decode_written(
+            client1.run(["cat", written], quiet=True, timeout=60).stdout))
+        lost = [n for n in range(1, ack["n"] + 1) if n not in lines]
+    return ClientResult(result, error, ack["n"], lost,
+                        max([g[1] for g in ack["gaps"]] or [0.0]),
+                        max([g[1] for g in probe["gaps"]] or [0.0]),
+                        kept, released, complaints)

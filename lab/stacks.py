@@ -25,6 +25,7 @@ class Stack:
     promotable = None           # primitive id of the promotable clone, if any
     # The failure scenarios that apply (kill9 needs a service process).
     scenarios = ("standby", "kill9", "crash", "linkdown")
+    vm_clients = ("client",)    # client VMs the stack wants on the VM backend
 
     def prepare(self, cluster):
         """Before the cluster starts: what every node needs (cluster.setup)."""
@@ -273,7 +274,8 @@ class DrbdStack(DrbdMixin, Stack):
 
 
 class NfsDrbdStack(DrbdMixin, Stack):
-    """pcs-examples/nfs-drbd.sh: DRBD -> ext4 -> VIP -> nfsexport -> nfsnotify."""
+    """pcs-examples/nfs-drbd.sh: DRBD -> ext4 -> nfsserver (VMs) -> nfsexport -> VIP ->
+    nfsnotify."""
 
     name = "nfs"
     promotable = "nfs-drbd"
@@ -282,7 +284,11 @@ class NfsDrbdStack(DrbdMixin, Stack):
     mountpoint = "/srv/nfs"
     export_dir = "/srv/nfs/export"
 
-    client_mnt = "/mnt/nfs"     # the NFS mount on the client VM (VM backend)
+    client_mnt = "/mnt/nfs"     # the NFS mount on the client VMs (VM backend)
+    vm_clients = ("client", "client2")   # a writer and lock holder, a second locker
+    # nfsd's grace and lease on the VMs. It must outlast nfsserver's start -> nfsnotify
+    # (exports, VIP, notify): ~12 s under emulation with 4 VMs, so 10 s lost locks there.
+    grace = 30
 
     def __init__(self):
         self.written = {}   # file name -> sha256
@@ -291,12 +297,9 @@ class NfsDrbdStack(DrbdMixin, Stack):
     def prepare(self, cluster):
         self.prepare_drbd(cluster)
         if cluster.backend == "vm":
-            # The kernel's NFS server, started at boot by systemd on both nodes (the
-            # agents export and notify; nothing manages nfsd itself yet).  Short grace
-            # and lease: the lab fails over often.
-            cluster.setup["units"] = ["rpc-statd", "nfs-server"]
-            cluster.setup["files"]["/etc/nfs.conf.d/pyha-lab.conf"] = {
-                "text": "[nfsd]\ngrace-time=10\nlease-time=10\n"}
+            # The kernel's NFS server is the cluster's (ocf:pyha:nfsserver): nothing
+            # NFS starts at boot (rpcbind is socket-activated).
+            cluster.setup["units"] = []
             cluster.save()
             return
         # The NFS server's own services, started at boot like systemd would.
@@ -315,32 +318,39 @@ class NfsDrbdStack(DrbdMixin, Stack):
             node.run(["env", f"NODES={cluster.nodes[0].name} {cluster.nodes[1].name}",
                       f"DRBD_RESOURCE={self.drbd_resource}", f"DRBD_DEVICE={self.drbd_device}",
                       f"MOUNTPOINT={self.mountpoint}", f"EXPORT_DIR={self.export_dir}",
-                      f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes", "bash", script],
+                      f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes",
+                      # no kernel nfsd in the namespace lab: statd runs from boot
+                      "MANAGE_NFS_SERVER=no", "bash", script],
                      timeout=180)
         with step("waiting for the NFS service", cluster.explain):
             self.wait_active(cluster, timeout=90)
 
-    def configure_vm(self, cluster):
-        """Real DRBD, the stack pushed from the host, a kernel NFS client mounting
-        through the floating address."""
-        self.init_real_drbd(cluster, self.mountpoint, subdirs=["export"])
-        script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
-        with step(f"configuring the NFS stack with {script.name}", cluster.explain):
-            cluster.run_pcs_script(script, {
-                "NODES": f"{cluster.nodes[0].name} {cluster.nodes[1].name}",
+    vm_script = REPO_ROOT / "pcs-examples" / "nfs-drbd.sh"
+
+    def vm_script_variables(self, cluster):
+        return {"NODES": f"{cluster.nodes[0].name} {cluster.nodes[1].name}",
                 "DRBD_RESOURCE": self.drbd_resource, "DRBD_DEVICE": self.drbd_device,
                 "MOUNTPOINT": self.mountpoint, "EXPORT_DIR": self.export_dir,
-                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no"})
+                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no",
+                "GRACE": str(self.grace), "LEASE": str(self.grace)}
+
+    def configure_vm(self, cluster):
+        """Real DRBD, the stack pushed from the host, kernel NFS clients mounting
+        through the floating address."""
+        self.init_real_drbd(cluster, self.mountpoint, subdirs=["export"])
+        script = self.vm_script
+        with step(f"configuring the NFS stack with {script.name}", cluster.explain):
+            cluster.run_pcs_script(script, self.vm_script_variables(cluster))
         with step("waiting for the NFS service", cluster.explain):
             self.wait_active(cluster, timeout=120)
-        client = cluster.clients[0]
-        with step(f"mounting {self.vip}:{self.export_dir} on {client.name} (NFSv3, hard)",
-                  cluster.explain):
-            client.run(["mkdir", "-p", self.client_mnt])
-            client.run(["mount", "-t", "nfs", "-o", "vers=3,hard,timeo=20",
-                        f"{self.vip}:{self.export_dir}", self.client_mnt], timeout=60)
-            client.run(["sh", "-c", f"echo ok > {self.client_mnt}/.probe && sync"],
-                       timeout=60)
+        for client in cluster.clients:
+            with step(f"mounting {self.vip}:{self.export_dir} on {client.name} (NFSv3, hard)",
+                      cluster.explain):
+                client.run(["mkdir", "-p", self.client_mnt])
+                client.run(["mount", "-t", "nfs", "-o", "vers=3,hard,timeo=20",
+                            f"{self.vip}:{self.export_dir}", self.client_mnt], timeout=60)
+        cluster.clients[0].run(["sh", "-c", f"echo ok > {self.client_mnt}/.probe && sync"],
+                               timeout=60)
 
     def client_mounted(self, cluster):
         client = cluster.clients[0] if cluster.backend == "vm" and cluster.clients else None
@@ -351,8 +361,9 @@ class NfsDrbdStack(DrbdMixin, Stack):
 
     def active_node(self, cluster, via=None):
         promoted = cluster.where("nfs-drbd", "Promoted", via=via)
-        places = [cluster.where(r, via=via) for r in ("nfs-fs", "nfs-vip", "nfs-export",
-                                                       "nfs-notify")]
+        members = ("nfs-fs", "nfs-vip", "nfs-export", "nfs-notify") + \
+            (("nfs-server",) if cluster.backend == "vm" else ())
+        places = [cluster.where(r, via=via) for r in members]
         if len(promoted) == 1 and all(p == promoted for p in places):
             return promoted[0]
         return None
@@ -438,6 +449,7 @@ class NfsDrbdStack(DrbdMixin, Stack):
             missing = [p for p in self.rmtab if p not in rmtab]
             if missing:
                 raise LabError(f"rmtab entries lost on {node.name}: {missing}", rmtab)
+            self.check_mount_list(cluster, client, rmtab)
             return
         for name, digest in self.written.items():
             proc = node.run(["sha256sum", f"{self.export_dir}/{name}"], check=False, quiet=True)
@@ -449,10 +461,42 @@ class NfsDrbdStack(DrbdMixin, Stack):
         if missing:
             raise LabError(f"rmtab entries lost on {node.name}: {missing}")
 
+    def check_mount_list(self, cluster, client, rmtab):
+        """showmount -a through the floating address lists exactly the client VMs
+        (each mounted once), and rmtab holds one line per client: no client lost, none
+        duplicated, however many failovers came before."""
+        wanted = sorted(f"{c.address}:{self.export_dir}" for c in cluster.clients)
+        shown = client.run(["showmount", "--no-headers", "-a", self.vip], quiet=True,
+                           timeout=60).stdout.split()
+        if sorted(shown) != wanted:
+            raise LabError(f"showmount -a {self.vip} lists {shown}, not {wanted}")
+        lines = [x for x in rmtab.splitlines() if x.strip()]
+        if len(lines) != len(cluster.clients):
+            raise LabError(f"rmtab has {len(lines)} lines for {len(cluster.clients)} "
+                           "mounted clients", rmtab)
+
     def rejoined_ok(self, cluster, node):
         if node.name not in cluster.where("nfs-drbd", "Unpromoted"):
             return False
         return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
+
+
+class NfsResourceAgentsStack(NfsDrbdStack):
+    """The published resource-agents recipe (lab/nfs-resource-agents.sh: linbit:drbd,
+    Filesystem, heartbeat nfsserver with nfs_shared_infodir, exportfs, IPaddr2, heartbeat
+    nfsnotify) on the VMs, to compare with nfs-drbd.sh under the same failures. Grace and
+    lease are set as its users set them, in /etc/nfs.conf.d, to the same values."""
+
+    name = "nfs-ra"
+    vm_script = Path(__file__).resolve().parent / "nfs-resource-agents.sh"
+
+    def prepare(self, cluster):
+        if cluster.backend != "vm":
+            raise LabError("the resource-agents recipe needs kernel nfsd: use --backend vm")
+        super().prepare(cluster)
+        cluster.setup["files"]["/etc/nfs.conf.d/pyha-lab.conf"] = {
+            "text": f"[nfsd]\ngrace-time={self.grace}\nlease-time={self.grace}\n"}
+        cluster.save()
 
 
 class MfsDrbdStack(DrbdMixin, Stack):
@@ -623,4 +667,5 @@ class MfsDrbdStack(DrbdMixin, Stack):
 
 
 STACKS = {"stateful": StatefulStack, "drbd": DrbdStack, "nfs": NfsDrbdStack,
+          "nfs-ra": NfsResourceAgentsStack,
           "mfs": MfsDrbdStack}

@@ -14,7 +14,7 @@ import os
 import sys
 
 PROVIDER = "pyha"
-AGENTS = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
+AGENTS = ("nfsserver", "nfsexport", "nfsnotify", "drbd", "mfsmaster")
 MARKER = "# installed by ocf_agents"
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,6 +19,7 @@ restart notifies again.
 import os
 import time
 
+from ocf_agents.nfsd import net_namespace, pids_named, process_name, read_proc
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
     Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
@@ -77,6 +78,12 @@ def parse_notify_args(value):
     return args
 
 
+def parse_notify_wait(value):
+    if value > 3600:
+        raise ValueError(f"{value:g} s is more than an hour: start would wait that long")
+    return value
+
+
 def parse_statd_dir(value):
     if value and (not value.startswith("/") or "/../" in value + "/"):
         raise ValueError(f"{shown(value)} is not an absolute path")
@@ -86,30 +93,8 @@ def parse_statd_dir(value):
 
 
 # --- processes, without forking ----------------------------------------------------
-def process_name(pid):
-    return (read_file(f"/proc/{pid}/comm", "") or "").strip()
-
-
-def pids_named(name):
-    """Processes called name serving this node: several nodes (containers,
-    test labs) may share one PID namespace but each has its own network."""
-    own_net = _net_namespace("self")
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and process_name(entry) == name and _net_namespace(entry) == own_net:
-            found.append(int(entry))
-    return found
-
-
 def is_local_statd(pid):
-    return process_name(pid) == "rpc.statd" and _net_namespace(pid) == _net_namespace("self")
-
-
-def _net_namespace(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
+    return process_name(pid) == "rpc.statd" and net_namespace(pid) == net_namespace("self")
 
 
 def statd_pid():
@@ -268,6 +253,14 @@ def start(res):
 
 
 def notify(res, host, state_dir):
+    """Run sm-notify from state_dir and follow it: it removes each client's record from
+    sm.bak/ once the client acknowledged, so what is left there was not reached."""
+    clients = set(records(state_dir, "sm")) | set(records(state_dir, "sm.bak"))
+    as_host = f" as {host}" if host else ""
+    if not clients:
+        # Nothing to send; sm-notify still runs, as it ends lockd's grace period early
+        # when no client can reclaim (nfs-utils' nsm_lift_grace_period).
+        res.log.notice(f"no NFSv3 client held locks on this server: nobody to notify{as_host}")
     argv = ["sm-notify", "-f"] + res.params.notify_args
     if host:
         argv += ["-v", host]
@@ -276,7 +269,79 @@ def notify(res, host, state_dir):
     if result.rc != 0:
         raise OCFError(ERR_GENERIC, f"sm-notify{' for ' + host if host else ''} failed: "
                                     f"{(result.err or result.out).strip() or result.rc}")
-    res.log.info(f"sent reboot notifications{' as ' + host if host else ''} from {state_dir}")
+    if not clients:
+        return
+    check_grace_left(res)
+    deadline = time.monotonic() + min(res.params.notify_wait, max(0.0, res.time_left() - 3))
+    while True:
+        # Whether it still runs first, then what is left: a run that ends in between has
+        # already removed the records of the clients it reached.
+        retrying = any(sm_notify_dir(pid) == state_dir for pid in pids_named("sm-notify"))
+        left = set(records(state_dir, "sm.bak")) & clients
+        if not left or not retrying or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    reached = sorted(clients - left)
+    if left and not retrying and not reached:
+        raise OCFError(ERR_GENERIC, f"sm-notify{as_host} reached none of the {len(clients)} "
+                       f"NFSv3 clients ({names(left)}) and gave up: they cannot reclaim their "
+                       "locks (see sm-notify in the system log)")
+    if left:
+        res.log.warning(f"not reached yet{as_host}: {names(left)}; "
+                        + ("sm-notify keeps trying (15 minutes by default)" if retrying else
+                           "sm-notify gave up on them"))
+    res.log.info(f"sent reboot notifications{as_host} from {state_dir}: {len(reached)} of "
+                 f"{len(clients)} clients acknowledged ({names(reached) or 'none yet'})")
+
+
+def read_lock_grace():
+    """(grace seconds, seconds since lockd started) of the kernel's lockd, or None.
+
+    lockd starts its grace period when it starts (with nfsd); fs.nfs.nlm_grace_period
+    (0: five times nlm_timeout) is its length."""
+    pids = pids_named("lockd")
+    grace = read_proc("/proc/sys/fs/nfs/nlm_grace_period").strip()
+    stat = read_proc(f"/proc/{pids[0]}/stat") if pids else ""
+    uptime = read_proc("/proc/uptime").split()
+    try:
+        started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        seconds = int(grace)
+        if seconds == 0:
+            seconds = 5 * int(read_proc("/proc/sys/fs/nfs/nlm_timeout").strip())
+        return seconds, float(uptime[0]) - started
+    except (IndexError, ValueError, OSError):
+        return None
+
+
+def check_grace_left(res):
+    """Clients reclaim when notified: the server must still be in its grace period, or
+    the kernel refuses every reclaim ("spurious grace period reject" on the clients)."""
+    grace = read_lock_grace()
+    if grace is None:
+        return
+    length, elapsed = grace
+    if elapsed > length:
+        res.log.error(f"the NFS server's lock grace period ({length} s) ended "
+                      f"{elapsed - length:.0f} s before this notification: the clients' lock "
+                      f"reclaims will be refused and their locks lost. Make the grace period "
+                      f"longer than {elapsed:.0f} s (ocf:pyha:nfsserver grace_time), or the "
+                      "resources between the NFS server and this one faster")
+    elif length - elapsed < 3:
+        res.log.warning(f"only {length - elapsed:.1f} s of the NFS server's {length} s lock "
+                        "grace period left for the clients' reclaims")
+
+
+def records(state_dir, name):
+    try:
+        return [n for n in os.listdir(os.path.join(state_dir, name)) if not n.startswith(".")]
+    except OSError:
+        return []
+
+
+def names(hosts, limit=5):
+    hosts = sorted(hosts)
+    shown_hosts = ", ".join(shown(h, 40) if len(h) > 40 else h for h in hosts[:limit])
+    return shown_hosts + (f" and {len(hosts) - limit} more" if len(hosts) > limit else "")
 
 
 def backup_dir(res, directory):
@@ -356,6 +421,13 @@ rpc.statd itself is the NFS server's job.
                            "update the NSM state number), -m MINUTES (retry time) and -p PORT "
                            "(source port): what sm-notify accepts (nfs-utils 2.6.2 has no -q). "
                            "-f is always used."),
+        Parameter("notify_wait", type="time", default="10", check=parse_notify_wait,
+                  shortdesc="How long start follows sm-notify (seconds)",
+                  longdesc="Start waits up to this long for every client to acknowledge its "
+                           "notification, and reports who did; clients not reached by then "
+                           "are left to sm-notify's own retries (logged as a warning). Start "
+                           "fails when sm-notify gave up without reaching any client. 0: do "
+                           "not wait."),
         Parameter("statd_dir", default="", check=parse_statd_dir,
                   shortdesc="rpc.statd state directory",
                   longdesc="Directory holding sm/, sm.bak/ and state. Empty: "

@@ -1,8 +1,10 @@
 #!/bin/bash
 # HA NFS on DRBD with pcs: a DRBD promotable clone, an ext4 filesystem on the
-# Primary, a floating IP, the NFS exports (ocf:pyha:nfsexport, which carries
-# the rmtab client list across failover) and NSM reboot notification
-# (ocf:pyha:nfsnotify) so NFSv3 clients reclaim their locks.
+# Primary, the kernel NFS server (ocf:pyha:nfsserver, its lock and client state
+# on the DRBD disk, in grace after a takeover), the NFS exports
+# (ocf:pyha:nfsexport, which carries the rmtab client list across failover), a
+# floating IP and NSM reboot notification (ocf:pyha:nfsnotify) so NFSv3 clients
+# reclaim their locks.
 #
 # Run it once, as root, on one node of a running cluster (pcs talks to the
 # local CIB; pcsd is not needed).  Everything is a variable, set in the
@@ -10,9 +12,10 @@
 #     NODES="node1 node2" VIP=10.213.0.100 ./nfs-drbd.sh
 # Prerequisites on every node: the DRBD resource $DRBD_RESOURCE defined (and
 # its metadata created), ocf:pyha agents installed
-# (python3 -m ocf_agents install), rpcbind and rpc.statd running (the NFS
-# server's own services), $VIP with a name in /etc/hosts (sm-notify sends the
-# name), and a working fence device (DRBD without fencing risks split brain).
+# (python3 -m ocf_agents install), nfs-kernel-server installed but NOT started
+# at boot (systemctl disable --now nfs-server: the cluster starts it), $VIP with
+# a name in /etc/hosts (sm-notify sends the name), and a working fence device
+# (DRBD without fencing risks split brain).
 set -euo pipefail
 
 NODES=${NODES:-"node1 node2"}            # the two nodes that hold the disk
@@ -24,6 +27,17 @@ CLIENTS=${CLIENTS:-"10.213.0.0/24"}      # who may mount (exports(5) client spec
 VIP=${VIP:-10.213.0.100}                 # the address clients mount from
 CIDR=${CIDR:-24}
 MONITOR=${MONITOR:-10s}                  # monitor interval of the service resources
+# Grace period after a takeover: clients reclaim their locks in it, new locks and
+# NFSv4 opens wait for its end. It must cover nfsserver's start until nfsnotify
+# has run (here: exports, floating IP, notify). Lease: NFSv4 client leases.
+GRACE=${GRACE:-20}
+LEASE=${LEASE:-20}
+# The NFS server's state (statd's records, rmtab, NFSv4 client tracking) on DRBD.
+STATE_DIR=${STATE_DIR:-$MOUNTPOINT/.nfs-state}
+# no: the NFS server is started outside the cluster (a machine without kernel
+# nfsd, such as the namespace lab); lock recovery after a crash then needs
+# that server's state on the shared disk by other means.
+MANAGE_NFS_SERVER=${MANAGE_NFS_SERVER:-yes}
 # New DRBD disk with no filesystem yet: create it on this node first.
 MKFS=${MKFS:-no}
 
@@ -52,14 +66,25 @@ pcs -f "$CIB" resource create nfs-drbd ocf:pyha:drbd drbd_resource="$DRBD_RESOUR
     op monitor interval=31s role=Unpromoted \
     promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true
 
-# 2. The service, started in this order on the Promoted node, stopped in reverse.
+# 2. The service, started in this order on the Promoted node, stopped in reverse:
+#    the disk; the NFS server on it (its grace period starts); the exports; only
+#    then the floating IP, so no client reaches a server without its exports
+#    (they would get "stale file handle"); last the notification, which makes the
+#    clients reclaim their locks while the server is in grace.
 pcs -f "$CIB" resource create nfs-fs ocf:heartbeat:Filesystem \
     device="$DRBD_DEVICE" directory="$MOUNTPOINT" fstype=ext4 \
     op monitor interval="$MONITOR" --group nfs-service
-pcs -f "$CIB" resource create nfs-vip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
-    op monitor interval="$MONITOR" --group nfs-service
+if [ "$MANAGE_NFS_SERVER" = yes ]; then
+    pcs -f "$CIB" resource create nfs-server ocf:pyha:nfsserver \
+        shared_infodir="$STATE_DIR" grace_time="$GRACE" lease_time="$LEASE" \
+        server_scope=nfs-service check_address="$VIP" \
+        op monitor interval="$MONITOR" \
+        op monitor interval=60s OCF_CHECK_LEVEL=20 timeout=30s --group nfs-service
+fi
 pcs -f "$CIB" resource create nfs-export ocf:pyha:nfsexport \
     clientspec="$CLIENTS" directory="$EXPORT_DIR" fsid=1 options=rw,sync,no_root_squash \
+    op monitor interval="$MONITOR" --group nfs-service
+pcs -f "$CIB" resource create nfs-vip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
     op monitor interval="$MONITOR" --group nfs-service
 pcs -f "$CIB" resource create nfs-notify ocf:pyha:nfsnotify source_host="$VIP" \
     op monitor interval="$MONITOR" --group nfs-service

@@ -140,7 +140,10 @@ def check_case(name, rules, param, value, action, monkeypatch, root):
     violations = []
     if code not in VALID_EXIT_CODES:
         violations.append(("unclean", f"{where}: exit code {code}"))
-    if "failed unexpectedly" in stderr or "Traceback" in stderr:
+    # the shim's words for an unhandled exception, at the start of an exit reason
+    # (a value may itself contain them, quoted in a reason further on)
+    if f"ocf-exit-reason:{action.replace('probe', 'monitor')} failed unexpectedly" in stderr \
+            or "Traceback (most recent call last)" in stderr:
         violations.append(("traceback", f"{where}: {stderr[:300]}"))
     if code not in (0, 7, 8) and "ocf-exit-reason:" not in stderr:
         violations.append(("unclean", f"{where}: no exit reason: {stderr[:300]}"))
@@ -152,7 +155,8 @@ def check_case(name, rules, param, value, action, monkeypatch, root):
             continue
         if param in option_params:
             continue
-        options = {arg for arg in argv[1:] if arg.startswith("-")}
+        # "--uts=FILE" is the option --uts with an attached value
+        options = {arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("-")}
         if not options <= commands[argv[0]]:
             violations.append(("injection", f"{where}: value became an option: {argv}"))
     for directory in written:

@@ -144,3 +144,26 @@ def test_ocf_tester_passes(statd, agents_dir):
                           capture_output=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed all tests" in result.stdout
+
+
+def test_start_reports_which_clients_acknowledged(statd):
+    statd.add_client("127.0.0.2")
+    result = statd.agent("start", {"source_host": "10.213.0.241"})
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 clients acknowledged (127.0.0.2)" in result.stderr
+
+
+def test_start_with_nobody_to_notify_says_so(statd):
+    result = statd.agent("start", {"source_host": "10.213.0.241"})
+    assert result.returncode == 0, result.stderr
+    assert "nobody to notify" in result.stderr
+
+
+def test_a_client_out_of_reach_is_named_and_left_to_sm_notify(statd):
+    statd.add_client("127.0.0.2")
+    statd.add_client("10.213.0.199")   # no route from the sandbox (only lo)
+    result = statd.agent("start", {"source_host": "10.213.0.241", "notify_wait": "2"})
+    assert result.returncode == 0, result.stderr
+    assert "not reached yet as 10.213.0.241: 10.213.0.199" in result.stderr
+    assert "1 of 2 clients acknowledged (127.0.0.2)" in result.stderr
+    assert statd.agent("stop").returncode == 0

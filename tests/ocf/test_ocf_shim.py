@@ -13,7 +13,7 @@ from ocf_agents import ocf
 from ocf_agents.ocf import Action, Agent, OCFError, Parameter
 from rigs.agents import REPO, exit_reason
 
-AGENT_NAMES = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
+AGENT_NAMES = ("nfsserver", "nfsexport", "nfsnotify", "drbd", "mfsmaster")
 
 
 def toy_agent(handler=None, validate=None):

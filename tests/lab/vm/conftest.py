@@ -26,7 +26,7 @@ def wipe():
 
 @pytest.fixture(scope="module")
 def vm_lab():
-    """make(stack=None, nodes=2) -> a running VM cluster with fencing (and the stack
+    """make(stack=None, nodes=2) -> a running VM cluster (with the stack's client VMs) with fencing (and the stack
     configured); removed at the end of the module."""
     reason = vm_unavailable()
     if reason:
@@ -36,7 +36,8 @@ def vm_lab():
 
     def make(stack=None, nodes=2):
         wipe()
-        cluster = VmCluster(nodes, LAB_DIR)
+        cluster = VmCluster(nodes, LAB_DIR,
+                            clients=stack.vm_clients if stack else ("client",))
         made.append(cluster)
         return build(cluster, stack)
 

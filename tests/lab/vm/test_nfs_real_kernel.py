@@ -1,14 +1,16 @@
 """HA NFS on DRBD on real kernels (VM backend): the kernel's DRBD 8.4 replicates, the
-kernel's nfsd serves a real NFSv3 client VM through the floating address, every failure
-moves the service with the data the client wrote (read back through the client), the
-failed node resyncs and rejoins, and `down` leaves nothing behind."""
+kernel's nfsd (run by ocf:pyha:nfsserver) serves two real NFSv3 client VMs through the
+floating address; a writer that fsyncs without end and a POSIX lock survive the active
+node's power loss; every failure moves the service with the data the client wrote (read
+back through the client), the failed node resyncs and rejoins, and `down` leaves nothing
+behind."""
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab.scenarios import run_scenario, table
+from lab.scenarios import CLIENT_TABLE_HEADER, run_client_scenario, run_scenario, table
 from lab.stacks import NfsDrbdStack
 from lab.vm import FENCE_AGENT_PATH
 from rigs.vm import machine, net
@@ -48,10 +50,50 @@ def test_the_client_vm_mounts_through_the_floating_address(nfs):
     stack.check_data(cluster, cluster.node(stack.active_node(cluster)))
 
 
-# Order matters: crash moves node1 -> node2, standby brings the service back to node1,
-# whose disk was resynced from node2 after its power loss: reading the files there
-# through the client proves the resync.
-@pytest.mark.parametrize("scenario", ["crash", "standby", "linkdown", "kill9"])
+def test_nfsserver_runs_nfsd_in_grace_with_its_state_on_drbd(nfs):
+    cluster, stack = nfs
+    active = cluster.node(stack.active_node(cluster))
+    passive = next(n for n in cluster.nodes if n is not active)
+    state = f"{stack.mountpoint}/.nfs-state"
+    same = active.run(["stat", "-c", "%d:%i", "/var/lib/nfs", state]).stdout.split()
+    assert len(set(same)) == 1, same           # /var/lib/nfs is the directory on DRBD
+    assert active.run(["cat", "/proc/fs/nfsd/threads"]).stdout.strip() == "8"
+    for knob in ("/proc/fs/nfsd/nfsv4gracetime", "/proc/fs/nfsd/nfsv4leasetime",
+                 "/proc/sys/fs/nfs/nlm_grace_period"):
+        assert active.run(["cat", knob]).stdout.strip() == str(stack.grace), knob
+    assert "rpc.statd" in active.run(["ps", "-e"]).stdout
+    # Nothing of the NFS server runs on the other node, which would otherwise hold no
+    # grace period when it takes over.
+    assert passive.run(["sh", "-c", "cat /proc/fs/nfsd/threads 2>/dev/null || echo 0"]
+                       ).stdout.strip() == "0"
+    assert "rpc.statd" not in passive.run(["ps", "-e"]).stdout
+    # The deep monitor: NULL calls to nfsd and rpc.mountd on the floating address.
+    deep = active.run(["env", "OCF_ROOT=/usr/lib/ocf", "OCF_RESOURCE_INSTANCE=nfs-server",
+                       f"OCF_RESKEY_shared_infodir={state}", f"OCF_RESKEY_check_address={stack.vip}",
+                       "OCF_CHECK_LEVEL=20", "/usr/lib/ocf/resource.d/pyha/nfsserver", "monitor"],
+                      check=False)
+    assert deep.returncode == 0, deep.stderr
+
+
+def test_a_writer_and_a_lock_survive_the_active_nodes_power_loss(nfs):
+    """NFSv3, hard mount: the writer appends and fsyncs on client 1 without an I/O
+    error and every acknowledged line is on the new node; client 1's lock is reclaimed
+    in the new node's grace period, so client 2 is refused until client 1 lets go."""
+    cluster, stack = nfs
+    seen = run_client_scenario(cluster, stack, "crash")
+    RESULTS.append(seen.scenario)
+    print("\n" + CLIENT_TABLE_HEADER + "\n" + seen.row())
+    assert seen.scenario.new_node != seen.scenario.failed_node
+    assert seen.write_error == "" and seen.lost == [] and seen.acknowledged > 20
+    assert seen.lock_kept, seen.client_log
+    assert "failed to reclaim" not in seen.client_log, seen.client_log
+    assert seen.lock_released
+
+
+# Order matters: the crash above moved node1 -> node2, standby brings the service back
+# to node1, whose disk was resynced from node2 after its power loss: reading the files
+# there through the client proves the resync.
+@pytest.mark.parametrize("scenario", ["standby", "linkdown", "kill9"])
 def test_failure_moves_the_service_with_the_clients_data_and_the_node_resyncs(nfs, scenario):
     cluster, stack = nfs
     result = run_scenario(cluster, stack, scenario, timeout=180)
