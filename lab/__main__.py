@@ -124,18 +124,18 @@ def cmd_clients(args):
         try:
             for name in args.scenarios:
                 seen = run_client_scenario(cluster, stack, name)
-                rows.append(seen)
-                say(seen.row())
+                rows += seen.rows()
+                say("\n".join(seen.rows()))
                 if seen.client_log:
                     say(f"client 1's kernel log (lockd):\n{seen.client_log}")
         finally:
             if not args.keep:
                 cluster.destroy()
-    print(f"\nwrites = longest wait of client 1's append+fsync; locks = longest wait of "
-          f"client 2 for a new lock; lock = client 1's lock held across the failure; "
-          f"lost = acknowledged lines missing (s; floor {cluster.floor_s:.1f} s)")
+    print(f"\nwrites = an application's longest wait for append+fsync; locks = client 2's "
+          f"longest wait for a new lock; lock = the application's lock held across the "
+          f"failure; lost = acknowledged lines missing (s; floor {cluster.floor_s:.1f} s)")
     print(CLIENT_TABLE_HEADER)
-    print("\n".join(r.row() for r in rows))
+    print("\n".join(rows))
 
 
 def cmd_cycle(args):

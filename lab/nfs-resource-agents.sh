@@ -16,6 +16,7 @@ CLIENTS=${CLIENTS:-"10.213.0.0/24"}
 VIP=${VIP:-10.213.0.100}
 CIDR=${CIDR:-24}
 MONITOR=${MONITOR:-10s}
+FSID=${FSID:-1}
 
 CIB=$(mktemp)
 trap 'rm -f "$CIB"' EXIT
@@ -32,7 +33,7 @@ pcs -f "$CIB" resource create nfs-server ocf:heartbeat:nfsserver \
     nfs_shared_infodir="$MOUNTPOINT/nfsinfo" nfs_no_notify=true \
     op monitor interval="$MONITOR" --group nfs-service
 pcs -f "$CIB" resource create nfs-export ocf:heartbeat:exportfs \
-    clientspec="$CLIENTS" options=rw,sync,no_root_squash directory="$EXPORT_DIR" fsid=1 \
+    clientspec="$CLIENTS" options=rw,sync,no_root_squash directory="$EXPORT_DIR" fsid="$FSID" \
     op monitor interval="$MONITOR" --group nfs-service
 pcs -f "$CIB" resource create nfs-vip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
     op monitor interval="$MONITOR" --group nfs-service

@@ -9,6 +9,7 @@ the detection floor corosync is configured with (token + consensus).
 the peer; the rest of the failover is the service becoming usable (for
 MooseFS: the FUSE client reconnecting to the new master behind the VIP).
 """
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -155,27 +156,41 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
 
 # ---- what NFS applications see across a failover ----------------------------
 @dataclass
-class ClientResult:
-    """What two NFS client VMs saw while `scenario` ran (times from the clients' clocks)."""
-    scenario: Result
-    write_error: str            # the writer's I/O error ("" = none)
+class AppResult:
+    """One application on a client VM: it locked its file, then appended and fsynced."""
+    client: str
+    protocol: str               # the mount it used: "v3", "v4.1"
+    write_error: str            # the I/O error it saw ("" = none)
     acknowledged: int           # lines whose fsync returned
     lost: list                  # acknowledged line numbers missing on the new node
-    writes_resumed_s: float     # the writer's longest wait for one write + fsync
-    new_locks_after_s: float    # longest wait for a new lock (client 2)
-    lock_kept: bool             # client 2 refused while client 1 holds its lock
-    lock_released: bool         # ... and granted once client 1 let go
-    client_log: str             # client 1's lockd complaints (kernel log)
-
-    def row(self):
-        return (f"{self.scenario.stack:9} {self.scenario.scenario:9} "
-                f"{self.writes_resumed_s:8.1f} {self.new_locks_after_s:8.1f} "
-                f"{'yes' if self.lock_kept else 'LOST':>6} {len(self.lost):5} "
-                f"{'none' if not self.write_error else 'ERROR':>6}")
+    writes_resumed_s: float     # its longest wait for one append + fsync
+    lock_kept: bool             # another client was refused its file's lock afterwards
+    lock_released: bool         # ... and got it once the application ended
 
 
-CLIENT_TABLE_HEADER = (f"{'stack':9} {'scenario':9} {'writes':>8} {'locks':>8} "
+@dataclass
+class ClientResult:
+    """What the client VMs saw while `scenario` ran (times from the clients' clocks)."""
+    scenario: Result
+    apps: list                  # AppResult per application
+    new_locks_after_s: float    # longest wait of client 2 for a new lock (NFSv3)
+    client_log: str             # the clients' lockd / NFSv4 state complaints (kernel log)
+
+    def rows(self):
+        return [f"{self.scenario.stack:9} {self.scenario.scenario:9} {a.protocol:5} "
+                f"{a.writes_resumed_s:8.1f} {self.new_locks_after_s:8.1f} "
+                f"{'kept' if a.lock_kept else 'LOST':>6} {len(a.lost):5} "
+                f"{'none' if not a.write_error else 'ERROR':>6}" for a in self.apps]
+
+    @property
+    def ok(self):
+        return all(not a.write_error and not a.lost and a.lock_kept and a.lock_released
+                   for a in self.apps)
+
+
+CLIENT_TABLE_HEADER = (f"{'stack':9} {'scenario':9} {'mount':5} {'writes':>8} {'locks':>8} "
                        f"{'lock':>6} {'lost':>5} {'errors':>6}")
+KERNEL_COMPLAINTS = ("lockd", "reclaim", "NFS4ERR", "nfs4", "state manager")
 
 
 def _read_json(machine, path):
@@ -184,55 +199,74 @@ def _read_json(machine, path):
 
 
 def run_client_scenario(cluster, stack, name, timeout=180):
-    """run_scenario with applications on two client VMs: client 1 appends and fsyncs
-    continuously and holds a POSIX lock, client 2 takes new locks in a loop. Afterwards:
-    the writer's errors and lost lines, whether client 1 still holds its lock (client 2
-    refused) and client 2 gets it once client 1 lets go."""
+    """run_scenario with applications on two client VMs: client 1 (NFSv3) and client 2
+    (NFSv4.1, where the stack mounts it) each lock a file and append + fsync to it
+    without end; client 2 also takes new locks in a loop (NFSv3). Afterwards: their
+    errors and lost lines, whether each still holds its lock (the other client is
+    refused) and the other client gets it once the application ends."""
     from rigs import nfs_client
     client1, client2 = cluster.clients[:2]
-    mnt = stack.client_mnt
-    for client in (client1, client2):
-        client.run(["rm", "-f", "/tmp/ack", "/tmp/err", "/tmp/holder", "/tmp/probe"])
     tag = int(time.time())
-    written, locked = f"{mnt}/writer-{tag}.log", f"{mnt}/locked-{tag}"
-    with step(f"[{stack.name}/{name}] client 1 writes and holds a lock, client 2 locks",
-              cluster.explain):
-        client1.spawn(nfs_client.writer_argv(written, "/tmp/ack", "/tmp/err"))
-        client1.spawn(nfs_client.holder_argv(locked, "/tmp/holder"))
-        wait_for(lambda: client1.run(["test", "-s", "/tmp/holder"], check=False,
-                                     quiet=True).returncode == 0, 60, "client 1's lock")
-        refused = client2.run(nfs_client.try_lock_argv(locked), check=False).returncode
-        if refused != 1:
-            raise LabError(f"client 2 got client 1's lock before the failure ({refused})")
-        client2.spawn(nfs_client.lock_probe_argv(f"{mnt}/probe-{tag}", "/tmp/probe"))
-        wait_for(lambda: _read_json(client1, "/tmp/ack")["n"] > 20, 60, "the first writes")
+    apps = [(client1, "v3", stack.client_mnt, client2)]
+    if getattr(stack, "v4_mnt", None):
+        apps.append((client2, "v4.1", stack.v4_mnt, client1))
+    for client in (client1, client2):
+        client.run(["sh", "-c", "rm -f /tmp/ack-* /tmp/err-* /tmp/probe"])
+
+    def in_v3(path):   # the same file through the other client's NFSv3 mount
+        return f"{stack.client_mnt}/{os.path.basename(path)}"
+    files = {proto: f"{mnt}/writer-{proto}-{tag}.log" for _, proto, mnt, _ in apps}
+    with step(f"[{stack.name}/{name}] applications lock and write on "
+              f"{', '.join(f'{c.name} ({p})' for c, p, _, _ in apps)}", cluster.explain):
+        for client, proto, _, other in apps:
+            client.spawn(nfs_client.writer_argv(files[proto], f"/tmp/ack-{proto}",
+                                                f"/tmp/err-{proto}"))
+        for client, proto, _, other in apps:
+            wait_for(lambda: client.run(["test", "-s", f"/tmp/ack-{proto}"], check=False,
+                                        quiet=True).returncode == 0, 60, f"{proto} lock")
+            refused = other.run(nfs_client.try_lock_argv(in_v3(files[proto])),
+                                check=False).returncode
+            if refused != 1:
+                raise LabError(f"{other.name} got the {proto} application's lock before "
+                               f"the failure ({refused})")
+        client2.spawn(nfs_client.lock_probe_argv(f"{stack.client_mnt}/probe-{tag}",
+                                                 "/tmp/probe"))
+        for client, proto, _, _ in apps:
+            wait_for(lambda: _read_json(client, f"/tmp/ack-{proto}")["n"] > 20, 60,
+                     f"the {proto} application's first writes")
     result = run_scenario(cluster, stack, name, timeout=timeout)
+    seen = []
     with step(f"[{stack.name}/{name}] what the clients saw", cluster.explain):
-        error = client1.run(["cat", "/tmp/err"], check=False, quiet=True).stdout.strip()
-        if not error:
-            before = _read_json(client1, "/tmp/ack")["n"]
-            wait_for(lambda: _read_json(client1, "/tmp/ack")["n"] > before + 5, 60,
-                     "the writer going on")
-        kept = client2.run(nfs_client.try_lock_argv(locked), check=False).returncode == 1
-        kernel = client1.run(["dmesg"], quiet=True).stdout
-        complaints = "\n".join(x for x in kernel.splitlines() if "lockd" in x)
-        holder = client1.run(["cat", "/tmp/holder"], quiet=True).stdout.strip()
-        client1.run(["kill", holder])
-        try:
-            released = wait_for(lambda: client2.run(nfs_client.try_lock_argv(locked),
-                                                    check=False).returncode == 0,
-                                60, "client 2 to get the lock")
-        except LabError:
-            released = False
-        ack = _read_json(client1, "/tmp/ack")
-        client1.run(["kill", str(ack["pid"])], check=False)
-        ack = _read_json(client1, "/tmp/ack")
+        for client, proto, _, other in apps:
+            error = client.run(["cat", f"/tmp/err-{proto}"], check=False,
+                               quiet=True).stdout.strip()
+            if not error:
+                before = _read_json(client, f"/tmp/ack-{proto}")["n"]
+                wait_for(lambda: _read_json(client, f"/tmp/ack-{proto}")["n"] > before + 5,
+                         60, f"the {proto} application going on")
+            kept = other.run(nfs_client.try_lock_argv(in_v3(files[proto])),
+                             check=False).returncode == 1
+            ack = _read_json(client, f"/tmp/ack-{proto}")
+            client.run(["kill", str(ack["pid"])], check=False)
+            try:
+                released = wait_for(lambda: other.run(
+                    nfs_client.try_lock_argv(in_v3(files[proto])),
+                    check=False).returncode == 0, 60, f"{other.name} to get the lock")
+            except LabError:
+                released = False
+            ack = _read_json(client, f"/tmp/ack-{proto}")
+            lines = set(nfs_client.decode_written(
+                client.run(["cat", files[proto]], quiet=True, timeout=60).stdout))
+            seen.append(AppResult(client.name, proto, error, ack["n"],
+                                  [n for n in range(1, ack["n"] + 1) if n not in lines],
+                                  max([g[1] for g in ack["gaps"]] or [0.0]), kept,
+                                  bool(released)))
         probe = _read_json(client2, "/tmp/probe")
         client2.run(["kill", str(probe["pid"])], check=False)
-        lines = set(nfs_client.decode_written(
-            client1.run(["cat", written], quiet=True, timeout=60).stdout))
-        lost = [n for n in range(1, ack["n"] + 1) if n not in lines]
-    return ClientResult(result, error, ack["n"], lost,
-                        max([g[1] for g in ack["gaps"]] or [0.0]),
-                        max([g[1] for g in probe["gaps"]] or [0.0]),
-                        kept, released, complaints)
+        complaints = []
+        for client in (client1, client2):
+            kernel = client.run(["dmesg"], quiet=True).stdout
+            complaints += [f"{client.name}: {x}" for x in kernel.splitlines()
+                           if any(w in x for w in KERNEL_COMPLAINTS)]
+    return ClientResult(result, seen, max([g[1] for g in probe["gaps"]] or [0.0]),
+                        "\n".join(complaints))

@@ -12,7 +12,7 @@ from pathlib import Path
 from rigs import drbd_emulator
 
 from . import REPO_ROOT, SUBNET, FIRST_VIP, CLIENT_BASE
-from .util import LabError, run, say, step, wait_for
+from .util import LabError, run, step, wait_for
 
 # Where the DRBD emulator lives (rigs/drbd_emulator of this checkout unless
 # PYHA_LAB_DRBD_EMULATOR points elsewhere).
@@ -284,7 +284,8 @@ class NfsDrbdStack(DrbdMixin, Stack):
     mountpoint = "/srv/nfs"
     export_dir = "/srv/nfs/export"
 
-    client_mnt = "/mnt/nfs"     # the NFS mount on the client VMs (VM backend)
+    client_mnt = "/mnt/nfs"     # the NFSv3 mount on the client VMs (VM backend)
+    v4_mnt = "/mnt/nfs4"        # client 2's NFSv4.1 mount of the same export (VM backend)
     vm_clients = ("client", "client2")   # a writer and lock holder, a second locker
     # nfsd's grace and lease on the VMs. It must outlast nfsserver's start -> nfsnotify
     # (exports, VIP, notify): ~12 s under emulation with 4 VMs, so 10 s lost locks there.
@@ -331,7 +332,7 @@ class NfsDrbdStack(DrbdMixin, Stack):
         return {"NODES": f"{cluster.nodes[0].name} {cluster.nodes[1].name}",
                 "DRBD_RESOURCE": self.drbd_resource, "DRBD_DEVICE": self.drbd_device,
                 "MOUNTPOINT": self.mountpoint, "EXPORT_DIR": self.export_dir,
-                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no",
+                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no", "FSID": "0",
                 "GRACE": str(self.grace), "LEASE": str(self.grace)}
 
     def configure_vm(self, cluster):
@@ -349,6 +350,14 @@ class NfsDrbdStack(DrbdMixin, Stack):
                 client.run(["mkdir", "-p", self.client_mnt])
                 client.run(["mount", "-t", "nfs", "-o", "vers=3,hard,timeo=20",
                             f"{self.vip}:{self.export_dir}", self.client_mnt], timeout=60)
+        if len(cluster.clients) > 1:
+            # The export is the NFSv4 pseudo-root (fsid 0): NFSv4 clients mount vip:/.
+            client = cluster.clients[1]
+            with step(f"mounting {self.vip}:/ on {client.name} (NFSv4.1, hard)",
+                      cluster.explain):
+                client.run(["mkdir", "-p", self.v4_mnt])
+                client.run(["mount", "-t", "nfs", "-o", "vers=4.1,hard,timeo=20",
+                            f"{self.vip}:/", self.v4_mnt], timeout=60)
         cluster.clients[0].run(["sh", "-c", f"echo ok > {self.client_mnt}/.probe && sync"],
                                timeout=60)
 

@@ -97,12 +97,14 @@ def holders_of(path):
 
 # --- the kernel server -------------------------------------------------------------
 def kernel_has_nfsd():
-    """nfsd is loaded (its filesystem is there) or can be loaded."""
-    if os.path.isdir(NFSD_FS):
+    """The kernel knows nfsd's filesystem, or has the module to load (an empty
+    /proc/fs/nfsd alone proves nothing: some kernels create it without nfsd)."""
+    if any(line.split()[-1:] == ["nfsd"]
+           for line in read_proc("/proc/filesystems", 1 << 16).splitlines()):
         return True
     release = os.uname().release
-    return os.path.exists(f"/lib/modules/{release}/kernel/fs/nfsd") or \
-        "nfsd" in (read_text(f"/lib/modules/{release}/modules.builtin") or "")
+    return os.path.isdir(f"/lib/modules/{release}/kernel/fs/nfsd") or \
+        "/nfsd.ko" in (read_text(f"/lib/modules/{release}/modules.builtin") or "")
 
 
 def read_threads():

@@ -24,6 +24,9 @@ DRBD_DEVICE=${DRBD_DEVICE:-/dev/drbd0}   # its device (drbdadm sh-dev r0)
 MOUNTPOINT=${MOUNTPOINT:-/srv/nfs}       # where the Primary mounts it
 EXPORT_DIR=${EXPORT_DIR:-$MOUNTPOINT/export}
 CLIENTS=${CLIENTS:-"10.213.0.0/24"}      # who may mount (exports(5) client specs)
+# The export's fsid: the same on both nodes, so clients' file handles stay valid.
+# 0 makes it the NFSv4 pseudo-root as well (NFSv4 clients then mount $VIP:/).
+FSID=${FSID:-1}
 VIP=${VIP:-10.213.0.100}                 # the address clients mount from
 CIDR=${CIDR:-24}
 MONITOR=${MONITOR:-10s}                  # monitor interval of the service resources
@@ -82,7 +85,7 @@ if [ "$MANAGE_NFS_SERVER" = yes ]; then
         op monitor interval=60s OCF_CHECK_LEVEL=20 timeout=30s --group nfs-service
 fi
 pcs -f "$CIB" resource create nfs-export ocf:pyha:nfsexport \
-    clientspec="$CLIENTS" directory="$EXPORT_DIR" fsid=1 options=rw,sync,no_root_squash \
+    clientspec="$CLIENTS" directory="$EXPORT_DIR" fsid="$FSID" options=rw,sync,no_root_squash \
     op monitor interval="$MONITOR" --group nfs-service
 pcs -f "$CIB" resource create nfs-vip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
     op monitor interval="$MONITOR" --group nfs-service

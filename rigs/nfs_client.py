@@ -5,13 +5,16 @@ exactly this version whatever its view of the checkout."""
 
 import json
 
-# Appends "n time\n" and fsyncs, forever; after each fsync that returned, records n and
-# the time in ACK (on the client's local disk): every acknowledged line must be on the
-# server. An error is recorded in ERR and the writer stops (an application would see it).
+# Takes an exclusive POSIX lock on the file (fcntl: NLM on NFSv3, LOCK on NFSv4), then
+# appends "n time\n" and fsyncs through the same open file, forever; after each fsync
+# that returned, records n and the time in ACK (on the client's local disk): every
+# acknowledged line must be on the server. An error is recorded in ERR and the writer
+# stops (an application would see it).
 _WRITER = r"""
-import os, sys, time, json
+import fcntl, os, sys, time, json
 path, ack, err = sys.argv[1:4]
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX)
 n, last, gaps = 0, time.time(), []
 while True:
     n += 1
@@ -30,18 +33,6 @@ while True:
         json.dump({"pid": os.getpid(), "n": n, "time": now, "gaps": gaps[-20:]}, f)
     os.replace(tmp, ack)
     time.sleep(0.05)
-"""
-
-# Takes an exclusive POSIX lock (fcntl, which NFSv3 sends to the server's lockd), says so
-# in READY, and holds it until killed.
-_HOLDER = r"""
-import fcntl, os, sys, time
-path, ready = sys.argv[1:3]
-f = open(path, "a")
-fcntl.lockf(f, fcntl.LOCK_EX)
-open(ready, "w").write(f"{os.getpid()}\n")
-while True:
-    time.sleep(3600)
 """
 
 # Exit 0: the lock was granted (and released); 1: refused (someone holds it);
@@ -90,10 +81,6 @@ def lock_probe_argv(path, out):
 
 def writer_argv(path, ack, err):
     return ["python3", "-c", _WRITER, path, ack, err]
-
-
-def holder_argv(path, ready):
-    return ["python3", "-c", _HOLDER, path, ready]
 
 
 def try_lock_argv(path):

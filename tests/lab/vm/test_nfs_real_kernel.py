@@ -1,9 +1,9 @@
 """HA NFS on DRBD on real kernels (VM backend): the kernel's DRBD 8.4 replicates, the
-kernel's nfsd (run by ocf:pyha:nfsserver) serves two real NFSv3 client VMs through the
-floating address; a writer that fsyncs without end and a POSIX lock survive the active
-node's power loss; every failure moves the service with the data the client wrote (read
-back through the client), the failed node resyncs and rejoins, and `down` leaves nothing
-behind."""
+kernel's nfsd (run by ocf:pyha:nfsserver) serves two real client VMs (NFSv3, NFSv4.1)
+through the floating address; writers that fsync without end and their POSIX locks
+survive the active node's power loss; every failure moves the service with the data the
+client wrote (read back through the client), the failed node resyncs and rejoins, and
+`down` leaves nothing behind."""
 import os
 import subprocess
 from pathlib import Path
@@ -75,19 +75,23 @@ def test_nfsserver_runs_nfsd_in_grace_with_its_state_on_drbd(nfs):
     assert deep.returncode == 0, deep.stderr
 
 
-def test_a_writer_and_a_lock_survive_the_active_nodes_power_loss(nfs):
-    """NFSv3, hard mount: the writer appends and fsyncs on client 1 without an I/O
-    error and every acknowledged line is on the new node; client 1's lock is reclaimed
-    in the new node's grace period, so client 2 is refused until client 1 lets go."""
+def test_writers_and_their_locks_survive_the_active_nodes_power_loss(nfs):
+    """Hard mounts, NFSv3 on client 1 and NFSv4.1 on client 2: each application locks
+    its file and appends + fsyncs without end; the active node loses power. Neither sees
+    an I/O error, every acknowledged line is on the new node, each lock is reclaimed in
+    the new node's grace period (the other client is refused until the application
+    ends), and new locks work again."""
     cluster, stack = nfs
     seen = run_client_scenario(cluster, stack, "crash")
     RESULTS.append(seen.scenario)
-    print("\n" + CLIENT_TABLE_HEADER + "\n" + seen.row())
+    print("\n" + CLIENT_TABLE_HEADER + "\n" + "\n".join(seen.rows()))
     assert seen.scenario.new_node != seen.scenario.failed_node
-    assert seen.write_error == "" and seen.lost == [] and seen.acknowledged > 20
-    assert seen.lock_kept, seen.client_log
+    assert [a.protocol for a in seen.apps] == ["v3", "v4.1"]
+    for app in seen.apps:
+        assert app.write_error == "" and app.lost == [] and app.acknowledged > 20, app
+        assert app.lock_kept, (app, seen.client_log)
+        assert app.lock_released, app
     assert "failed to reclaim" not in seen.client_log, seen.client_log
-    assert seen.lock_released
 
 
 # Order matters: the crash above moved node1 -> node2, standby brings the service back
