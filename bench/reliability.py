@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
-AGENTS = ("nfsexport", "nfsnotify", "drbd", "mfsmaster")
+AGENTS = ("nfsserver", "nfsexport", "nfsnotify", "drbd", "mfsmaster")
 BAD_INPUT_TESTS = [f"tests/{agent}/test_{agent}_bad_input.py" for agent in AGENTS]
 FAULT_TESTS = ["-m", "fault", *(f"tests/{agent}" for agent in AGENTS)]
 

@@ -22,7 +22,7 @@ import time
 from ocf_agents.ocf import (
     ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
     SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, OCFError, Parameter, have_binary,
-    read_file, write_file_atomically,
+    read_file, write_file_atomically, read_head,
 )
 
 UNCHANGED = object()      # promotion score: leave as it is (transitional disk state)
@@ -313,21 +313,6 @@ def parse_proc_drbd(text):
             except ValueError:
                 pass
     return version, {m: tuple(v) for m, v in minors.items()}
-
-
-def read_head(path, limit=65536):
-    """The start of a file such as /proc/drbd; "" when it cannot be read. Bounded and
-    non-blocking, because the path is a parameter (it could name /dev/zero or a FIFO)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
-        return ""
-    try:
-        return os.read(fd, limit).decode(errors="replace")
-    except OSError:
-        return ""
-    finally:
-        os.close(fd)
 
 
 # --- talking to DRBD ----------------------------------------------------------

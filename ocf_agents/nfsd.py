@@ -10,6 +10,8 @@ Reads never fork (monitor runs them forever); changes fork the real tools.
 import os
 import time
 
+from ocf_agents.ocf import read_head
+
 NFS_STATE_DIR = "/var/lib/nfs"
 ROOT = "/"                    # the node's own root filesystem
 NFSD_FS = "/proc/fs/nfsd"
@@ -119,18 +121,8 @@ def read_threads():
 
 
 def read_proc(path, size=4096):
-    """A small /proc file ("" when absent): one bounded read, as sysctl files allocate
-    a kernel buffer the size of the read (a huge read fails with ENOMEM)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    try:
-        return os.read(fd, size).decode(errors="replace")
-    except OSError:
-        return ""
-    finally:
-        os.close(fd)
+    """A small /proc file in one bounded read ("" when absent)."""
+    return read_head(path, size)
 
 
 def read_text(path):

@@ -11,6 +11,13 @@ Instances share the statd directory: the latest snapshot any of them took
 (<statd dir>/nfsnotify.bu) serves an instance that starts after another one
 consumed the records.
 
+With ocf:pyha:nfsserver, the statd directory (/var/lib/nfs) is the shared state of
+the node that failed, so its clients are the ones notified. Start follows each
+sm-notify run (it deletes a client's record once the client acknowledged) and
+reports who was reached, says when nobody held locks, and fails only when
+sm-notify gave up without reaching anyone; it logs an error when lockd's grace
+period is already over, since the clients' reclaims will then be refused.
+
 Monitor checks that the rpc.statd we notified for is still the one running:
 a restarted statd lost its view of the clients, so monitor fails and the
 restart notifies again.

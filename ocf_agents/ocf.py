@@ -762,6 +762,23 @@ def write_file_atomically(path, data, mode=0o644):
 READ_LIMIT = 64 << 20
 
 
+def read_head(path, limit=65536):
+    """The start of a file such as /proc/drbd or a sysctl; "" when it cannot be read.
+    One bounded, non-blocking read: the path may be a parameter (it could name /dev/zero
+    or a FIFO), and /proc/sys files allocate a kernel buffer the size of the read (a
+    large read fails with ENOMEM)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, limit).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 def read_file(path, default=None):
     """Text of path without following a symlink at the last component; default
     when there is no such file (missing, a directory, a symlink, a name too long)."""

@@ -75,6 +75,29 @@ def test_nfsserver_runs_nfsd_in_grace_with_its_state_on_drbd(nfs):
     assert deep.returncode == 0, deep.stderr
 
 
+def test_ocf_tester_passes_against_the_real_kernel_server_on_the_passive_node(nfs):
+    """The whole ocf-tester sequence (start, monitor, stop, start twice, stop twice ...)
+    with kernel nfsd, on the node that does not run the service, its state on a tmpfs
+    standing in for the shared disk; it leaves no nfsd, daemon or mount behind."""
+    cluster, stack = nfs
+    active = cluster.node(stack.active_node(cluster))
+    passive = next(n for n in cluster.nodes if n is not active)
+    passive.run(["mkdir", "-p", "/mnt/tester"])
+    passive.run(["mount", "-t", "tmpfs", "tester", "/mnt/tester"])
+    try:
+        result = passive.run(["ocf-tester", "-n", "tester", "-o",
+                              "shared_infodir=/mnt/tester/state", "-o", "grace_time=10",
+                              "-o", "lease_time=10", "/usr/lib/ocf/resource.d/pyha/nfsserver"],
+                             check=False, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "passed all tests" in result.stdout
+        assert passive.run(["cat", "/proc/fs/nfsd/threads"]).stdout.strip() == "0"
+        assert "rpc.statd" not in passive.run(["ps", "-e"]).stdout
+        assert passive.run(["mountpoint", "-q", "/var/lib/nfs"], check=False).returncode != 0
+    finally:
+        passive.run(["umount", "/mnt/tester"], check=False)
+
+
 def test_writers_and_their_locks_survive_the_active_nodes_power_loss(nfs):
     """Hard mounts, NFSv3 on client 1 and NFSv4.1 on client 2: each application locks
     its file and appends + fsyncs without end; the active node loses power. Neither sees
