@@ -22,7 +22,7 @@ import time
 from ocf_agents.ocf import (
     ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
     SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, OCFError, Parameter, have_binary,
-    read_file, write_file_atomically, read_head,
+    read_file, read_head, shown, write_file_atomically,
 )
 
 UNCHANGED = object()      # promotion score: leave as it is (transitional disk state)
@@ -79,6 +79,23 @@ def parse_absolute_path(value):
     return value
 
 
+UNFENCE_EXTRA_ARGS = "--quiet --flock-required --flock-timeout 0 --unfence-only-if-owner-match"
+_UNFENCE_ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_.:/-")
+
+
+def parse_unfence_extra_args(value):
+    # The handler splits them unquoted (and would expand wildcards): plain words only,
+    # the first an option.
+    words = value.split()
+    if words and not words[0].startswith("--"):
+        raise ValueError(f"{shown(words[0])} is not an option (they start with --)")
+    for word in words:
+        if not set(word) <= _UNFENCE_ALLOWED:
+            raise ValueError(f"{shown(word)} is not a plain option or value "
+                             "(letters, digits, = _ . : / -)")
+    return words
+
+
 def parse_recovery(value):
     if value not in ("none", "discard-secondary"):
         raise ValueError(f"{value!r} must be none or discard-secondary")
@@ -86,6 +103,9 @@ def parse_recovery(value):
 
 
 # --- state --------------------------------------------------------------------
+PROC_DRBD = "/proc/drbd"
+
+
 class Peer:
     def __init__(self, name):
         self.name = name
@@ -94,7 +114,12 @@ class Peer:
         self.disks = []                  # peer-disk per volume
         self.replication = []            # replication state per volume
         self.done = None                 # resync progress in percent, when syncing
-        self.client = False
+        self.client_volumes = []         # peer-client per volume
+
+    @property
+    def client(self):
+        """A diskless client peer: peer-client on every volume, not just the last one."""
+        return bool(self.client_volumes) and all(self.client_volumes)
 
     @property
     def connected(self):
@@ -196,7 +221,7 @@ def parse_events2(text, resource):
             peer = st.peers.setdefault(f.get("peer-node-id"), Peer(f.get("conn-name", "peer")))
             peer.disks.append(f.get("peer-disk", "DUnknown"))
             peer.replication.append(f.get("replication", "Off"))
-            peer.client = f.get("peer-client") == "yes"
+            peer.client_volumes.append(f.get("peer-client") == "yes")
             if "done" in f:
                 try:
                     peer.done = float(f["done"])
@@ -227,7 +252,7 @@ def parse_status_json(text, resource):
             for pd in conn.get("peer_devices", []):
                 peer.disks.append(pd.get("peer-disk-state", "DUnknown"))
                 peer.replication.append(pd.get("replication-state", "Off"))
-                peer.client = bool(pd.get("peer-client"))
+                peer.client_volumes.append(bool(pd.get("peer-client")))
                 if pd.get("has-sync-details"):
                     peer.done = pd.get("percent-resync-done")
     return st
@@ -365,18 +390,15 @@ class Drbd:
             version = parse_proc_drbd(text)[0]
             if version:
                 return version
+        if self.res.params.proc_drbd == PROC_DRBD and not os.path.exists(PROC_DRBD):
+            # The loaded module always has /proc/drbd: without it the module is not
+            # loaded, and asking drbdadm would make every probe try to load it.
+            return None
         cached = self.memory.get("kernel", "").split(".")
         if use_cache and all(x.isdigit() for x in cached):  # a corrupted memory is ignored
             return tuple(int(x) for x in cached)
         result = self.res.run(["drbdadm", "--version"], timeout=10, quiet=True)
-        for line in result.out.splitlines():
-            key, _, value = line.partition("=")
-            if key == "DRBD_KERNEL_VERSION" and value.strip():
-                try:
-                    return tuple(int(x) for x in value.strip().split("-")[0].split(".")[:3])
-                except ValueError:
-                    return None
-        return None
+        return decode_kernel_version(result.out)
 
     def state(self, version):
         """Read the resource's state: exactly one drbdsetup call in the normal case."""
@@ -413,6 +435,20 @@ class Drbd:
 
 
 ZERO_UUID = "0" * 16
+
+
+def decode_kernel_version(text):
+    """The module's version from ``drbdadm --version`` output, None when not loaded:
+    drbd-utils print DRBD_KERNEL_VERSION=0 then (it is not version 0, and not 8.4)."""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "DRBD_KERNEL_VERSION" and value.strip():
+            try:
+                version = tuple(int(x) for x in value.strip().split("-")[0].split(".")[:3])
+            except ValueError:
+                return None
+            return version if version and version[0] > 0 else None
+    return None
 
 
 def parse_gi(text):
@@ -460,10 +496,18 @@ def compute_score(st, params, promoted_elsewhere=None):
                     return None
     peers = list(st.peers.values())
     if st.client:
+        # A diskless client serves data only through a peer's disk. LINBIT derives its
+        # scores from the configured ones, one below a diskful node in the same
+        # situation, so a node with the data always wins: good - 1 when every diskful
+        # peer is UpToDate (diskless peers have nothing to be up to date with), or when
+        # it is Primary on an UpToDate peer already ...
+        diskful = [p for p in peers if not p.client]
         if (st.primary and any(p.all_uptodate for p in peers)) or \
-                (peers and all(p.all_uptodate for p in peers)):
-            return 9999
-        return 999 if any(p.all_uptodate for p in peers) else None
+                (diskful and all(p.all_uptodate for p in diskful)):
+            return good - 1
+        # ... local_peer_unknown - 1 while at least one peer still has UpToDate data;
+        # no score without one (promoting would give an application no data).
+        return local_peer_unknown - 1 if any(p.all_uptodate for p in peers) else None
     if st.all_uptodate:
         if st.primary:
             return good
@@ -485,6 +529,9 @@ def update_score(res, drbd, st, force=False):
     if res.params.remove_master_score_if_peer_primary == "unexpected":
         promoted_elsewhere = lambda: pacemaker_promoted_elsewhere(res)  # noqa: E731
     score = compute_score(st, res.params, promoted_elsewhere)
+    # Before the early returns: a Primary's score stays the same while its peer resyncs,
+    # and that is exactly when the constraint crm-fence-peer placed must go.
+    maybe_unfence(res, drbd, st)
     if score is UNCHANGED:
         return
     wanted = "none" if score is None or score <= 0 else str(score)
@@ -496,7 +543,6 @@ def update_score(res, drbd, st, force=False):
     if ok:
         res.log.info(f"promotion score {'deleted' if wanted == 'none' else wanted} "
                      f"({st.describe()})")
-    maybe_unfence(res, drbd, st)
 
 
 def maybe_unfence(res, drbd, st):
@@ -505,7 +551,13 @@ def maybe_unfence(res, drbd, st):
     if st.primary and st.all_uptodate and st.peers and \
             all(p.all_uptodate for p in st.peers.values()):
         if drbd.memory.get("unfenced") != "1":
-            drbd.adm("unfence-peer", quiet=True)
+            # drbd-utils' crm-unfence-peer reads its extra options from this variable
+            # (LINBIT's agent passes it the same way).
+            env = dict(os.environ, OCF_RESKEY_unfence_extra_args=" ".join(
+                res.params.unfence_extra_args))
+            result = res.run(["drbdadm", "-c", res.params.drbdconf, "unfence-peer",
+                              drbd.name], timeout=30, quiet=True, env=env)
+            res.log.info(f"every disk is UpToDate: ran drbdadm unfence-peer (rc {result.rc})")
             drbd.remember(unfenced=1)
     elif drbd.memory.get("unfenced"):
         drbd.remember(unfenced=None)
@@ -675,6 +727,17 @@ def stop(res):
             if result.rc == 0:
                 continue
             res.log.warning(f"drbdadm down: {result.err.strip()}")
+        if result.rc != 0:
+            # drbdadm works from drbd.conf; a resource removed from it (or a broken
+            # file) is still up in the kernel, and a stop that fails gets the node
+            # fenced. drbdsetup talks to the kernel alone: down demotes, disconnects
+            # and detaches, and refuses only what drbdadm would (a device in use).
+            fallback = res.run(["drbdsetup", "down", drbd.name], timeout=30, quiet=True)
+            if fallback.rc == 0:
+                res.log.warning(f"took {drbd.name} down with drbdsetup down (drbdadm "
+                                "failed: see above)")
+                continue
+            result = fallback
         if res.time_left() < 3:
             raise OCFError(ERR_GENERIC, f"cannot stop {drbd.name}: {result.err.strip()} "
                                         f"{holders_text(res, drbd)}")
@@ -830,7 +893,15 @@ def validate_all(res):
     drbd = Drbd(res)
     version = drbd.kernel_version(use_cache=False)
     if version is None:
-        raise OCFError(ERR_INSTALLED, "DRBD kernel module is not loaded")
+        # Not loaded is not a fault (start loads it): check the module that start
+        # would load instead.
+        result = res.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True,
+                         missing_ok=True)
+        version = decode_kernel_version(f"DRBD_KERNEL_VERSION={result.out.strip()}") \
+            if result.rc == 0 else None
+        if version is None:
+            raise OCFError(ERR_INSTALLED, "the DRBD kernel module is neither loaded nor "
+                                          f"installed for kernel {os.uname().release}")
     check_module_version(res, version)
     check_resource_defined(res)
     return SUCCESS
@@ -892,12 +963,19 @@ def check_module_version(res, version):
 
 
 def check_resource_defined(res):
+    # Both are facts of this node (another node may have the file and the resource):
+    # 5 keeps the resource off this node only, where 6 would ban it from every node
+    # (LINBIT's agent and ocft answer 5 too).
+    if not os.path.exists(res.params.drbdconf):
+        raise OCFError(ERR_INSTALLED, f"{res.params.drbdconf} does not exist on this node: "
+                                      "install the DRBD configuration here, or keep the "
+                                      "clone off this node")
     result = res.run(["drbdadm", "-c", res.params.drbdconf, "sh-dev", res.params.drbd_resource],
                      timeout=15, quiet=True)
     if result.rc != 0:
-        raise OCFError(ERR_CONFIGURED, f"DRBD resource {res.params.drbd_resource} is not "
-                                       f"defined for this host in {res.params.drbdconf}: "
-                                       f"{result.err.strip()}")
+        raise OCFError(ERR_INSTALLED, f"DRBD resource {res.params.drbd_resource} is not "
+                                      f"defined for this host in {res.params.drbdconf}: "
+                                      f"{result.err.strip()}")
 
 
 def holders_text(res, drbd):
@@ -1048,6 +1126,12 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
                   longdesc="When drbdadm primary is refused because a DRBD peer is Primary, "
                            "fail the promote right away (and drop the score) instead of "
                            "retrying until the timeout."),
+        Parameter("unfence_extra_args", default=UNFENCE_EXTRA_ARGS,
+                  check=parse_unfence_extra_args,
+                  shortdesc="Options for the unfence handler",
+                  longdesc="Options drbd-utils' crm-unfence-peer handler receives (through "
+                           "OCF_RESKEY_unfence_extra_args) when unfence_if_all_uptodate "
+                           "runs it: long options and their values only."),
         Parameter("unfence_if_all_uptodate", type="boolean", default=False,
                   shortdesc="Run drbdadm unfence-peer when every disk is UpToDate",
                   longdesc="When this node is Primary and every local and peer disk is "
@@ -1063,7 +1147,7 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
                   longdesc="none: only report a split brain. discard-secondary: on a split "
                            "brain the Secondary reconnects with --discard-my-data (its changes "
                            "since the split are lost) and the Primary reconnects."),
-        Parameter("proc_drbd", default="/proc/drbd", check=parse_absolute_path,
+        Parameter("proc_drbd", default=PROC_DRBD, check=parse_absolute_path,
                   shortdesc="Path of /proc/drbd",
                   longdesc="Where to read the kernel module version (for containers and tests; "
                            "when missing, drbdadm --version is asked)."),

@@ -1067,6 +1067,8 @@ def admin(argv):
               "               [--split-brain-handler COMMAND]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
+              "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
+              "                                       refuses it, the kernel keeps it up)\n"
               "       drbdemu crash NODE [RES...]\n"
               "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing,\n"
               "                                       split_brain_handler)\n"
@@ -1118,6 +1120,10 @@ def admin(argv):
         elif cmd == "fail-disk":
             M = res["node"][node]
             M["attached"], M["failed"] = False, True
+        elif cmd == "unconfigure":
+            res.setdefault("unconfigured", [])
+            if node not in res["unconfigured"]:
+                res["unconfigured"].append(node)
         elif cmd == "repair-disk":
             M = res["node"][node]
             M["failed"] = False
@@ -1366,7 +1372,7 @@ def drbdadm_resources(store, spec, me):
     if name == "all":
         return [r for r in (store.load(n) for n in store.names()) if me in r["nodes"]]
     res = store.load(name)
-    if res is None or me not in res["nodes"]:
+    if res is None or me not in res["nodes"] or me in res.get("unconfigured", ()):
         raise Failure("'%s' not defined in your config (for this host)." % name, 10)
     return [res]
 

@@ -104,6 +104,35 @@ def test_parse_gi_and_divergence_rules():
     assert not drbd.uuids_diverged((a, zero, base, zero), (base, zero, zero, zero))
 
 
+def test_a_module_that_is_not_loaded_is_not_taken_for_any_version():
+    """Issue 12.2: with the module not loaded, drbdadm --version says
+    DRBD_KERNEL_VERSION=0; that is "not loaded", not a module older than 8.0."""
+    assert drbd.decode_kernel_version("DRBDADM_VERSION=9.22.0\nDRBD_KERNEL_VERSION=0\n") is None
+    assert drbd.decode_kernel_version("DRBD_KERNEL_VERSION=8.4.11\n") == (8, 4, 11)
+    assert drbd.decode_kernel_version("DRBD_KERNEL_VERSION=9.2.12-rc.1\n") == (9, 2, 12)
+    assert drbd.decode_kernel_version("") is None
+
+
+def test_a_probe_without_proc_drbd_runs_no_drbd_tool(monkeypatch, tmp_path):
+    """Without /proc/drbd the module is not loaded: a probe answers from that, without
+    running drbdadm/drbdsetup (each of which would try to load the module)."""
+    if os.path.exists(drbd.PROC_DRBD):
+        pytest.skip("this kernel has DRBD loaded")
+    from ocf_agents import ocf
+    calls = []
+    monkeypatch.setattr(ocf, "run_command", lambda argv, **kw: calls.append(argv))
+    monkeypatch.setattr(drbd, "have_binary", lambda name: True)
+    for key in [k for k in os.environ if k.startswith(("OCF_", "HA_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("OCF_RESOURCE_INSTANCE", "p_drbd_r0:0")
+    monkeypatch.setenv("HA_RSCTMP", str(tmp_path))
+    monkeypatch.setenv("OCF_RESKEY_drbd_resource", "r0")
+    monkeypatch.setenv("OCF_RESKEY_CRM_meta_interval", "0")
+    monkeypatch.setenv("OCF_RESKEY_CRM_meta_on_node", "node1")
+    assert drbd.AGENT.run(["monitor"]) == 7
+    assert [c for c in calls if c[0] in ("drbdadm", "drbdsetup")] == []
+
+
 # ------------------------------------------------------------------- score rules
 
 class P:
@@ -130,10 +159,45 @@ def state(role, disk, conn="Connected", peer_role="Secondary", pdisk="UpToDate",
     (state("Secondary", "Consistent", "Connecting", "Unknown", "DUnknown"), None),
     (state("Secondary", "Inconsistent", "Connecting", "Unknown", "DUnknown"), None),
     (state("Secondary", "Attaching", "Connecting", "Unknown", "DUnknown"), drbd.UNCHANGED),
-    (state("Secondary", "Diskless", client=True), 9999),
+    (state("Secondary", "Diskless", client=True), 9999),      # good - 1
 ])
 def test_promotion_score_rules(st, score):
     assert drbd.compute_score(st, P) == score
+
+
+def test_a_diskless_client_never_outranks_a_node_with_the_data():
+    """Issue 12.1: the client's scores come from adjust_master_score, one below a
+    diskful node's (LINBIT: good - 1, local_peer_unknown - 1), not a fixed 9999/999."""
+    class Low(P):
+        adjust_master_score = [0, 10, 100, 200]
+    client = state("Secondary", "Diskless", client=True)
+    diskful = state("Secondary", "UpToDate")
+    assert drbd.compute_score(client, Low) == 199 < drbd.compute_score(diskful, Low) == 200
+    # one diskful peer UpToDate, another not: local_peer_unknown - 1
+    other = drbd.Peer("c")
+    other.connection, other.role, other.disks = "Connecting", "Unknown", ["DUnknown"]
+    client.peers["2"] = other
+    assert drbd.compute_score(client, Low) == 99
+    # a diskless peer has nothing to be UpToDate with: it does not count
+    other.client_volumes = [True]
+    assert drbd.compute_score(client, Low) == 199
+
+
+def test_a_peer_is_a_client_only_when_every_volume_says_so():
+    events = ("exists resource name:r0 role:Secondary suspended:no\n"
+              "exists connection name:r0 peer-node-id:1 conn-name:b connection:Connected "
+              "role:Secondary\n"
+              "exists device name:r0 volume:0 minor:0 disk:UpToDate client:no quorum:yes\n"
+              "exists device name:r0 volume:1 minor:1 disk:UpToDate client:no quorum:yes\n"
+              "exists peer-device name:r0 peer-node-id:1 conn-name:b volume:0 "
+              "replication:Established peer-disk:Diskless peer-client:yes\n"
+              "exists peer-device name:r0 peer-node-id:1 conn-name:b volume:1 "
+              "replication:Established peer-disk:UpToDate peer-client:no\n"
+              "exists -\n")
+    st = drbd.parse_events2(events, "r0")
+    assert not st.peers["1"].client
+    st = drbd.parse_events2(events.replace("peer-client:no", "peer-client:yes"), "r0")
+    assert st.peers["1"].client
 
 
 def test_score_removed_when_peer_primary_if_configured():
@@ -343,6 +407,51 @@ def test_demote_of_mounted_device_names_the_holder(lab):
     assert lab.agent("node1", "demote").returncode == 0
 
 
+@pytest.mark.parametrize("mode", ["9", "8.4"])
+@pytest.mark.parametrize("promoted", [False, True])
+def test_stop_of_a_resource_gone_from_drbd_conf_takes_it_down_anyway(lab, mode, promoted):
+    """Issue 12.4: drbdadm refuses a resource no longer in drbd.conf, but the kernel
+    still has it up; stop falls back to drbdsetup down instead of failing (a failed stop
+    gets the node fenced)."""
+    start_pair(lab, mode=mode)
+    if promoted:
+        assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("unconfigure", "r0", "node1")
+    p = lab.agent("node1", "stop")
+    assert p.returncode == 0, p.stderr
+    assert "drbdsetup down" in p.stderr
+    assert lab.state_of("r0")["node"]["node1"]["up"] is False
+
+
+def test_unfence_runs_once_all_disks_are_uptodate_though_the_score_is_unchanged(lab,
+                                                                              tmp_path):
+    """Issue 12.3: a Primary's score does not change while its peer resyncs, and the
+    unfence call must not depend on it; the handler gets unfence_extra_args (LINBIT's
+    default) through OCF_RESKEY_unfence_extra_args."""
+    calls = tmp_path / "unfence-calls"
+    wrapper = tmp_path / "bin" / "drbdadm"
+    wrapper.parent.mkdir()
+    wrapper.write_text("#!/bin/sh\n"
+                       'case " $* " in *" unfence-peer "*)\n'
+                       f'  echo "$* | $OCF_RESKEY_unfence_extra_args" >> "{calls}";;\nesac\n'
+                       f'exec "{EMU_BIN / "drbdadm"}" "$@"\n')
+    wrapper.chmod(0o755)
+    params = {"unfence_if_all_uptodate": "true"}
+    start_pair(lab, params)
+    assert lab.agent("node1", "monitor", params).returncode == 0     # score 10000
+    env = lab.agent_env("node1", params)
+    env["PATH"] = f"{wrapper.parent}:{env['PATH']}"
+    for action in ("promote", "monitor", "monitor"):
+        p = subprocess.run([lab.agent_path, action], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode in (0, 8), p.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 1, lines                       # once, not at every monitor
+    assert lines[0].endswith("| --quiet --flock-required --flock-timeout 0 "
+                             "--unfence-only-if-owner-match")
+    assert lab.attribute("node1", "master-p_drbd_r0") == "10000"
+
+
 def test_primary_with_failed_disk_is_failed_promoted(lab):
     start_pair(lab)
     assert lab.agent("node1", "promote").returncode == 0
@@ -351,10 +460,14 @@ def test_primary_with_failed_disk_is_failed_promoted(lab):
     assert p.returncode == 9 and "without its local disk" in p.stderr
 
 
-def test_start_fails_clearly_for_an_undefined_resource(lab):
+def test_a_resource_not_defined_here_is_missing_on_this_node_not_misconfigured(lab):
+    """Issue 12.5: 5 (this node lacks it) keeps the clone off this node only; 6 would
+    ban it from every node."""
     lab.init("r0")
     p = lab.agent("node1", "start", params={"drbd_resource": "r9"})
-    assert p.returncode == 6 and "not defined" in p.stderr
+    assert p.returncode == 5 and "not defined" in p.stderr
+    p = lab.agent("node1", "start", params={"drbdconf": "/nonexistent/drbd.conf"})
+    assert p.returncode == 5 and "does not exist on this node" in p.stderr
 
 
 @pytest.mark.parametrize("meta,params,reason", [

@@ -23,6 +23,7 @@ RULES = fuzz.Rules(valid_configuration, {
     "drbdsetup": {"--now"},
     "crm_attribute": fuzz.CRM_ATTRIBUTE_OPTIONS,
     "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},
+    "modinfo": {"-F"},
 })
 
 
