@@ -390,10 +390,6 @@ class Drbd:
             version = parse_proc_drbd(text)[0]
             if version:
                 return version
-        if self.res.params.proc_drbd == PROC_DRBD and not os.path.exists(PROC_DRBD):
-            # The loaded module always has /proc/drbd: without it the module is not
-            # loaded, and asking drbdadm would make every probe try to load it.
-            return None
         cached = self.memory.get("kernel", "").split(".")
         if use_cache and all(x.isdigit() for x in cached):  # a corrupted memory is ignored
             return tuple(int(x) for x in cached)

@@ -113,26 +113,6 @@ def test_a_module_that_is_not_loaded_is_not_taken_for_any_version():
     assert drbd.decode_kernel_version("") is None
 
 
-def test_a_probe_without_proc_drbd_runs_no_drbd_tool(monkeypatch, tmp_path):
-    """Without /proc/drbd the module is not loaded: a probe answers from that, without
-    running drbdadm/drbdsetup (each of which would try to load the module)."""
-    if os.path.exists(drbd.PROC_DRBD):
-        pytest.skip("this kernel has DRBD loaded")
-    from ocf_agents import ocf
-    calls = []
-    monkeypatch.setattr(ocf, "run_command", lambda argv, **kw: calls.append(argv))
-    monkeypatch.setattr(drbd, "have_binary", lambda name: True)
-    for key in [k for k in os.environ if k.startswith(("OCF_", "HA_"))]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("OCF_RESOURCE_INSTANCE", "p_drbd_r0:0")
-    monkeypatch.setenv("HA_RSCTMP", str(tmp_path))
-    monkeypatch.setenv("OCF_RESKEY_drbd_resource", "r0")
-    monkeypatch.setenv("OCF_RESKEY_CRM_meta_interval", "0")
-    monkeypatch.setenv("OCF_RESKEY_CRM_meta_on_node", "node1")
-    assert drbd.AGENT.run(["monitor"]) == 7
-    assert [c for c in calls if c[0] in ("drbdadm", "drbdsetup")] == []
-
-
 # ------------------------------------------------------------------- score rules
 
 class P:
