@@ -102,12 +102,17 @@ def read_tcp_port(address, program, version, timeout=5.0):
     return struct.unpack(">I", result[:4])[0]
 
 
-def null_call(address, program, version, port=None, timeout=5.0):
-    """Ping program/version at address (port from rpcbind unless given)."""
+def null_call(address, program, version, port=None, timeout=5.0, any_version=False):
+    """Ping program/version at address (port from rpcbind unless given). any_version:
+    a "version mismatch" reply counts too (the program answers, without that version)."""
     if port is None:
         port = read_tcp_port(address, program, version, timeout)
         if port == 0:
             raise RPCError(f"{NAMES.get(program, program)} version {version} is not "
                            "registered with rpcbind")
-    call(address, port, program, version, timeout=timeout)
+    try:
+        call(address, port, program, version, timeout=timeout)
+    except RPCError as err:
+        if not (any_version and str(err) == _ACCEPT_STATES[2]):
+            raise
     return port

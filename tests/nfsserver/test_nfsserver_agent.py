@@ -80,14 +80,22 @@ def test_rpc_client_pings_a_real_rpc_service_found_through_rpcbind(statd):
             "try:\n"
             "    sunrpc.null_call('127.0.0.1', sunrpc.NFS, 3)\n"
             "except sunrpc.RPCError as e:\n"
-            "    print('refused:', e)\n")
+            "    print('refused:', e)\n"
+            # a version the program lacks: an answer all the same, when asked so
+            "try:\n"
+            "    sunrpc.null_call('127.0.0.1', sunrpc.PORTMAPPER, 99, port=111)\n"
+            "except sunrpc.RPCError as e:\n"
+            "    print('refused:', e)\n"
+            "print(sunrpc.null_call('127.0.0.1', sunrpc.PORTMAPPER, 99, port=111,\n"
+            "                       any_version=True))\n")
     repo = os.path.dirname(os.path.dirname(sunrpc.__file__))
     result = statd.inside(["/usr/bin/python3", "-c", code, repo], text=True,
                           capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    port, refused = result.stdout.splitlines()
+    port, refused, mismatch, answered = result.stdout.splitlines()
     assert int(port) > 0
     assert refused == "refused: nfsd version 3 is not registered with rpcbind"
+    assert mismatch == "refused: version mismatch" and answered == "111"
 
 
 def test_rpc_reply_decoding_refuses_what_is_not_a_successful_reply():
