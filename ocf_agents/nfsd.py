@@ -24,8 +24,13 @@ SIGTERM, SIGKILL = 15, 9   # the signal module imports enum: milliseconds per mo
 
 
 # --- processes (no fork) ---------------------------------------------------------
+def safe_name(text):
+    """text as one file name: letters, digits, '-', '_', '.'; anything else '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 def process_name(pid):
-    return read_proc(f"/proc/{pid}/comm", 64).strip()
+    return read_head(f"/proc/{pid}/comm", 64).strip()
 
 
 def net_namespace(pid):
@@ -102,7 +107,7 @@ def kernel_has_nfsd():
     """The kernel knows nfsd's filesystem, or has the module to load (an empty
     /proc/fs/nfsd alone proves nothing: some kernels create it without nfsd)."""
     if any(line.split()[-1:] == ["nfsd"]
-           for line in read_proc("/proc/filesystems", 1 << 16).splitlines()):
+           for line in read_head("/proc/filesystems", 1 << 16).splitlines()):
         return True
     release = os.uname().release
     return os.path.isdir(f"/lib/modules/{release}/kernel/fs/nfsd") or \
@@ -118,11 +123,6 @@ def read_threads():
         return int(text.strip() or 0)
     except ValueError:
         return None
-
-
-def read_proc(path, size=4096):
-    """A small /proc file in one bounded read ("" when absent)."""
-    return read_head(path, size)
 
 
 def read_text(path):

@@ -11,10 +11,10 @@ Monitor reads the export table (etab) directly: no fork on the hot path.
 import os
 import time
 
-from ocf_agents.nfsd import read_proc
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, read_head, shown,
+    write_file_atomically,
 )
 
 NFS_STATE_DIR = "/var/lib/nfs"
@@ -458,7 +458,7 @@ def unlock_filesystems(res, directories):
 
 def wait_for_lease_time(res):
     try:
-        lease = int(read_proc(LEASE_TIME).strip() or 0)
+        lease = int(read_head(LEASE_TIME).strip() or 0)
     except ValueError:
         lease = 0
     if not lease:

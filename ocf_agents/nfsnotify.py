@@ -26,15 +26,15 @@ restart notifies again.
 import os
 import time
 
-from ocf_agents.nfsd import net_namespace, pids_named, process_name, read_proc
+from ocf_agents.nfsd import net_namespace, pids_named, process_name, safe_name, stop_processes
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file, shown, write_file_atomically,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, read_head, shown,
+    write_file_atomically,
 )
 
 STATD_DIR_CANDIDATES = ("/var/lib/nfs/statd", "/var/lib/nfs")
 BACKUP_NAME = "nfsnotify.bu"
-SIGTERM, SIGKILL = 15, 9  # the signal module would import enum: milliseconds per monitor
 
 # sm-notify options a user may add: exactly what sm-notify accepts, less the agent's own.
 # nfs-utils 2.6.2's sm-notify parses "dm:np:v:P:f" (getopt; its usage line still shows a
@@ -112,21 +112,7 @@ def statd_pid():
 def stop_sm_notify(state_dirs):
     """Stop sm-notify runs still retrying from state_dirs, so they cannot race
     a new run; other instances' runs are left alone."""
-    pids = [pid for pid in pids_named("sm-notify") if sm_notify_dir(pid) in state_dirs]
-    for pid in pids:
-        try:
-            os.kill(pid, SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        pids = [p for p in pids if process_name(p) == "sm-notify"]
-    for pid in pids:
-        try:
-            os.kill(pid, SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_processes([pid for pid in pids_named("sm-notify") if sm_notify_dir(pid) in state_dirs])
 
 
 def sm_notify_dir(pid):
@@ -307,14 +293,14 @@ def read_lock_grace():
     lockd starts its grace period when it starts (with nfsd); fs.nfs.nlm_grace_period
     (0: five times nlm_timeout) is its length."""
     pids = pids_named("lockd")
-    grace = read_proc("/proc/sys/fs/nfs/nlm_grace_period").strip()
-    stat = read_proc(f"/proc/{pids[0]}/stat") if pids else ""
-    uptime = read_proc("/proc/uptime").split()
+    grace = read_head("/proc/sys/fs/nfs/nlm_grace_period").strip()
+    stat = read_head(f"/proc/{pids[0]}/stat") if pids else ""
+    uptime = read_head("/proc/uptime").split()
     try:
         started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
         seconds = int(grace)
         if seconds == 0:
-            seconds = 5 * int(read_proc("/proc/sys/fs/nfs/nlm_timeout").strip())
+            seconds = 5 * int(read_head("/proc/sys/fs/nfs/nlm_timeout").strip())
         return seconds, float(uptime[0]) - started
     except (IndexError, ValueError, OSError):
         return None
@@ -357,10 +343,6 @@ def backup_dir(res, directory):
 
 def copy_dir(res, directory, index):
     return f"{backup_dir(res, directory)}.{index}"
-
-
-def safe_name(text):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def check_resolvable(host):

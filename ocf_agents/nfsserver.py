@@ -104,16 +104,12 @@ def scope_name(res):
     return res.params.server_scope or res.instance_without_clone_suffix
 
 
-def safe_name(text):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def uts_file(res):
-    return res.state_path(f"{safe_name(res.instance_without_clone_suffix)}.uts")
+    return res.state_path(f"{nfsd.safe_name(res.instance_without_clone_suffix)}.uts")
 
 
 def marker(res):
-    return res.state_path(f"{safe_name(res.instance)}.started")
+    return res.state_path(f"{nfsd.safe_name(res.instance)}.started")
 
 
 def read_marker(res):
