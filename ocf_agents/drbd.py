@@ -25,10 +25,12 @@ from ocf_agents.ocf import (
     read_file, read_head, shown, write_file_atomically,
 )
 
-UNCHANGED = object()      # promotion score: leave as it is (transitional disk state)
-CONNECTED_84 = ("Connected", "StartingSyncS", "StartingSyncT", "WFBitMapS", "WFBitMapT",
-                "WFSyncUUID", "SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT",
-                "VerifyS", "VerifyT", "Ahead", "Behind")
+from ocf_agents.drbdstate import (
+    UNCHANGED, compute_score, decode_drbdadm_84, decode_events2, decode_gi,
+    decode_kernel_version, decode_proc_drbd, decode_sh_status, uuids_diverged,
+)
+
+PROC_DRBD = "/proc/drbd"
 
 
 # --- parameter checks -----------------------------------------------------------
@@ -102,244 +104,6 @@ def parse_recovery(value):
     return value
 
 
-# --- state --------------------------------------------------------------------
-PROC_DRBD = "/proc/drbd"
-
-
-class Peer:
-    def __init__(self, name):
-        self.name = name
-        self.connection = "StandAlone"   # Connected, Connecting, StandAlone, ...
-        self.role = "Unknown"
-        self.disks = []                  # peer-disk per volume
-        self.replication = []            # replication state per volume
-        self.done = None                 # resync progress in percent, when syncing
-        self.client_volumes = []         # peer-client per volume
-
-    @property
-    def client(self):
-        """A diskless client peer: peer-client on every volume, not just the last one."""
-        return bool(self.client_volumes) and all(self.client_volumes)
-
-    @property
-    def connected(self):
-        return self.connection == "Connected"
-
-    @property
-    def all_uptodate(self):
-        return bool(self.disks) and all(d == "UpToDate" for d in self.disks)
-
-    @property
-    def any_unknown(self):
-        return not self.disks or any(d == "DUnknown" for d in self.disks)
-
-
-class DrbdState:
-    """One resource as seen from this node."""
-
-    def __init__(self):
-        self.role = "Unconfigured"
-        self.disks = []          # local disk state per volume
-        self.client = False      # diskless client on every volume (intentionally)
-        self.quorum = True
-        self.volumes = []        # volume number per device (DRBD 9)
-        self.minors = []         # minor per device
-        self.peers = {}          # peer id -> Peer
-
-    @property
-    def configured(self):
-        return self.role != "Unconfigured"
-
-    @property
-    def primary(self):
-        return self.role == "Primary"
-
-    @property
-    def all_uptodate(self):
-        return bool(self.disks) and all(d == "UpToDate" for d in self.disks)
-
-    @property
-    def disk_failed(self):
-        """Lost the local disk (not a diskless client by configuration)."""
-        return not self.client and any(d in ("Diskless", "Failed", "Detaching")
-                                       for d in self.disks)
-
-    @property
-    def standalone_peers(self):
-        return [p for p in self.peers.values() if p.connection == "StandAlone"]
-
-    @property
-    def disconnected_peers(self):
-        return [p for p in self.peers.values() if not p.connected]
-
-    def describe(self):
-        peers = ", ".join(f"{p.name} {p.connection} {p.role} {'/'.join(p.disks) or '-'}"
-                          for p in self.peers.values())
-        return f"{self.role} {'/'.join(self.disks) or '-'}" + (f"; peer {peers}" if peers else "")
-
-
-def _fields(tokens):
-    out = {}
-    for token in tokens:
-        key, sep, value = token.partition(":")
-        if sep:
-            out[key] = value
-    return out
-
-
-def parse_events2(text, resource):
-    """State from ``drbdsetup events2 --now <resource>`` (DRBD 9)."""
-    st = DrbdState()
-    volumes = 0
-    clients = 0
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) < 2 or words[0] != "exists":
-            continue
-        if words[1] == "-":
-            break
-        kind, f = words[1], _fields(words[2:])
-        if f.get("name") != resource:
-            continue
-        if kind == "resource":
-            st.role = f.get("role", "Unknown")
-        elif kind == "connection":
-            peer = st.peers.setdefault(f.get("peer-node-id"), Peer(f.get("conn-name", "peer")))
-            peer.connection = f.get("connection", "StandAlone")
-            peer.role = f.get("role", "Unknown")
-        elif kind == "device":
-            volumes += 1
-            st.volumes.append(f.get("volume", "0"))
-            st.minors.append(f.get("minor", ""))
-            disk = f.get("disk", "Diskless")
-            st.disks.append(disk)
-            if disk == "Diskless" and f.get("client") == "yes":
-                clients += 1
-            if f.get("quorum") == "no":
-                st.quorum = False
-        elif kind == "peer-device":
-            peer = st.peers.setdefault(f.get("peer-node-id"), Peer(f.get("conn-name", "peer")))
-            peer.disks.append(f.get("peer-disk", "DUnknown"))
-            peer.replication.append(f.get("replication", "Off"))
-            peer.client_volumes.append(f.get("peer-client") == "yes")
-            if "done" in f:
-                try:
-                    peer.done = float(f["done"])
-                except ValueError:
-                    pass
-    st.client = volumes > 0 and clients == volumes
-    return st
-
-
-def parse_status_json(text, resource):
-    """State from ``drbdsetup status <resource> --json`` (DRBD 9, alternative source)."""
-    import json
-    st = DrbdState()
-    for res in json.loads(text or "[]"):
-        if res.get("name") != resource:
-            continue
-        st.role = res.get("role", "Unknown")
-        devices = res.get("devices", [])
-        for dev in devices:
-            st.disks.append(dev.get("disk-state", "Diskless"))
-            if dev.get("quorum") is False:
-                st.quorum = False
-        st.client = bool(devices) and all(d.get("client") for d in devices)
-        for conn in res.get("connections", []):
-            peer = st.peers.setdefault(str(conn.get("peer-node-id")), Peer(conn.get("name")))
-            peer.connection = conn.get("connection-state", "StandAlone")
-            peer.role = conn.get("peer-role", "Unknown")
-            for pd in conn.get("peer_devices", []):
-                peer.disks.append(pd.get("peer-disk-state", "DUnknown"))
-                peer.replication.append(pd.get("replication-state", "Off"))
-                peer.client_volumes.append(bool(pd.get("peer-client")))
-                if pd.get("has-sync-details"):
-                    peer.done = pd.get("percent-resync-done")
-    return st
-
-
-def _apply_84(st, role, peer_role, disk, pdisk, cstate):
-    """One 8.4 volume (role/peer, disk/pdisk, cstate) into a DrbdState."""
-    if not role or role == "Unconfigured" or cstate == "Unconfigured":
-        return
-    st.role = role
-    st.disks.append(disk or "Diskless")
-    peer = st.peers.setdefault("peer", Peer("peer"))
-    if cstate in CONNECTED_84:
-        peer.connection = "Connected"
-        peer.replication.append("Established" if cstate == "Connected" else cstate)
-    elif cstate == "StandAlone":
-        peer.connection = "StandAlone"
-        peer.replication.append("Off")
-    else:   # WFConnection, Unconnected, WFReportParams, Disconnecting, ...
-        peer.connection = "Connecting"
-        peer.replication.append("Off")
-    peer.role = peer_role or "Unknown"
-    peer.disks.append(pdisk or "DUnknown")
-
-
-def parse_sh_status(text):
-    """State from ``drbdsetup sh-status <resource>`` (DRBD 8.4): one block per volume."""
-    st = DrbdState()
-    block = {}
-    for line in text.splitlines() + ["_minor=end"]:
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            continue
-        if key == "_minor" and block:
-            _apply_84(st, block.get("_role"), block.get("_peer"), block.get("_disk"),
-                      block.get("_pdsk"), block.get("_cstate"))
-            if len(st.minors) < len(st.disks):
-                st.minors.append(block.get("_minor", ""))
-            done = block.get("_resynced_percent")
-            if done and st.peers:
-                try:
-                    st.peers["peer"].done = float(done)
-                except ValueError:
-                    pass
-            block = {}
-        block[key] = value
-    return st
-
-
-def parse_drbdadm_84(role, cstate, dstate):
-    """State from ``drbdadm role``/``cstate``/``dstate`` output (DRBD 8.4)."""
-    st = DrbdState()
-    roles, disks = role.split(), dstate.split()
-    for i, cs in enumerate(cstate.split()):
-        r = (roles[i] if i < len(roles) else "Unconfigured").split("/")
-        d = (disks[i] if i < len(disks) else "").split("/")
-        _apply_84(st, r[0], r[1] if len(r) > 1 else None, d[0], d[1] if len(d) > 1 else None,
-                  cs)
-    return st
-
-
-def parse_proc_drbd(text):
-    """(kernel version tuple, {minor: (cstate, role, peer_role, disk, pdisk, done)})."""
-    version, minors = None, {}
-    last = None
-    for line in text.splitlines():
-        if line.startswith("version:"):
-            try:
-                version = tuple(int(x) for x in line.split()[1].split("-")[0].split(".")[:3])
-            except ValueError:
-                version = None
-            continue
-        words = line.split()
-        if words and words[0].endswith(":") and words[0][:-1].isdigit():
-            f = _fields(words[1:])
-            ro = f.get("ro", "/").split("/")
-            ds = f.get("ds", "/").split("/")
-            last = int(words[0][:-1])
-            minors[last] = [f.get("cs", "Unconfigured"), ro[0], ro[-1], ds[0], ds[-1], None]
-        elif "sync'ed:" in line and last is not None:
-            try:
-                minors[last][5] = float(line.split("sync'ed:")[1].split("%")[0])
-            except ValueError:
-                pass
-    return version, {m: tuple(v) for m, v in minors.items()}
-
-
 # --- talking to DRBD ----------------------------------------------------------
 class Drbd:
     """drbdadm/drbdsetup for one resource, plus the agent's small persistent memory."""
@@ -387,7 +151,7 @@ class Drbd:
         """DRBD module version (tuple) or None when the module is not loaded."""
         text = read_head(self.res.params.proc_drbd)
         if text:
-            version = parse_proc_drbd(text)[0]
+            version = decode_proc_drbd(text)[0]
             if version:
                 return version
         cached = self.memory.get("kernel", "").split(".")
@@ -404,13 +168,13 @@ class Drbd:
             if result.rc != 0:
                 raise OCFError(ERR_GENERIC, f"drbdsetup events2 failed (rc {result.rc}): "
                                             f"{result.err.strip()}")
-            return parse_events2(result.out, self.name)
+            return decode_events2(result.out, self.name)
         result = self.res.run(["drbdsetup", "sh-status", self.name], timeout=15, quiet=True)
         if result.rc == 0 and "_known=" in result.out:
-            return parse_sh_status(result.out)
+            return decode_sh_status(result.out)
         outs = [self.adm(word, timeout=15, quiet=True).out for word in ("role", "cstate",
                                                                         "dstate")]
-        return parse_drbdadm_84(*outs)
+        return decode_drbdadm_84(*outs)
 
 
     def generation_ids(self, version, st, peer_id):
@@ -427,96 +191,7 @@ class Drbd:
         else:
             return None
         result = self.res.run(argv, timeout=15, quiet=True)
-        return parse_gi(result.out) if result.rc == 0 else None
-
-
-ZERO_UUID = "0" * 16
-
-
-def decode_kernel_version(text):
-    """The module's version from ``drbdadm --version`` output, None when not loaded:
-    drbd-utils print DRBD_KERNEL_VERSION=0 then (it is not version 0, and not 8.4)."""
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key == "DRBD_KERNEL_VERSION" and value.strip():
-            try:
-                version = tuple(int(x) for x in value.strip().split("-")[0].split(".")[:3])
-            except ValueError:
-                return None
-            return version if version and version[0] > 0 else None
-    return None
-
-
-def parse_gi(text):
-    """(current, bitmap, history...) from ``get-gi``/``show-gi`` output, or None.
-
-    The line looks like CURRENT:BITMAP:HISTORY1:HISTORY2:flags... (16 hex digits each);
-    show-gi wraps the same line in an explanatory drawing.
-    """
-    for line in text.splitlines():
-        fields = line.strip().split(":")
-        uuids = fields[:4]
-        if len(fields) >= 5 and all(len(u) == 16 and _is_hex(u) for u in uuids):
-            return tuple(u.upper() for u in uuids)
-    return None
-
-
-def _is_hex(text):
-    return all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def uuids_diverged(mine, theirs):
-    """Split brain by generation UUIDs: both sides have a current UUID the other has never
-    seen (neither is the other's bitmap or history UUID). DRBD keeps a flag in the lowest
-    bit of a UUID; it is not part of the identity."""
-    def ids(gi):
-        return [int(u, 16) & ~1 for u in gi]
-    a, b = ids(mine), ids(theirs)
-    if a[0] == b[0] or not a[0] or not b[0]:
-        return False
-    return a[0] not in b[1:] and b[0] not in a[1:]
-
-
-# --- promotion score ------------------------------------------------------------
-def compute_score(st, params, promoted_elsewhere=None):
-    """The linbit agent's promotion score rules; None = delete, UNCHANGED = leave."""
-    consistent, remote, local_peer_unknown, good = params.adjust_master_score
-    if not st.quorum:
-        return None
-    policy = params.remove_master_score_if_peer_primary
-    if policy != "false" and not st.primary:
-        for peer in st.peers.values():
-            if peer.role == "Primary" and peer.all_uptodate:
-                if policy == "true" or (promoted_elsewhere is not None
-                                        and not promoted_elsewhere()):
-                    return None
-    peers = list(st.peers.values())
-    if st.client:
-        # A diskless client serves data only through a peer's disk. LINBIT derives its
-        # scores from the configured ones, one below a diskful node in the same
-        # situation, so a node with the data always wins: good - 1 when every diskful
-        # peer is UpToDate (diskless peers have nothing to be up to date with), or when
-        # it is Primary on an UpToDate peer already ...
-        diskful = [p for p in peers if not p.client]
-        if (st.primary and any(p.all_uptodate for p in peers)) or \
-                (diskful and all(p.all_uptodate for p in diskful)):
-            return good - 1
-        # ... local_peer_unknown - 1 while at least one peer still has UpToDate data;
-        # no score without one (promoting would give an application no data).
-        return local_peer_unknown - 1 if any(p.all_uptodate for p in peers) else None
-    if st.all_uptodate:
-        if st.primary:
-            return good
-        if any(p.any_unknown and not p.client for p in peers):
-            return local_peer_unknown
-        return good
-    if any(p.all_uptodate for p in peers):
-        return remote
-    if any(d in ("Attaching", "Negotiating") for d in st.disks):
-        return UNCHANGED
-    if st.disks and all(d in ("Consistent", "UpToDate") for d in st.disks):
-        return consistent if consistent > 0 else None
-    return None
+        return decode_gi(result.out) if result.rc == 0 else None
 
 
 def update_score(res, drbd, st, force=False):
@@ -604,7 +279,7 @@ def split_brain_evidence(res, drbd, st, version):
     for peer in st.standalone_peers:
         if peer.name == res.node_name:
             continue
-        theirs = parse_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
+        theirs = decode_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
         if theirs is None:
             continue
         if uuids_diverged(mine, theirs):
