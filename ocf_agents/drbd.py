@@ -98,6 +98,16 @@ def parse_unfence_extra_args(value):
     return words
 
 
+def parse_report_degraded(value):
+    value = value.strip().lower()
+    aliases = {"true": "disconnected", "yes": "disconnected", "1": "disconnected",
+               "false": "never", "no": "never", "0": "never"}
+    value = aliases.get(value, value)
+    if value not in ("standalone", "disconnected", "never"):
+        raise ValueError(f"{shown(value)} must be standalone, disconnected or never")
+    return value
+
+
 def parse_recovery(value):
     if value not in ("none", "discard-secondary"):
         raise ValueError(f"{value!r} must be none or discard-secondary")
@@ -142,10 +152,20 @@ class Drbd:
         except FileNotFoundError:
             pass
 
+    @property
+    def stacked(self):
+        """A DRBD 8.4 resource stacked on another one (found at start/validate-all)."""
+        return self.memory.get("stacked") == "1"
+
     # commands
-    def adm(self, *args, timeout=None, quiet=False):
-        return self.res.run(["drbdadm", "-c", self.res.params.drbdconf, *args, self.name],
-                            timeout=timeout, quiet=quiet)
+    def adm_argv(self, *args):
+        # drbdadm 8.4 answers "'<res>' is a stacked resource, and not available in
+        # normal mode" to every command on a stacked resource without -S.
+        stacked = ["-S"] if self.stacked else []
+        return ["drbdadm", "-c", self.res.params.drbdconf, *stacked, *args, self.name]
+
+    def adm(self, *args, timeout=None, quiet=False, env=None):
+        return self.res.run(self.adm_argv(*args), timeout=timeout, quiet=quiet, env=env)
 
     def kernel_version(self, use_cache=True):
         """DRBD module version (tuple) or None when the module is not loaded."""
@@ -226,8 +246,7 @@ def maybe_unfence(res, drbd, st):
             # (LINBIT's agent passes it the same way).
             env = dict(os.environ, OCF_RESKEY_unfence_extra_args=" ".join(
                 res.params.unfence_extra_args))
-            result = res.run(["drbdadm", "-c", res.params.drbdconf, "unfence-peer",
-                              drbd.name], timeout=30, quiet=True, env=env)
+            result = drbd.adm("unfence-peer", timeout=30, quiet=True, env=env)
             res.log.info(f"every disk is UpToDate: ran drbdadm unfence-peer (rc {result.rc})")
             drbd.remember(unfenced=1)
     elif drbd.memory.get("unfenced"):
@@ -346,7 +365,7 @@ def start(res):
     if version is None:
         raise OCFError(ERR_INSTALLED, "DRBD kernel module is not loaded and cannot be loaded")
     check_module_version(res, version)
-    check_resource_defined(res)
+    check_resource_defined(res, drbd)
     drbd.remember(kernel=".".join(map(str, version)))
     result = drbd.adm("adjust")
     if result.rc != 0:
@@ -418,6 +437,8 @@ def stop(res):
         res.log.info(f"outdated own disk on stop (rc {result.rc})")
     res.set_promotion_score(None)
     clear_split_brain(res, drbd)
+    if drbd.memory.get("degraded"):
+        res.node_attribute(f"drbd-{drbd.name}-degraded", delete=True)
     drbd.forget()
     return SUCCESS
 
@@ -508,13 +529,41 @@ def monitor(res):
     if st.primary and st.disk_failed:
         raise OCFError(FAILED_PROMOTED, f"{drbd.name} is Primary without its local disk "
                                         f"({st.describe()})")
-    degraded = bool(st.disconnected_peers) and res.params.report_degraded
+    publish_disconnection(res, drbd, st)
+    # Pacemaker 2.1 keeps a 190/191 as a failed action until someone runs a cleanup, and
+    # a cleanup of the Promoted instance restarts what depends on it (measured in the lab:
+    # the filesystem was stopped and started again). So by default only a StandAlone
+    # connection (a split brain, or an administrator's disconnect) is reported that way:
+    # it needs an administrator anyway. A peer that is merely away (down, fenced,
+    # rejoining: Connecting) heals by itself and shows as the node attribute
+    # drbd-<resource>-degraded instead, gone when it is back.
+    policy = res.params.report_degraded
+    degraded = policy != "never" and (
+        bool(st.standalone_peers) or reason is not None if policy == "standalone"
+        else bool(st.disconnected_peers))
     if degraded:
         res.exit_reason(reason or f"{drbd.name} degraded: peer not connected ({st.describe()})",
                         level="warning")
     if st.primary:
         return DEGRADED_PROMOTED if degraded else RUNNING_PROMOTED
     return DEGRADED if degraded else SUCCESS
+
+
+def publish_disconnection(res, drbd, st):
+    """drbd-<resource>-degraded = the peers that are not connected (crm_mon -A, pcs status
+    --full), written when that changes, deleted when every peer is connected again."""
+    value = ", ".join(f"{p.name} {p.connection}" for p in st.disconnected_peers)
+    if drbd.memory.get("degraded", "") == value:
+        return
+    name = f"drbd-{drbd.name}-degraded"
+    ok = res.node_attribute(name, value=value) if value else res.node_attribute(name, delete=True)
+    if not ok:
+        return      # tried again at the next monitor
+    drbd.remember(degraded=value or None)
+    if value:
+        res.log.warning(f"{drbd.name} degraded: not connected to {value} ({st.describe()})")
+    else:
+        res.log.notice(f"{drbd.name}: every peer is connected again")
 
 
 def notify(res):
@@ -574,7 +623,7 @@ def validate_all(res):
             raise OCFError(ERR_INSTALLED, "the DRBD kernel module is neither loaded nor "
                                           f"installed for kernel {os.uname().release}")
     check_module_version(res, version)
-    check_resource_defined(res)
+    check_resource_defined(res, drbd)
     return SUCCESS
 
 
@@ -610,8 +659,15 @@ def check_environment(res):
         raise OCFError(ERR_CONFIGURED, "promoted-max must be 1 or 2 for DRBD")
     if res.action in ("monitor",):
         return
-    if not res.meta("notify") or res.meta("notify").lower() not in ("true", "yes", "1", "on"):
-        raise OCFError(ERR_CONFIGURED, "the clone must have notify=true for DRBD")
+    notify_on = (res.meta("notify") or "").lower() in ("true", "yes", "1", "on")
+    if not notify_on and not res.params.ignore_missing_notifications:
+        raise OCFError(ERR_CONFIGURED, "the clone must have notify=true for DRBD (the agent "
+                                       "acts on its peers' promotions and stops); set "
+                                       "ignore_missing_notifications=true if this setup "
+                                       "does without them")
+    if not notify_on and res.action == "start":
+        res.log.warning("notify is off (ignore_missing_notifications=true): no drbdadm adjust "
+                        "when a peer starts, and stop_outdates_secondary acts only at stop")
     if promoted_max == 2 and res.action in ("start", "validate-all"):
         result = res.run(["drbdadm", "-c", res.params.drbdconf, "dump",
                           res.params.drbd_resource], timeout=15, quiet=True)
@@ -633,7 +689,7 @@ def check_module_version(res, version):
                                       f"{'.'.join(map(str, lt))}")
 
 
-def check_resource_defined(res):
+def check_resource_defined(res, drbd):
     # Both are facts of this node (another node may have the file and the resource):
     # 5 keeps the resource off this node only, where 6 would ban it from every node
     # (LINBIT's agent and ocft answer 5 too).
@@ -641,8 +697,19 @@ def check_resource_defined(res):
         raise OCFError(ERR_INSTALLED, f"{res.params.drbdconf} does not exist on this node: "
                                       "install the DRBD configuration here, or keep the "
                                       "clone off this node")
-    result = res.run(["drbdadm", "-c", res.params.drbdconf, "sh-dev", res.params.drbd_resource],
-                     timeout=15, quiet=True)
+    argv = ["drbdadm", "-c", res.params.drbdconf, "sh-dev", res.params.drbd_resource]
+    result = res.run(argv, timeout=15, quiet=True)
+    if result.rc != 0:
+        # A stacked resource (8.4's stacked-on-top-of) is known to drbdadm only with -S;
+        # every later drbdadm call then carries it (remembered until stop).
+        stacked = res.run(argv[:3] + ["-S"] + argv[3:], timeout=15, quiet=True)
+        if stacked.rc == 0:
+            if not drbd.stacked:
+                res.log.info(f"{drbd.name} is a stacked resource: drbdadm runs with -S")
+            drbd.remember(stacked=1)
+            return
+    else:
+        drbd.remember(stacked=None)
     if result.rc != 0:
         raise OCFError(ERR_INSTALLED, f"DRBD resource {res.params.drbd_resource} is not "
                                       f"defined for this host in {res.params.drbdconf}: "
@@ -737,7 +804,14 @@ UpToDate data is promotable, Consistent, Outdated or Inconsistent data is not (u
 the peer's UpToDate data is reachable). It is written only when it changes.
 
 Monitor returns 8 when Primary, 0 when Secondary, 9 when Primary without its local
-disk, and 191/190 (degraded) while the peer is not connected.
+disk (Failed or Diskless; Detaching is still 8), and 191/190 (degraded) for a
+StandAlone connection or a split brain (report_degraded). A peer that is not connected
+is shown by the node attribute drbd-<resource>-degraded (crm_mon -A, pcs status --full),
+written when that changes and deleted when every peer is connected again: pcs status is
+clean once the cluster is healthy, with no cleanup needed.
+
+A stacked DRBD 8.4 resource (stacked-on-top-of) is recognised at start and driven with
+drbdadm -S.
 
 Split brain is reported (exit reason, a crit log line once, the node attribute
 drbd-<resource>-split-brain=1) on any of three signals: DRBD ran its split-brain
@@ -772,6 +846,14 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
                            "node is Primary while the peer's disk is unknown), mark the local "
                            "data Outdated with drbdadm outdate so it can never be promoted with "
                            "stale data. Use only with working fencing."),
+        Parameter("ignore_missing_notifications", type="boolean", default=False,
+                  shortdesc="Run without notify=true on the clone",
+                  longdesc="By default every action but monitor and stop refuses (6) a clone "
+                           "without notify=true: the agent re-adjusts when a peer starts and "
+                           "outdates itself after a peer's promotion (stop_outdates_secondary) "
+                           "through notifications. true: accept the clone without them (e.g. "
+                           "DRBD 9 with quorum, where nothing depends on them); start logs "
+                           "what is then not done."),
         Parameter("wfc_timeout", type="time", default=5,
                   shortdesc="Seconds start waits for the peer",
                   longdesc="How long start waits for the connection to the peer (0: do not "
@@ -808,11 +890,16 @@ Configure as: promotable clone, clone-node-max=1, promoted-node-max=1, promoted-
                   longdesc="When this node is Primary and every local and peer disk is "
                            "UpToDate, run drbdadm unfence-peer once (removes a constraint left "
                            "by crm-fence-peer if the unfence handler did not run)."),
-        Parameter("report_degraded", type="boolean", default=True,
-                  shortdesc="Report 190/191 while the peer is disconnected",
-                  longdesc="Monitor returns OCF_DEGRADED (190) / OCF_DEGRADED_PROMOTED (191) "
-                           "while a peer is not connected. Set false for Pacemaker older than "
-                           "2.1, which does not know these codes: monitor then returns 0/8."),
+        Parameter("report_degraded", default="standalone", check=parse_report_degraded,
+                  shortdesc="When monitor returns 190/191 (degraded)",
+                  longdesc="standalone: OCF_DEGRADED (190) / OCF_DEGRADED_PROMOTED (191) only "
+                           "for a StandAlone connection or a split brain, which need an "
+                           "administrator; a peer that is only away (Connecting) shows as the "
+                           "node attribute drbd-<resource>-degraded, deleted when it is back. "
+                           "Pacemaker keeps every 190/191 as a failed action until a cleanup, "
+                           "and a cleanup of the Promoted instance restarts what depends on "
+                           "it. disconnected (or true): 190/191 whenever a peer is not "
+                           "connected. never (or false; Pacemaker before 2.1): always 0/8."),
         Parameter("split_brain_recovery", default="none", check=parse_recovery,
                   shortdesc="Automatic split-brain recovery (discards data!)",
                   longdesc="none: only report a split brain. discard-secondary: on a split "

@@ -68,9 +68,10 @@ class DrbdState:
 
     @property
     def disk_failed(self):
-        """Lost the local disk (not a diskless client by configuration)."""
-        return not self.client and any(d in ("Diskless", "Failed", "Detaching")
-                                       for d in self.disks)
+        """Lost the local disk (not a diskless client by configuration). Detaching is not
+        (yet): it is the transient step of a detach (an administrator's, or after an I/O
+        error, which passes through Failed first) and ends in Diskless."""
+        return not self.client and any(d in ("Diskless", "Failed") for d in self.disks)
 
     @property
     def standalone_peers(self):

@@ -56,9 +56,9 @@ def test_peer_loss_is_degraded_then_resync_restores(lab):
     start_pair(lab, resync_seconds=1)
     assert lab.agent("node1", "promote").returncode == 0
     lab.admin("cut", "r0")
-    p = lab.agent("node1", "monitor")
+    p = lab.agent("node1", "monitor", params={"report_degraded": "disconnected"})
     assert p.returncode == 191 and "peer not connected" in p.stderr
-    assert lab.agent("node2", "monitor").returncode == 190
+    assert lab.agent("node2", "monitor", params={"report_degraded": "true"}).returncode == 190
     assert lab.attribute("node2", "master-p_drbd_r0") == "1000"
     assert lab.agent("node1", "monitor", params={"report_degraded": "false"}).returncode == 8
     lab.admin("heal", "r0")
@@ -68,6 +68,50 @@ def test_peer_loss_is_degraded_then_resync_restores(lab):
     time.sleep(1.1)
     assert lab.agent("node2", "monitor").returncode == 0
     assert lab.attribute("node2", "master-p_drbd_r0") == "10000"
+
+
+def test_a_peer_that_is_away_leaves_no_failed_action_but_a_node_attribute(lab):
+    """Issue 12.6: Pacemaker 2.1 keeps every 190/191 as a failed action until a cleanup
+    (and a cleanup of the Promoted instance restarts the filesystem on it: measured in the
+    lab). A peer that is only away heals by itself: monitor says 8/0 and the node
+    attribute drbd-r0-degraded names it, written once and deleted when it is back."""
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    lab.admin("cut", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 8 and "not connected to" in p.stderr, p.stderr
+    assert node_attribute(lab, "node1", "drbd-r0-degraded") == "node2 Connecting"
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert node_attribute(lab, "node2", "drbd-r0-degraded") == "node1 Connecting"
+    calls = len(lab.crm_calls())
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert len(lab.crm_calls()) == calls                   # unchanged: no CIB write
+    lab.admin("heal", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 8 and "every peer is connected again" in p.stderr
+    assert node_attribute(lab, "node1", "drbd-r0-degraded") is None
+
+
+def node_attribute(lab, node, name):
+    """The whole value the fake crm_attribute keeps (Lab.attribute: first word only)."""
+    try:
+        with open(os.path.join(lab.env["FAKE_CRM_DIR"], node, name)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def test_a_standalone_connection_needs_an_administrator_and_is_degraded(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.run("node1", "drbdadm", "disconnect", "r0").returncode == 0
+    p = lab.agent("node1", "monitor")     # it will not reconnect by itself
+    assert p.returncode == 191 and "StandAlone" in p.stderr, p.stderr
+    assert lab.agent("node1", "monitor", params={"report_degraded": "never"}).returncode == 8
+    assert lab.agent("node2", "monitor").returncode == 0     # still trying: Connecting
+    assert lab.agent("node2", "stop").returncode == 0
+    assert node_attribute(lab, "node2", "drbd-r0-degraded") is None
 
 
 def test_outdated_data_is_not_promoted(lab):
@@ -258,6 +302,51 @@ def test_primary_with_failed_disk_is_failed_promoted(lab):
     lab.admin("fail-disk", "r0", "node1")
     p = lab.agent("node1", "monitor")
     assert p.returncode == 9 and "without its local disk" in p.stderr
+
+
+# A stand-in for drbd-utils 8.4's drbdadm in front of the emulator's: the real
+# /usr/lib/drbd/drbdadm-84, asked about a resource with stacked-on-top-of, answers
+# "'<res>' is a stacked resource, and not available in normal mode." (rc 1) to every
+# command without -S (measured here); the emulator itself knows no stacking.
+STACKED_DRBDADM = """#!/bin/sh
+case " $* " in
+    *" -S "*|*" --stacked "*|*" --version "*) ;;
+    *" r0 "*|*" r0") echo "'r0' is a stacked resource, and not available in normal mode." >&2
+                     exit 1 ;;
+esac
+exec {emu}/drbdadm "$@"
+"""
+
+
+def test_a_stacked_resource_is_driven_with_drbdadm_S_through_its_whole_life(lab):
+    """Issue 12.7: LINBIT's agent finds a stacked resource (sh-dev answers only with -S)
+    and passes -S to every drbdadm call; without it start said "not defined" (5)."""
+    wrapper = os.path.join(lab.fake_bin, "drbdadm")
+    with open(wrapper, "w") as f:
+        f.write(STACKED_DRBDADM.format(emu=EMU_BIN))
+    os.chmod(wrapper, 0o755)
+    start_pair(lab, mode="8.4")
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.agent("node1", "demote").returncode == 0
+    for n in ("node1", "node2"):
+        p = lab.agent(n, "stop")
+        assert p.returncode == 0 and "drbdsetup down" not in p.stderr, p.stderr
+    assert "Unconfigured" in lab.run("node1", "drbdadm", "-S", "cstate", "r0").stdout
+    assert lab.agent("node1", "validate-all").returncode == 0
+
+
+def test_without_notifications_the_clone_is_refused_unless_the_user_says_so(lab):
+    """Issue 12.7: ignore_missing_notifications=true accepts a clone without notify=true
+    (LINBIT's knob); start then says what is not done."""
+    lab.init("r0")
+    meta = {"notify": "false"}
+    p = lab.agent("node1", "start", meta=meta)
+    assert p.returncode == 6 and "ignore_missing_notifications" in p.stderr
+    params = {"ignore_missing_notifications": "true"}
+    assert lab.agent("node1", "validate-all", params, meta).returncode == 0
+    p = lab.agent("node1", "start", params, meta)
+    assert p.returncode == 0 and "notify is off" in p.stderr, p.stderr
 
 
 def test_a_resource_not_defined_here_is_missing_on_this_node_not_misconfigured(lab):

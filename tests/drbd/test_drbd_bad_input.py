@@ -19,7 +19,7 @@ def valid_configuration(sandbox, monkeypatch):
 
 # the commands it may run, with the only options it may pass them
 RULES = fuzz.Rules(valid_configuration, {
-    "drbdadm": {"-c", "--version", "-v", "--discard-my-data"},
+    "drbdadm": {"-c", "--version", "-v", "--discard-my-data", "-S"},
     "drbdsetup": {"--now"},
     "crm_attribute": fuzz.CRM_ATTRIBUTE_OPTIONS,
     "crm_node": {"-n"}, "crm_resource": {"--resource", "--locate"}, "modprobe": {"-s"},

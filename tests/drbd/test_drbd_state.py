@@ -167,3 +167,14 @@ def test_score_removed_when_peer_primary_if_configured():
     st = state("Secondary", "UpToDate")
     st.quorum = False
     assert drbdstate.compute_score(st, P) is None
+
+
+@pytest.mark.parametrize("disk,failed", [("Detaching", False), ("Failed", True),
+                                         ("Diskless", True), ("UpToDate", False)])
+def test_a_detaching_disk_is_not_a_failed_one_yet(disk, failed):
+    """Issue 12.7: Detaching is the transient step of a detach; a Primary in it is still
+    promoted (8), not failed (9): only Failed or Diskless (without client:yes) are."""
+    text = ("exists resource name:r0 role:Primary suspended:no\n"
+            f"exists device name:r0 volume:0 minor:0 disk:{disk} client:no quorum:yes\n"
+            "exists -\n")
+    assert drbdstate.decode_events2(text, "r0").disk_failed is failed
