@@ -128,7 +128,12 @@ def check_case(name, rules, param, value, action, monkeypatch, root):
     def recording_write(path, data, mode=0o644):
         written.append(os.path.realpath(os.path.dirname(path)))
         return real_write(path, data, mode)
-    monkeypatch.setattr(module, "write_file_atomically", recording_write)
+    # every module of the agent writes through its own imported name (an agent split
+    # into modules, e.g. mfsmaster + mfsrestore, writes from each)
+    import sys
+    for loaded in [m for name, m in sys.modules.items() if name.startswith("ocf_agents.")]:
+        if getattr(loaded, "write_file_atomically", None) is real_write:
+            monkeypatch.setattr(loaded, "write_file_atomically", recording_write)
     env = {"OCF_RESOURCE_INSTANCE": "fuzz", "HA_RSCTMP": sandbox.rsctmp,
            "OCF_RESKEY_CRM_meta_timeout": "2000", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})

@@ -1,0 +1,429 @@
+"""MooseFS as ocf:pyha:mfsmaster manages it: the master's configuration, its metadata
+files and changelogs, its client protocol, and the mfsmaster process (start, lock, kill).
+
+No decisions here: which files to restore from, and whether a result may be served, are
+the restore engine's (``ocf_agents.mfsrestore``); the lifecycle is the agent's
+(``ocf_agents.mfsmaster``).
+"""
+
+import os
+import time
+
+from ocf_agents.ocf import ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, OCFError, read_file
+
+LOCK_FILE = ".mfsmaster.lock"
+
+# MooseFS protocol (MFSCommunication.h): a request is a 32-bit command, a
+# 32-bit length and the payload, big-endian.
+CLTOMA_CSERV_LIST, MATOCL_CSERV_LIST = 500, 501
+CLTOMA_INFO, MATOCL_INFO = 510, 511
+CSERV_ENTRY_SIZE = 69  # since 3.0.38
+CSERV_DISCONNECTED = 1
+
+CONFIG_DEFAULTS = {
+    "DATA_PATH": "/var/lib/mfs",
+    "WORKING_USER": "mfs",
+    "WORKING_GROUP": "",
+    "MATOCL_LISTEN_HOST": "*",
+    "MATOCL_LISTEN_PORT": "9421",
+    "METADATA_SAVE_FREQ": "1",
+}
+
+
+class MasterConfig:
+    """The settings of mfsmaster.cfg the agent needs, with MooseFS's defaults."""
+
+    def __init__(self, path, text):
+        self.path = path
+        values = dict(CONFIG_DEFAULTS)
+        for line in text.splitlines():
+            line = line.split("#", 1)[0]
+            key, sep, value = line.partition("=")
+            if sep and key.strip():
+                values[key.strip()] = value.strip()
+        self.values = values
+        self.data_path = values["DATA_PATH"].rstrip("/") or "/"
+        self.user = values["WORKING_USER"]
+        self.group = values["WORKING_GROUP"]
+        host = values["MATOCL_LISTEN_HOST"]
+        self.client_host = "127.0.0.1" if host in ("*", "0.0.0.0", "") else host
+        try:
+            self.client_port = int(values["MATOCL_LISTEN_PORT"])
+            self.save_freq_hours = float(values["METADATA_SAVE_FREQ"])
+        except ValueError as err:
+            raise OCFError(ERR_CONFIGURED, f"{path}: {err}") from None
+        if not self.data_path.startswith("/"):
+            raise OCFError(ERR_CONFIGURED, f"{path}: DATA_PATH {self.data_path!r} is not absolute")
+
+    def path_in_data(self, name):
+        return os.path.join(self.data_path, name)
+
+    def ids(self):
+        """uid, gid of WORKING_USER/WORKING_GROUP (the group defaults to the user's)."""
+        import grp
+        import pwd
+        try:
+            user = pwd.getpwnam(self.user)
+            gid = grp.getgrnam(self.group).gr_gid if self.group else user.pw_gid
+        except KeyError as err:
+            raise OCFError(ERR_CONFIGURED, f"{self.path}: unknown user or group {err}") from None
+        return user.pw_uid, gid
+
+
+def lock_holder(path):
+    """PID holding the fcntl write lock on path, or None (F_GETLK: we never take it)."""
+    import fcntl
+    import struct
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        layout = "hhqqi4x"  # struct flock on Linux: type, whence, start, len, pid
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(layout, fcntl.F_WRLCK, 0, 0, 0, 0))
+        kind, _, _, _, pid = struct.unpack(layout, answer)
+        return None if kind == fcntl.F_UNLCK else pid
+    finally:
+        os.close(fd)
+
+
+class MasterInfo:
+    def __init__(self, metaversion, last_save, chunkservers):
+        self.metaversion = metaversion
+        self.last_save = last_save          # unix time of the last successful store, 0 = none
+        self.chunkservers = chunkservers    # connected chunkservers, None if not asked
+
+
+def query_master(host, port, timeout, count_chunkservers=False):
+    """Ask the master for its info (as mfscli does); None when it does not answer."""
+    import socket
+    import struct
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            info = _request(sock, CLTOMA_INFO, MATOCL_INFO)
+            servers = _request(sock, CLTOMA_CSERV_LIST, MATOCL_CSERV_LIST) \
+                if count_chunkservers else None
+    except (OSError, ValueError):
+        return None
+    # 3.0 answers 121..149 bytes; the last 8 of the HA block are the metadata
+    # version; 137/149-byte answers carry 8 more bytes (free space) before it.
+    if len(info) < 121:
+        return None
+    shift = 8 if len(info) in (137, 149) else 0
+    last_save = struct.unpack(">L", info[shift + 92:shift + 96])[0]
+    metaversion = struct.unpack(">Q", info[shift + 113:shift + 121])[0]
+    connected = None
+    if servers is not None:
+        connected = sum(1 for i in range(0, len(servers) - CSERV_ENTRY_SIZE + 1, CSERV_ENTRY_SIZE)
+                        if not servers[i] & CSERV_DISCONNECTED)
+    return MasterInfo(metaversion, last_save, connected)
+
+
+def _request(sock, command, expected):
+    import struct
+    sock.sendall(struct.pack(">LL", command, 0))
+    answer, length = struct.unpack(">LL", _recv(sock, 8))
+    if answer != expected or length > 1 << 24:
+        raise ValueError(f"unexpected answer {answer} ({length} bytes)")
+    return _recv(sock, length)
+
+
+def _recv(sock, length):
+    data = b""
+    while len(data) < length:
+        chunk = sock.recv(length - len(data))
+        if not chunk:
+            raise ValueError("connection closed by the master")
+        data += chunk
+    return data
+
+
+def master_status(res, cfg, count_chunkservers=False):
+    """(lock holder pid or None, MasterInfo or None)."""
+    holder = lock_holder(cfg.path_in_data(LOCK_FILE))
+    if holder is None:
+        return None, None
+    timeout = max(0.5, min(5.0, res.time_left() - 1))
+    return holder, query_master(cfg.client_host, cfg.client_port, timeout, count_chunkservers)
+
+
+
+# --- metadata files and changelogs --------------------------------------------------
+METADATA_NAMES = ("metadata.mfs", "metadata.mfs.back", "metadata_ml.mfs.back")
+CHANGELOG_PREFIXES = ("changelog.", "changelog_ml.", "changelog_ml_back.")
+
+
+def is_metadata_file(name):
+    if name in METADATA_NAMES or name == "metadata_ml.tmp":
+        return True
+    base, _, number = name.rpartition(".")
+    return base in METADATA_NAMES and number.isdigit()
+
+
+def is_changelog(name):
+    if not name.endswith(".mfs"):
+        return False
+    for prefix in CHANGELOG_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix):-4].isdigit():
+            return True
+    return False
+
+
+def metadata_header(path):
+    """b"MFSM NEW" / b"MFSM 2.0"..., or None for a file that is no metadata file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return head if head.startswith(b"MFSM ") and len(head) == 8 else None
+
+
+def last_change(path):
+    """Number of the last complete change in a changelog (None if it has none).
+
+    Reads only the tail: changelogs of big filesystems are large.
+    """
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        block = 4096
+        while True:
+            start = max(0, size - block)
+            f.seek(start)
+            tail = f.read(size - start)
+            end = tail.rfind(b"\n")
+            begin = tail.rfind(b"\n", 0, end) if end > 0 else -1
+            if end >= 0 and (begin >= 0 or start == 0):
+                line = tail[begin + 1:end]
+                number = line.split(b":", 1)[0]
+                return int(number) if number.isdigit() else None
+            if start == 0:
+                return None
+            block *= 4
+
+
+def cut_torn_line(path):
+    """Truncate a changelog after its last newline; return the bytes cut."""
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        position = size
+        while position > 0:
+            step = min(4096, position)
+            f.seek(position - step)
+            chunk = f.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = position - step + newline + 1
+                break
+            position -= step
+        else:
+            keep = 0
+        if keep < size:
+            f.truncate(keep)
+        return size - keep
+
+
+def ends_torn(path):
+    """True when a changelog's last byte is not a newline (a torn last line)."""
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def changelog_metaid(path):
+    """The id in a changelog's SETMETAID line (change 1 of a new filesystem), or None.
+
+    A brand-new filesystem's metadata file carries no id; the master logs the
+    id it chose as its first change, so only the head of a changelog is read.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    marker = head.find(b"|SETMETAID(")
+    if marker >= 0:
+        number = head[marker + 11:head.find(b")", marker)]
+        if number.isdigit():
+            return int(number)
+    return None
+
+
+def metaid_from_changelog(cfg):
+    for name in ("changelog.0.mfs", "changelog.1.mfs"):
+        metaid = changelog_metaid(cfg.path_in_data(name))
+        if metaid is not None:
+            return metaid
+    return None
+
+
+def metadata_version(res, path):
+    """(version, metadata id or None) of a metadata file, read with mfsmetadump.
+
+    An empty new filesystem ("MFSM NEW") is version 1 with no id yet.
+    """
+    header = metadata_header(path)
+    if header is None:
+        raise OCFError(ERR_GENERIC, f"{path} is not a MooseFS metadata file")
+    if header == b"MFSM NEW":
+        return 1, None
+    for line in head_lines(res, [res.params.mfsmetadump, path], 4):
+        if line.startswith("# version:"):
+            # "# version: 115 ; fileid: 0x6B016BA7CB1B4C27"
+            fields = line.replace(";", " ").split()
+            version = int(fields[2])
+            metaid = int(fields[4], 16) if len(fields) > 4 and fields[3] == "fileid:" else None
+            return version, metaid
+    raise OCFError(ERR_GENERIC, f"mfsmetadump could not read the version of {path}")
+
+
+def head_lines(res, argv, count):
+    """The first count lines of a command's output; the command is then killed.
+
+    mfsmetadump prints the whole filesystem; only its header is wanted.
+    """
+    import subprocess
+    try:
+        proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                                errors="replace")
+    except FileNotFoundError:
+        raise OCFError(ERR_INSTALLED, f"{argv[0]} is not installed") from None
+    import threading
+    timed_out = []
+    # A hanging tool must not outlive the action: kill it when the time is up.
+    timer = threading.Timer(max(0.5, res.time_left() - 1),
+                            lambda: (timed_out.append(True), proc.kill()))
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if len(lines) >= count:
+                break
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.stdout.close()
+        proc.wait()
+    if timed_out:
+        raise OCFError(ERR_GENERIC, f"{argv[0]} {argv[-1]} timed out (killed)")
+    res.log.debug(f"{argv[0]} {argv[-1]}: {lines!r}")
+    return lines
+
+
+class Inventory:
+    """The metadata files and changelogs found in a set of directories."""
+
+    def __init__(self, directories):
+        self.metadata = []     # paths
+        self.changelogs = []   # paths
+        for directory in directories:
+            try:
+                names = sorted(os.listdir(directory))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise OCFError(ERR_CONFIGURED, f"cannot read metadata source {directory}: "
+                                               f"{err.strerror}") from None
+            for name in names:
+                path = os.path.join(directory, name)
+                if not os.path.isfile(path) or os.path.islink(path):
+                    continue
+                if is_metadata_file(name):
+                    header = metadata_header(path)
+                    # metadata_ml.tmp is a download in progress unless it is the 8-byte new file
+                    if header and (name != "metadata_ml.tmp" or header == b"MFSM NEW"):
+                        self.metadata.append(path)
+                elif is_changelog(name) and os.path.getsize(path) > 0:
+                    self.changelogs.append(path)
+
+    def highest_change(self):
+        numbers = [n for n in (last_change(p) for p in self.changelogs) if n is not None]
+        return max(numbers) if numbers else None
+
+
+def copy_owned(source, target, uid, gid):
+    """Copy source to a new file target (never through a symlink) owned by uid:gid."""
+    import shutil
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
+        os.fchown(out.fileno(), uid, gid)
+
+
+def mfsmaster_failure(result, command):
+    """The exit reason for a failed mfsmaster command (-a restore, -a start, start)."""
+    output = result.out + result.err
+    if result.timed_out:
+        return f"{command} timed out (raise the start timeout)"
+    if "hole in change files" in output:
+        detail = next((line for line in output.splitlines() if "hole in change files" in line), "")
+        return f"changelog gap: {detail.strip()}; refusing to restore past it (never -i)"
+    if "different id number" in output:
+        return ("metadata id mismatch: the sources hold files of different filesystems; "
+                "remove the foreign files")
+    if "can't find valid metadata file" in output:
+        return "no valid metadata file among DATA_PATH and metadata_sources"
+    last = [line for line in output.replace("\r", "\n").splitlines() if line.strip()][-3:]
+    return f"{command} failed (exit {result.rc}): {' / '.join(last)}"
+
+
+def launch(res, cfg, auto_restore=False):
+    """mfsmaster start (with -a: restoring from DATA_PATH's files); returns once it answers."""
+    argv = [res.params.mfsmaster, *(["-a"] if auto_restore else []), "-c", cfg.path, "start"]
+    result = res.run(argv, timeout=max(5.0, res.time_left() - 5), quiet=True)
+    if result.rc != 0:
+        wait_for_lock_release(res, cfg, min(5, res.time_left() - 1))
+        command = "mfsmaster -a start" if auto_restore else "mfsmaster start"
+        raise OCFError(ERR_GENERIC, mfsmaster_failure(result, command))
+    while True:
+        holder, info = master_status(res, cfg)
+        if holder is not None and info is not None:
+            res.log.info(f"mfsmaster started (pid {holder}, metadata version {info.metaversion})")
+            return
+        if res.time_left() < 2:
+            raise OCFError(ERR_GENERIC, "mfsmaster started but never answered on "
+                           f"{cfg.client_host}:{cfg.client_port}")
+        time.sleep(0.05)
+
+
+def master_uptime(cfg):
+    """Seconds since the master started (it writes its lock file when it starts)."""
+    try:
+        return max(0.0, time.time() - os.stat(cfg.path_in_data(LOCK_FILE)).st_mtime)
+    except OSError:
+        return None
+
+
+def wait_for_lock_release(res, cfg, seconds):
+    deadline = time.monotonic() + seconds
+    lock = cfg.path_in_data(LOCK_FILE)
+    while lock_holder(lock) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def kill_master(pid):
+    """SIGKILL the master and its children (the metadata writer).
+
+    Only a process called mfsmaster: whatever else holds a lock on the file
+    named by a (mis)configured DATA_PATH is never killed."""
+    import signal
+    name = (read_file(f"/proc/{pid}/comm", "") or "").strip()
+    if name != "mfsmaster":
+        raise OCFError(ERR_GENERIC, f"the lock on DATA_PATH is held by pid {pid} ({name or '?'}), "
+                                    "which is not mfsmaster: not killing it")
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_file(f"/proc/{entry}/stat") or ""
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[1] == str(pid):
+                children.append(int(entry))
+    for target in [pid, *children]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
