@@ -41,8 +41,8 @@ from ocf_agents.moosefs import (
     wait_for_lock_release,
 )
 from ocf_agents.mfsrestore import (
-    check_against_record, read_record, record_name, remember_metaid, remembered_metaid,
-    restore, write_record,
+    check_against_record, check_same_history, read_record, record_name, remember_metaid,
+    remembered_metaid, restore, write_record,
 )
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
@@ -75,6 +75,17 @@ def parse_restore_policy(value):
 def parse_restore_method(value):
     if value not in ("single-pass", "staged"):
         raise ValueError(f"{value!r} is not single-pass or staged")
+    return value
+
+
+def parse_accepted_record(value):
+    value = value.strip()
+    fields = value.split(":")
+    hexdigits = set("0123456789abcdefABCDEF")
+    if value and not (len(fields) in (2, 4) and set(fields[0]) <= hexdigits
+                      and fields[1].isdigit() and all(f.isdigit() for f in fields[2:3])
+                      and set(fields[3:4] and fields[3] or "0") <= hexdigits):
+        raise ValueError(f"{value[:80]!r} is not a record value ID:VERSION[:CHANGE:CRC]")
     return value
 
 
@@ -124,6 +135,7 @@ def start(res):
     if version is not None and (highest is None or highest < version):
         res.log.info(f"metadata.mfs is current (version {version}): no restore needed")
         check_against_record(res, metaid, version, "metadata.mfs")
+        check_same_history(res, local, "metadata.mfs")
         launch(res, cfg)
     elif not everything.metadata and highest is None:
         metaid = create_filesystem(res, cfg)
@@ -140,7 +152,7 @@ def start(res):
     remember_metaid(res, metaid)
     _, info = master_status(res, cfg)
     if info is not None:
-        write_record(res, metaid, info.metaversion)
+        write_record(res, cfg.data_path, metaid, info.metaversion, now=True)
     return SUCCESS
 
 
@@ -182,7 +194,7 @@ def monitor(res):
         metaid = metaid_from_changelog(cfg)
         if metaid is not None:
             remember_metaid(res, metaid)
-    write_record(res, metaid, info.metaversion)
+    write_record(res, cfg.data_path, metaid, info.metaversion)
     if deep and info.chunkservers < res.params.min_chunkservers:
         shortfall = (f"{info.chunkservers} chunkserver(s) connected, "
                      f"fewer than min_chunkservers={res.params.min_chunkservers}")
@@ -230,7 +242,7 @@ def stop(res):
     if metadata_header(current) is not None:
         try:
             version, metaid = metadata_version(res, current)
-            write_record(res, metaid, version)
+            write_record(res, cfg.data_path, metaid, version, now=True)
         except OCFError as err:
             res.log.warning(f"could not record the final metadata version: {err.reason}")
     return SUCCESS
@@ -339,6 +351,24 @@ default and needs no VIP to start).
                   shortdesc="Cluster attribute holding the metadata id and version",
                   longdesc="crm_config attribute with ID:VERSION of the running master's "
                            "metadata; default <resource>-metadata-version."),
+        Parameter("accept_metadata_loss", default="", check=parse_accepted_record,
+                  shortdesc="Start below (or beside) the recorded history, losing changes",
+                  longdesc="Empty (default): start refuses metadata older than the version the "
+                           "cluster recorded, or from a history that forked from it. When the "
+                           "node with the newer metadata is gone for good, set this to the "
+                           "record's current value (crm_attribute --type crm_config --name "
+                           "<version_attribute> --query; the refusal names it) and start again: "
+                           "that one record is passed over, logged at crit, and the record then "
+                           "follows the started master. It applies to that value only, never to "
+                           "a later record; remove it afterwards."),
+        Parameter("record_every", type="time", default=60,
+                  shortdesc="Longest time between two updates of the version record",
+                  longdesc="While the master runs, monitor rewrites version_attribute when the "
+                           "version changed, at most this often (start and stop always do): a "
+                           "busy filesystem then costs one crm_attribute call a minute, not one "
+                           "per monitor. The record may lag the master by this much: a source "
+                           "behind by less is not refused by the record. 0: at every monitor "
+                           "that sees a new version."),
         Parameter("min_chunkservers", type="integer", default=1,
                   shortdesc="Chunkservers required at OCF_CHECK_LEVEL 10",
                   longdesc="A monitor with OCF_CHECK_LEVEL=10 or more fails when fewer "

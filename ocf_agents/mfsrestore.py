@@ -15,9 +15,10 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, changelog_metaid, copy_owned, cut_torn_line, ends_torn, is_changelog,
-    is_metadata_file, kill_master, launch, lock_holder, master_status, metadata_header,
-    metadata_version, mfsmaster_failure, wait_for_lock_release,
+    LOCK_FILE, change_digest, changelog_metaid, copy_owned, cut_torn_line, ends_torn,
+    find_change, is_changelog, is_metadata_file, kill_master, launch, lock_holder,
+    master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
+    wait_for_lock_release,
 )
 from ocf_agents.ocf import ERR_GENERIC, OCFError, read_file, write_file_atomically
 
@@ -31,30 +32,107 @@ def record_name(res):
     return res.params.version_attribute or f"{res.instance_without_clone_suffix}-metadata-version"
 
 
+# crm_attribute's exit code for an attribute that is not set (Pacemaker 2.x: 105,
+# CRM_EX_NOSUCH; 1.1: 6, ENXIO). Anything else means the CIB did not answer.
+NOT_SET = (105, 6)
+
+
+class Record:
+    """What the cluster recorded of the running master: ID:VERSION[:CHANGE:CRC].
+
+    CHANGE:CRC fingerprints the history: the CRC-32 of changelog line CHANGE as the master
+    wrote it. Two nodes whose histories forked (one restored at an older version and ran on)
+    hold different lines under the same number, which version numbers alone cannot see.
+    """
+
+    def __init__(self, raw, metaid, version, change=None, crc=None):
+        self.raw = raw
+        self.metaid = metaid
+        self.version = version
+        self.change = change
+        self.crc = crc
+
+
 def read_record(res):
-    """(metadata id, version) the cluster last saw, or None; asked once per action."""
+    """The Record the cluster last saw, or None when it never recorded one; asked once per
+    action.
+
+    A record that cannot be read (the CIB does not answer, crm_attribute hangs, the value
+    is garbled) is not "no record": a start that took it for one would serve whatever
+    metadata this node has, however old, and write the lower version back.
+    """
     if not hasattr(res, "mfs_record"):
-        res.mfs_record = parse_record(res, res.cluster_attribute(record_name(res)))
+        name = record_name(res)
+        result = res.run(["crm_attribute", "--quiet", "--type", "crm_config", "--name", name,
+                          "--query"], timeout=min(max(res.time_left() - 1, 1), 30), quiet=True)
+        if result.rc == 0:
+            res.mfs_record = parse_record(res, result.out.strip())
+        elif result.rc in NOT_SET and not result.timed_out:
+            res.mfs_record = None
+        else:
+            what = "timed out" if result.timed_out else f"exited {result.rc}"
+            detail = " ".join(result.err.split())[:200]
+            raise OCFError(ERR_GENERIC,
+                           f"cannot read the cluster's record of the metadata version (crm_config "
+                           f"attribute {name}: crm_attribute {what}{': ' + detail if detail else ''}); "
+                           "refusing to start without it, since a master behind the record would "
+                           "lose files: start again once the CIB answers")
     return res.mfs_record
 
 
 def parse_record(res, value):
     if not value:
         return None
-    metaid, _, version = value.partition(":")
+    fields = value.split(":")
     try:
-        return (int(metaid, 16) if metaid else None), int(version)
+        if len(fields) not in (2, 4):
+            raise ValueError(value)
+        metaid = int(fields[0], 16) if fields[0] else None
+        if len(fields) == 2:
+            return Record(value, metaid, int(fields[1]))
+        return Record(value, metaid, int(fields[1]), int(fields[2]), int(fields[3], 16))
     except ValueError:
-        res.log.warning(f"ignoring unreadable cluster attribute {record_name(res)}={value!r}")
-        return None
+        raise OCFError(ERR_GENERIC,
+                       f"the cluster's record of the metadata version (crm_config attribute "
+                       f"{record_name(res)}) reads {value[:80]!r}, not ID:VERSION[:CHANGE:CRC]: "
+                       "refusing to start without it; correct or delete the attribute") from None
 
 
-def write_record(res, metaid, version):
-    """Record (id, version) in the cluster, only ever upwards; cached in the state dir."""
+def loss_accepted(res):
+    """accept_metadata_loss names the record the administrator accepts to fall behind (or
+    fork from): it applies to that record only, never to a later one."""
+    recorded = read_record(res)
+    return bool(recorded and res.params.accept_metadata_loss
+                and res.params.accept_metadata_loss == recorded.raw)
+
+
+def write_record(res, data_path, metaid, version, now=False):
+    """Record ID:VERSION:CHANGE:CRC in the cluster: never downwards (unless a loss was
+    accepted), at most every record_every seconds unless now (start, stop); the last value
+    written is kept in the state dir, so an unchanged monitor forks nothing.
+
+    A busy filesystem changes its version between any two monitors: without the interval
+    every monitor would fork crm_attribute. The price is a record up to record_every behind
+    the master, which matters only for a source that lags by less than that (a node down
+    for longer is refused all the same)."""
     cache = res.state_path(f"{res.instance_without_clone_suffix}.recorded")
-    value = f"{metaid:X}:{version}" if metaid is not None else f":{version}"
-    if read_file(cache) == value:
-        return
+    ident = f"{metaid:X}" if metaid is not None else ""
+    cached = (read_file(cache) or "").split(":")
+    if len(cached) >= 2 and cached[0] == ident and cached[1].isdigit():
+        if int(cached[1]) == version:
+            return
+        if int(cached[1]) > version and not (now and loss_accepted(res)):
+            return      # never downwards
+        if not now:
+            try:
+                if time.time() - os.stat(cache).st_mtime < res.params.record_every:
+                    return
+            except OSError:
+                pass
+    value = f"{ident}:{version}"
+    newest = newest_change(data_path)
+    if newest is not None:
+        value += f":{newest[0]}:{change_digest(newest[1]):08X}"
     if res.cluster_attribute(record_name(res), value):
         write_file_atomically(cache, value)
 
@@ -102,17 +180,55 @@ def check_against_record(res, metaid, version, what):
     recorded = read_record(res)
     if recorded is None:
         return
-    recorded_id, recorded_version = recorded
-    if recorded_id is not None and metaid is not None and recorded_id != metaid:
+    if recorded.metaid is not None and metaid is not None and recorded.metaid != metaid:
         raise OCFError(ERR_GENERIC,
-                       f"{what} belongs to filesystem {metaid:X}, the cluster runs {recorded_id:X} "
-                       f"(attribute {record_name(res)}): refusing to start a different filesystem")
-    if version < recorded_version:
+                       f"{what} belongs to filesystem {metaid:X}, the cluster runs "
+                       f"{recorded.metaid:X} (attribute {record_name(res)}): refusing to start a "
+                       "different filesystem")
+    if version < recorded.version:
+        if loss_accepted(res):
+            res.log.crit(f"{what} is at metadata version {version}, older than version "
+                         f"{recorded.version} the cluster has seen: starting it because "
+                         f"accept_metadata_loss={recorded.raw}; the changes in between are lost")
+            return
         raise OCFError(ERR_GENERIC,
-                       f"{what} is at metadata version {version}, older than version "
-                       f"{recorded_version} the cluster has seen (attribute {record_name(res)}): "
-                       "refusing to start a stale master; start it where newer metadata is, "
-                       "or add that node's files to metadata_sources")
+                       f"refusing to start a stale master: {what} is at version {version}, the "
+                       f"cluster saw {recorded.version}; start where newer metadata is or add it "
+                       f"to metadata_sources, or accept the loss: "
+                       f"accept_metadata_loss={recorded.raw}")
+
+
+def check_same_history(res, inventory, what):
+    """Refuse sources whose history forked from the one the cluster ran.
+
+    The record names a change (number and CRC of its changelog line). Sources that hold
+    that change under the same number but with different content come from another
+    history: a node restored at an older version and clients wrote on it, while this
+    node's disk holds the old history's changes. Starting them would bring back what was
+    deleted there and lose what was written there, whatever the version numbers say.
+    """
+    recorded = read_record(res)
+    if recorded is None or recorded.change is None:
+        return
+    line = find_change(inventory.changelogs, recorded.change)
+    if line is None:
+        res.log.info(f"change {recorded.change} of the recorded history is not in the sources: "
+                     "histories not compared")
+        return
+    if change_digest(line) == recorded.crc:
+        return
+    if loss_accepted(res):
+        res.log.crit(f"{what} forked from the history the cluster ran (change {recorded.change} "
+                     f"differs): starting it because accept_metadata_loss={recorded.raw}; the "
+                     "other history's changes are lost")
+        return
+    res.log.error(f"{what}: change {recorded.change} reads "
+                  f"{line.decode(errors='replace')[:200]!r}, not the one recorded in "
+                  f"{record_name(res)}={recorded.raw}")
+    raise OCFError(ERR_GENERIC,
+                   f"refusing to start {what}: it comes from another history than the one the "
+                   f"cluster ran (change {recorded.change} differs); start the node that ran "
+                   f"last, or keep this side: accept_metadata_loss={recorded.raw}")
 
 
 # --- restoring ----------------------------------------------------------------------
@@ -127,6 +243,7 @@ def restore(res, cfg, inventory, highest):
     metaid, newest_metadata = check_single_filesystem(res, inventory)
     expected = max(newest_metadata, 0 if highest is None else highest + 1)
     check_against_record(res, metaid, expected, "the metadata to restore")
+    check_same_history(res, inventory, "the metadata to restore")
     res.log.info(f"restoring metadata from {len(inventory.metadata)} metadata file(s) and "
                  f"{len(inventory.changelogs)} changelog(s), changes up to {highest} "
                  f"({res.params.restore_method})")

@@ -179,11 +179,9 @@ def metadata_header(path):
     return head if head.startswith(b"MFSM ") and len(head) == 8 else None
 
 
-def last_change(path):
-    """Number of the last complete change in a changelog (None if it has none).
-
-    Reads only the tail: changelogs of big filesystems are large.
-    """
+def last_line(path):
+    """(number, line without its newline) of the last complete change in a changelog, or
+    None if it has none. Reads only the tail: changelogs of big filesystems are large."""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
@@ -197,10 +195,54 @@ def last_change(path):
             if end >= 0 and (begin >= 0 or start == 0):
                 line = tail[begin + 1:end]
                 number = line.split(b":", 1)[0]
-                return int(number) if number.isdigit() else None
+                return (int(number), line) if number.isdigit() else None
             if start == 0:
                 return None
             block *= 4
+
+
+def last_change(path):
+    """Number of the last complete change in a changelog (None if it has none)."""
+    found = last_line(path)
+    return found[0] if found else None
+
+
+def newest_change(data_path):
+    """(number, line) of the newest change the master wrote to DATA_PATH's changelogs
+    (changelog.0.mfs, or changelog.1.mfs right after a rotation), or None."""
+    for name in ("changelog.0.mfs", "changelog.1.mfs"):
+        try:
+            found = last_line(os.path.join(data_path, name))
+        except OSError:
+            continue
+        if found:
+            return found
+    return None
+
+
+def find_change(paths, number):
+    """The line (without its newline) of change `number` in the first of the changelogs
+    holding it, or None. Files whose last change comes before it are not read."""
+    for path in paths:
+        try:
+            last = last_change(path)
+            if last is None or last < number:
+                continue
+            with open(path, "rb") as f:
+                for line in f:
+                    head = line.split(b":", 1)[0]
+                    if head.isdigit() and int(head) == number:
+                        return line.rstrip(b"\n")
+        except OSError:
+            continue
+    return None
+
+
+def change_digest(line):
+    """A change's fingerprint: CRC-32 of its changelog line (number, time and operation),
+    which two histories that diverged do not share for the same number."""
+    import zlib
+    return zlib.crc32(line) & 0xFFFFFFFF
 
 
 def cut_torn_line(path):

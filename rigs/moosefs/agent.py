@@ -22,7 +22,7 @@ class AgentRunner:
         self.state = lab.root / "rsctmp"
         self.state.mkdir()
 
-    def env(self, params, timeout=60, check_level=None, interval=0):
+    def env(self, params, timeout=60, check_level=None, interval=0, path_first=None):
         env = {
             "PATH": f"{FAKEBIN}:/usr/sbin:/usr/bin:/sbin:/bin",
             "OCF_ROOT": "/usr/lib/ocf",
@@ -35,14 +35,19 @@ class AgentRunner:
         }
         if check_level is not None:
             env["OCF_CHECK_LEVEL"] = str(check_level)
+        if path_first:
+            env["PATH"] = f"{path_first}:{env['PATH']}"
         for key, value in {**self.defaults, **params}.items():
             env[f"OCF_RESKEY_{key}"] = str(value)
         return env
 
-    def __call__(self, action, timeout=60, check_level=None, interval=0, **params):
-        """Run an action; return (exit code, stderr)."""
+    def __call__(self, action, timeout=60, check_level=None, interval=0, path_first=None,
+                 **params):
+        """Run an action; return (exit code, stderr). path_first: a directory of stand-ins
+        put before everything on PATH (e.g. a failing crm_attribute)."""
         result = self.lab.ns_run([str(self.path), action], check=False, timeout=timeout + 10,
-                                 env=self.env(params, timeout, check_level, interval))
+                                 env=self.env(params, timeout, check_level, interval,
+                                              path_first))
         return result.returncode, result.stderr
 
     def recorded(self):

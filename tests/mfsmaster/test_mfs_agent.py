@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from rigs.moosefs import FAKEBIN
+
 
 @pytest.fixture
 def running(lab, agent):
@@ -43,6 +45,31 @@ def test_monitor_fails_when_the_master_holds_its_lock_but_does_not_answer(lab, a
             except ProcessLookupError:
                 pass
     assert agent("monitor", config=running)[0] == 7
+
+
+def test_a_busy_filesystem_is_recorded_once_a_minute_not_at_every_monitor(lab, agent, running,
+                                                                           tmp_path):
+    """Issue 13.9: the version grows between any two monitors of a busy filesystem, and
+    every monitor forked crm_attribute to record it. Now the record is rewritten at most
+    once a minute while the master runs (start and stop always write it), never lower."""
+    log = tmp_path / "calls"
+    counting = tmp_path / "bin"
+    counting.mkdir()
+    (counting / "crm_attribute").write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\nexec {FAKEBIN}/crm_attribute "$@"\n')
+    (counting / "crm_attribute").chmod(0o755)
+    mnt = lab.mount()
+    recorded = int(agent.recorded().split(":")[1])
+    for round in range(3):
+        os.mkdir(mnt / f"busy{round}")
+        assert lab.master_info()["metaversion"] > recorded
+        assert agent("monitor", config=running, interval=10000, path_first=counting)[0] == 0
+    assert not log.exists()                                  # no fork: written < 60 s ago
+    cache = agent.state / "mfsmaster" / "mfs.recorded"
+    os.utime(cache, (cache.stat().st_mtime - 61,) * 2)
+    assert agent("monitor", config=running, interval=10000, path_first=counting)[0] == 0
+    assert len(log.read_text().splitlines()) == 1
+    assert int(agent.recorded().split(":")[1]) == lab.master_info()["metaversion"]
 
 
 def test_deeper_monitor_counts_chunkservers(lab, agent, running):

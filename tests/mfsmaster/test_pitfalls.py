@@ -4,6 +4,7 @@ The crashed master here was started by the agent (so monitor recorded its
 version in the fake cluster attribute), had a metalogger and a client, made
 metadata-only changes (directories: no chunkservers needed) and was killed -9.
 """
+import json
 import os
 import shutil
 import signal
@@ -162,7 +163,8 @@ def test_metalogger_lag_is_refused_alone_and_healed_by_the_dead_masters_changelo
         lab, agent, crashed):
     lab.stop_daemon("metalogger")
     make_dirs(crashed.mnt, "b", 3)
-    assert agent("monitor", config=crashed.primary)[0] == 0  # records the newest version
+    # records the newest version (at once: by default only a minute after the last record)
+    assert agent("monitor", config=crashed.primary, record_every=0)[0] == 0
     crashed.kill()
 
     code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
@@ -296,3 +298,110 @@ def test_single_pass_restore_in_place_keeps_every_original_byte(lab, agent, cras
     assert started_dirs(lab) == 12
     now = {p.read_bytes() for p in crashed.data.iterdir() if p.is_file()}
     assert {b for n, b in originals.items() if not n.startswith(".")} <= now
+
+
+# A CIB that does not answer, as crm_attribute shows it: "Could not connect to the CIB"
+# and exit 102 (CRM_EX_DISCONNECT), or a hang. Stand-ins, named as such.
+UNREACHABLE_CIB = {
+    "disconnected": "#!/bin/sh\necho 'Could not connect to the CIB: Transport endpoint is not "
+                    "connected' >&2\nexit 102\n",
+    "hanging": "#!/bin/sh\nexec sleep 600\n",
+}
+
+
+@pytest.mark.parametrize("cib", sorted(UNREACHABLE_CIB))
+def test_an_unreadable_record_refuses_the_start_of_stale_metadata(lab, agent, crashed, cib,
+                                                                   tmp_path):
+    """Issue 13.2: when the record cannot be read, start used to proceed as if none had
+    ever been written: a stale master served 300 changes behind it and wrote the lower
+    version back. Now it refuses, says why, and the record stays."""
+    lab.stop_daemon("metalogger")
+    assert agent("stop", config=crashed.primary)[0] == 0
+    old = lab.master_cfg("old")
+    for path in crashed.data.iterdir():
+        shutil.copy(path, lab.root / "old" / path.name)
+        shutil.chown(lab.root / "old" / path.name, "mfs", "mfs")
+    assert agent("start", config=crashed.primary)[0] == 0
+    make_dirs(crashed.mnt, "c", 3)
+    assert agent("stop", config=crashed.primary)[0] == 0
+    recorded = agent.recorded()
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    (stand_ins / "crm_attribute").write_text(UNREACHABLE_CIB[cib])
+    (stand_ins / "crm_attribute").chmod(0o755)
+    code, err = agent("start", config=old, path_first=stand_ins, timeout=20)
+    assert code == 1 and "cannot read the cluster's record" in err, err
+    assert ("timed out" if cib == "hanging" else "exited 102") in err, err
+    assert not lab.master_pids(lab.root / "old")
+    assert agent.recorded() == recorded
+
+
+def test_a_garbled_record_is_not_taken_for_none(lab, agent, crashed):
+    crashed.kill()
+    store = json.loads(agent.cib.read_text())
+    store["crm_config//mfs-metadata-version"] = "garbage"
+    agent.cib.write_text(json.dumps(store))
+    code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
+    assert code == 1 and "not ID:VERSION" in err, err
+
+
+def copy_dir(lab, source, name):
+    cfg = lab.master_cfg(name)
+    for path in Path(source).iterdir():
+        if path.is_file():
+            shutil.copy(path, lab.root / name / path.name)
+            shutil.chown(lab.root / name / path.name, "mfs", "mfs")
+    return cfg
+
+
+def test_a_node_whose_history_forked_is_refused_whatever_its_version(lab, agent, crashed):
+    """Issue 13.3: B restored at an older version and clients wrote on it; A's disk holds
+    more changes of the old history. A's version is higher, so version numbers let it
+    start (B's files vanished, deleted ones came back). The record's fingerprint of B's
+    newest change (its changelog line) shows A's line under that number differs."""
+    lab.stop_daemon("metalogger")
+    assert agent("stop", config=crashed.primary)[0] == 0          # A and B agree here
+    node_b = copy_dir(lab, crashed.data, "b")
+    assert agent("start", config=crashed.primary)[0] == 0         # A runs on ...
+    make_dirs(crashed.mnt, "old", 20)
+    crashed.kill()                                                 # ... and dies
+    code, err = agent("start", config=node_b)                      # B takes over
+    assert code == 0, err
+    make_dirs(crashed.mnt, "new", 5)
+    assert agent("stop", config=node_b)[0] == 0
+    recorded = agent.recorded()
+    assert len(recorded.split(":")) == 4, recorded
+    a_highest = max(all_changes(crashed.data))
+    assert a_highest > int(recorded.split(":")[1])                 # A looks newer
+
+    code, err = agent("start", config=crashed.primary)
+    assert code == 1 and "another history" in err, err
+    assert f"accept_metadata_loss={recorded}" in err
+    assert not lab.master_pids(crashed.data)
+    assert agent.recorded() == recorded
+    # The operator keeps A's side on purpose: the loss is accepted for this record only.
+    code, err = agent("start", config=crashed.primary, accept_metadata_loss=recorded)
+    assert code == 0 and "CRIT" in err.upper() and "accept_metadata_loss" in err, err
+    assert started_dirs(lab) == 30                                 # A's history: a*, old*
+    assert agent.recorded() != recorded
+
+
+def test_a_stale_node_starts_only_when_the_loss_is_accepted_for_that_record(lab, agent,
+                                                                           crashed):
+    """Issue 13.6: the node with the newer metadata is gone for good; the documented,
+    explicit way to go on with what is left, logged at crit."""
+    lab.stop_daemon("metalogger")
+    assert agent("stop", config=crashed.primary)[0] == 0
+    old = copy_dir(lab, crashed.data, "old")
+    assert agent("start", config=crashed.primary)[0] == 0
+    make_dirs(crashed.mnt, "c", 3)
+    assert agent("stop", config=crashed.primary)[0] == 0
+    recorded = agent.recorded()
+    code, err = agent("start", config=old)
+    assert code == 1 and f"accept_metadata_loss={recorded}" in err, err
+    code, err = agent("start", config=old, accept_metadata_loss="A:1")   # not this record
+    assert code == 1 and "stale master" in err, err
+    code, err = agent("start", config=old, accept_metadata_loss=recorded)
+    assert code == 0 and "the changes in between are lost" in err, err
+    assert started_dirs(lab) == 10
+    assert int(agent.recorded().split(":")[1]) < int(recorded.split(":")[1])   # follows it
