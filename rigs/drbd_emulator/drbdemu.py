@@ -50,6 +50,21 @@ SS_NO_UP_TO_DATE_DISK = (17, -2, "Need access to UpToDate data")
 SS_DEVICE_IN_USE = (11, -12, "Device is held open by someone")
 SS_CONNECTED_OUTDATES = (11, -15, "Refusing to be Outdated while Connected")
 SS_NO_LOCAL_DISK = (16, -4, "Can not resync without local disk")
+SS_PRIMARY_NOP = (11, -7, "Refusing to be Primary while peer is not outdated")
+
+# fence-peer exit codes (drbd_nl.c conn_try_outdate_peer): 3 peer inconsistent, 4 peer
+# outdated, 5 peer down (counts only if the local disk is UpToDate), 6 peer primary (outdate
+# myself), 7 peer stonithed; anything else means the handler is broken: nothing is fenced.
+FENCE_PEER_INCONSISTENT, FENCE_PEER_OUTDATED, FENCE_PEER_DOWN = 3, 4, 5
+FENCE_PEER_PRIMARY, FENCE_PEER_STONITHED = 6, 7
+
+
+class NeedFencing(Exception):
+    """A promote must run the fence-peer handler first (outside the state lock)."""
+
+    def __init__(self, name, node, peers):
+        super().__init__(name)
+        self.name, self.node, self.peers = name, node, peers
 
 
 class Failure(Exception):
@@ -263,7 +278,9 @@ def local_disk(st):
 
 
 def reconcile(res, now):
-    """Bring the shared resource state up to date: connect, disconnect, resync progress."""
+    """Bring the shared resource state up to date: first writes, connect, disconnect, resync
+    progress."""
+    notice_first_writes(res)
     nodes = res["nodes"]
     if len(nodes) != 2:
         return
@@ -308,6 +325,46 @@ def lose_connection(res, now):
     for name in res["nodes"]:
         st = res["node"][name]
         if st["up"] and st["role"] == "Primary":
+            arm_new_current_uuid(res, st)
+            if res["fencing"] != "dont-care":
+                start_async_fencing(res, name, now)
+
+
+# New data generation (drbd_state.c finish_state_change sets NEW_CUR_UUID when a Primary
+# loses its peer or is promoted without one; drbd_req.c inc_ap_bio_cond turns it into
+# drbd_uuid_new_current at the first write; Primary -> Secondary clears it).  A "write" is
+# a change of the Primary's image file (mtime/size), i.e. a bio that reached the loop device.
+
+def image_signature(res, st):
+    try:
+        s = os.stat(image_path(res, st["image"]))
+    except FileNotFoundError:
+        return None
+    return [s.st_mtime_ns, s.st_size]
+
+
+def arm_new_current_uuid(res, st):
+    if not st.get("new_cur_uuid"):
+        st["new_cur_uuid"] = True
+        st["write_mark"] = image_signature(res, st)
+
+
+def disarm_new_current_uuid(st):
+    st["new_cur_uuid"] = False
+    st["write_mark"] = None
+
+
+def notice_first_writes(res):
+    """A pending new current UUID becomes real once the Primary's data changed."""
+    for name in res["nodes"]:
+        st = res["node"][name]
+        if not st.get("new_cur_uuid"):
+            continue
+        if not (st["up"] and st["role"] == "Primary") or \
+                any(connected(res, name, p) for p in peers_of(res, name)):
+            disarm_new_current_uuid(st)
+        elif image_signature(res, st) != st.get("write_mark"):
+            disarm_new_current_uuid(st)
             new_generation(st)
 
 
@@ -410,41 +467,157 @@ def gi_output(res, me, now, args, pretty):
 # locked and run once the lock is released (a handler may itself call drbdadm).
 
 PENDING_HANDLERS = []
+FENCING_TRIED = set()      # resources whose promote already ran fence-peer in this command
+
+
+def helper_environment(res, node, helper, peer):
+    """The environment of a connection helper: the kernel's (drbd_nl.c drbd_khelper: peer
+    node id, connection state, addresses, minors/backing devices, UP_TO_DATE_NODES for the
+    fence helpers) plus drbdadm's (drbdadm_main.c adm_khelper: DRBD_CONF, DRBD_RESOURCE,
+    DRBD_NODE_ID_<n>, DRBD_MY_NODE_ID, DRBD_MINOR, DRBD_VOLUME, DRBD_LL_DISK)."""
+    M = res["node"][node]
+    env = {"DRBD_RESOURCE": res["name"], "DRBD_CONF": "/etc/drbd.conf",
+           "DRBDEMU_NODE": node, "DRBD_PEER_NODE_ID": str(node_id(res, peer))}
+    if res["mode"] != "9":
+        env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_PEER=peer)
+        env.pop("DRBD_PEER_NODE_ID")
+        return env
+    env["DRBD_MY_NODE_ID"] = str(node_id(res, node))
+    for i, n in enumerate(res["nodes"]):
+        env["DRBD_NODE_ID_%d" % i] = n
+    addrs = res.get("addresses") or {}
+    if node in addrs and peer in addrs:
+        env.update(DRBD_MY_ADDRESS=addrs[node], DRBD_MY_AF="ipv4",
+                   DRBD_PEER_ADDRESS=addrs[peer], DRBD_PEER_AF="ipv4")
+    env["DRBD_CSTATE"] = peer_view(res, node, peer, time.time())[0]
+    disk = image_path(res, M["image"]) if M["attached"] else "none"
+    env["DRBD_MINOR_0"] = str(res["minor"])
+    if M["attached"]:
+        env["DRBD_BACKING_DEV_0"] = disk
+    env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_LL_DISK=disk)
+    if "fence" in helper:
+        mask = 1 << node_id(res, node)
+        for p in peers_of(res, node):
+            if peer_view(res, node, p, time.time())[3] == "UpToDate":
+                mask |= 1 << node_id(res, p)
+        env["UP_TO_DATE_NODES"] = "0x%08X" % (mask if M["attached"] else (1 << 64) - 1)
+    return env
 
 
 def queue_handler(res, node, helper, peer):
+    """Run drbd.conf's handler once the state lock is released.  A fence-peer without a
+    handler still "runs": drbdadm finds nothing to execute and exits 0."""
     command = (res.get("handlers") or {}).get(helper)
-    if not command:
+    if not command and helper != "fence-peer":
         return
-    env = {"DRBD_RESOURCE": res["name"], "DRBD_CONF": "/etc/drbd.conf",
-           "DRBDEMU_NODE": node, "DRBD_PEER_NODE_ID": str(node_id(res, peer))}
-    if res["mode"] == "9":
-        env["DRBD_MY_NODE_ID"] = str(node_id(res, node))
-        for i, n in enumerate(res["nodes"]):
-            env["DRBD_NODE_ID_%d" % i] = n
-    else:
-        env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_PEER=peer)
-        env.pop("DRBD_PEER_NODE_ID")
-    PENDING_HANDLERS.append((res["name"], node, helper, peer, command, env))
+    PENDING_HANDLERS.append((res["name"], node, helper, peer, command,
+                             helper_environment(res, node, helper, peer)))
+
+
+def run_helper(command, extra):
+    import subprocess
+    if not command:
+        return 0
+    env = dict(os.environ, **extra)
+    return subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+def log_helper_call(res, node, helper, peer):
+    log_event(res, node, "call helper name:%s peer-node-id:%d conn-name:%s helper:%s"
+              % (res["name"], node_id(res, peer), peer, helper))
+
+
+def log_helper_response(res, node, helper, peer, rc):
+    log_event(res, node, "response helper name:%s peer-node-id:%d conn-name:%s helper:%s "
+              "status:%d" % (res["name"], node_id(res, peer), peer, helper, rc))
 
 
 def run_pending_handlers():
-    import subprocess
     while PENDING_HANDLERS:
         name, node, helper, peer, command, extra = PENDING_HANDLERS.pop(0)
-        env = dict(os.environ, **extra)
-        p = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rc = run_helper(command, extra)
         try:
             with Store() as store:
                 res = store.load(name)
                 if res is not None:
-                    log_event(res, node, "response helper name:%s peer-node-id:%d conn-name:%s "
-                              "helper:%s status:%d" % (name, node_id(res, peer), peer, helper,
-                                                        p.returncode))
+                    log_helper_response(res, node, helper, peer, rc)
+                    if helper == "fence-peer":
+                        apply_fence_result(res, node, peer, rc, time.time())
                     store.save_all()
         except Failure:
             pass
+
+
+def apply_fence_result(res, me, peer, rc, now):
+    """What the kernel makes of fence-peer's exit code (drbd_nl.c conn_try_outdate_peer);
+    True when the peer now counts as outdated.  Success ends a fencing I/O suspension and
+    starts the new data generation at once (drbd_state.c check_may_resume_io_after_fencing)."""
+    M = res["node"][me]
+    if not M["up"] or connected(res, me, peer):
+        return False            # connection re-established meanwhile: ignored
+    fenced = M.setdefault("fenced", {})
+    if rc == FENCE_PEER_INCONSISTENT:
+        fenced[peer] = "Inconsistent"
+    elif rc in (FENCE_PEER_OUTDATED, FENCE_PEER_STONITHED):
+        fenced[peer] = "Outdated"
+    elif rc == FENCE_PEER_DOWN:
+        if local_disk(M) == "UpToDate":
+            fenced[peer] = "Outdated"
+    elif rc == FENCE_PEER_PRIMARY:
+        if M["role"] == "Secondary" and M["disk"] in ("UpToDate", "Consistent"):
+            M["disk"] = "Outdated"
+    ok = peer in fenced
+    if ok and M.get("susp_fencing"):
+        M["susp_fencing"] = False
+        if M.get("new_cur_uuid"):
+            disarm_new_current_uuid(M)
+            new_generation(M)
+    return ok
+
+
+def start_async_fencing(res, node, now):
+    """A Primary lost a peer while `fencing` is set (drbd_receiver.c conn_disconnect ->
+    conn_try_outdate_peer_async); with resource-and-stonith its I/O is suspended until the
+    handler succeeded (drbd_state.c sanitize_state: susp_fen)."""
+    for peer in peers_of(res, node):
+        if connected(res, node, peer) or peer in (res["node"][node].get("fenced") or {}):
+            continue
+        if res["fencing"] == "resource-and-stonith":
+            res["node"][node]["susp_fencing"] = True
+        log_helper_call(res, node, "fence-peer", peer)
+        queue_handler(res, node, "fence-peer", peer)
+
+
+def fence_before_promote(nf):
+    """Run fence-peer for each unknown peer of a node being promoted, synchronously (the
+    promote waits for it, drbd_nl.c drbd_set_role), then record what the kernel made of it."""
+    FENCING_TRIED.add(nf.name)
+    jobs = []
+    with Store() as store:
+        res = store.load(nf.name)
+        for peer in nf.peers:
+            log_helper_call(res, nf.node, "fence-peer", peer)
+            jobs.append((peer, (res.get("handlers") or {}).get("fence-peer"),
+                         helper_environment(res, nf.node, "fence-peer", peer)))
+        store.save_all()
+    for peer, command, env in jobs:
+        rc = run_helper(command, env)
+        with Store() as store:
+            res = store.load(nf.name)
+            log_helper_response(res, nf.node, "fence-peer", peer, rc)
+            apply_fence_result(res, nf.node, peer, rc, time.time())
+            store.save_all()
+
+
+def retry_after_fencing(command):
+    while True:
+        try:
+            return command()
+        except NeedFencing as nf:
+            if nf.name in FENCING_TRIED:
+                raise AssertionError("fence-peer requested twice")
+            fence_before_promote(nf)
 
 
 def split_images(res):
@@ -508,9 +681,7 @@ def handshake(res, now):
                 source = a
             elif not inc_a:
                 # same generation, nobody inconsistent: the data is the same
-                for st in (A, B):
-                    if st["disk"] in ("Consistent", "Outdated"):
-                        st["disk"] = "UpToDate"
+                settle_equal_disks(A, B)
         elif A["uuid"] in B["history"]:
             source = b
         elif B["uuid"] in A["history"]:
@@ -523,10 +694,17 @@ def handshake(res, now):
         if res["node"][target]["role"] == "Primary":
             # "I shall become SyncTarget, but I am primary!"
             return go_standalone(res, [target], "primary-sync-target", now)
+    elif A["role"] == B["role"] == "Primary" and not res["allow_two_primaries"]:
+        # same data, both Primary: the connect's state change fails with SS_TWO_PRIMARIES
+        # and, rr-conflict not being retry-connect, both disconnect (drbd_receiver.c
+        # connect_work); no split brain, nothing diverged
+        return go_standalone(res, [a, b], "two-primaries", now)
     for st in (A, B):
         st["discard"] = False
         st["standalone_reason"] = None
         st["bitmap"] = None     # the peer has (or is about to get) the changes
+        st["fenced"] = {}
+        st["susp_fencing"] = False
     res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
     if source:
         start_sync(res, source, target, now)
@@ -534,6 +712,21 @@ def handshake(res, now):
         keeper, other = (b, a) if B.get("loop") and not A.get("loop") else (a, b)
         if not res["node"][other].get("loop"):
             adopt_image(res, other, keeper)
+
+
+def settle_equal_disks(A, B):
+    """Same data on both sides after the handshake (drbd_receiver.c, end of
+    drbd_sync_handshake): an Outdated disk takes the peer's state only when the peer is
+    Consistent or UpToDate, so two Outdated disks stay Outdated; Consistent disks that now see
+    all their peers become UpToDate."""
+    if A["disk"] == "Outdated" and B["disk"] == "Outdated":
+        return
+    for me, peer in ((A, B), (B, A)):
+        if me["disk"] == "Outdated" and peer["disk"] in ("Consistent", "UpToDate"):
+            me["disk"] = peer["disk"]
+    for st in (A, B):
+        if st["disk"] == "Consistent":
+            st["disk"] = "UpToDate"
 
 
 def start_sync(res, source, target, now):
@@ -581,7 +774,7 @@ def peer_view(res, me, peer, now):
         pdisk = P["disk"] if P["attached"] else "Diskless"
         return "Connected", P["role"], repl, pdisk, done
     cstate = "Connecting" if M["net"] else "StandAlone"
-    return cstate, "Unknown", "Off", "DUnknown", None
+    return cstate, "Unknown", "Off", (M.get("fenced") or {}).get(peer, "DUnknown"), None
 
 
 def promotion_score(res, me, now):
@@ -609,13 +802,25 @@ def yn(v):
     return "yes" if v else "no"
 
 
+def suspension(M):
+    """(user, no-data, fencing, quorum) I/O suspension flags of a node's resource."""
+    return (bool(M.get("susp_user")), False, bool(M.get("susp_fencing")), False)
+
+
+def suspended_words(M):
+    """drbd-utils drbdsetup.c susp_str: "no" or the reasons, comma separated."""
+    words = [w for w, on in zip(("user", "no-data", "fencing", "quorum"), suspension(M)) if on]
+    return ",".join(words) or "no"
+
+
 def format_events2(res, me, now, statistics=False):
     M = res["node"][me]
     if not M["up"]:
         return ""
     name = res["name"]
     out = []
-    line = "exists resource name:%s role:%s suspended:no force-io-failures:no" % (name, M["role"])
+    line = "exists resource name:%s role:%s suspended:%s force-io-failures:no" % (
+        name, M["role"], suspended_words(M))
     if statistics:
         line += " write-ordering:flush"
     line += " may_promote:%s promotion_score:%d" % (yn(may_promote(res, me, now)),
@@ -665,7 +870,10 @@ def out_of_sync(res, done):
 
 def format_status(res, me, now):
     M = res["node"][me]
-    out = ["%s role:%s" % (res["name"], M["role"]), "  disk:%s" % local_disk(M)]
+    head = "%s role:%s" % (res["name"], M["role"])
+    if any(suspension(M)):
+        head += " suspended:%s" % suspended_words(M)
+    out = [head, "  disk:%s" % local_disk(M)]
     for p in peers_of(res, me):
         cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
         if cstate == "Connected":
@@ -708,7 +916,7 @@ def _wrap(indent, main, stats=(), width=80):
 def format_status_verbose(res, me, now, statistics):
     M = res["node"][me]
     main = [res["name"], "node-id:%d" % node_id(res, me), "role:%s" % M["role"],
-            "suspended:no", "force-io-failures:no"]
+            "suspended:%s" % suspended_words(M), "force-io-failures:no"]
     out = _wrap("", main, ["write-ordering:flush"] if statistics else ())
     main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M),
             "backing_dev:%s" % (image_path(res, M["image"]) if M["attached"] else "none"),
@@ -742,9 +950,10 @@ def format_status_json_one(res, me, now):
     M = res["node"][me]
     L = ['{', '  "name": "%s",' % res["name"], '  "node-id": %d,' % node_id(res, me),
          '  "role": "%s",' % M["role"]]
-    for k in ("suspended", "suspended-user", "suspended-no-data", "suspended-fencing",
-              "suspended-quorum", "force-io-failures"):
-        L.append('  "%s": false,' % k)
+    flags = suspension(M)
+    for k, v in zip(("suspended", "suspended-user", "suspended-no-data", "suspended-fencing",
+                     "suspended-quorum", "force-io-failures"), (any(flags),) + flags + (False,)):
+        L.append('  "%s": %s,' % (k, _jb(v)))
     L += ['  "write-ordering": "flush",', '  "devices": [', '    {',
           '      "volume": 0,', '      "minor": %d,' % res["minor"],
           '      "disk-state": "%s",' % local_disk(M), '      "client": false,',
@@ -888,6 +1097,21 @@ def act_primary(res, me, now, force=False):
                 and not res["allow_two_primaries"]:
             raise state_failure(res, SS_TWO_PRIMARIES, res["mode"], "primary")
     disk = local_disk(M)
+    if res["fencing"] != "dont-care" and disk in ("UpToDate", "Consistent"):
+        # drbd_state.c is_valid_state: SS_PRIMARY_NOP while a peer is neither connected nor
+        # known Outdated; drbd_nl.c drbd_set_role then runs fence-peer once and retries
+        unknown = [p for p in peers_of(res, me) if not connected(res, me, p)
+                   and peer_view(res, me, p, now)[3] not in ("Outdated", "Inconsistent")]
+        if unknown and res["name"] not in FENCING_TRIED:
+            raise NeedFencing(res["name"], me, unknown)
+        disk = local_disk(M)        # fence-peer exit 6 outdated us
+        if unknown and not force:
+            raise state_failure(res, SS_PRIMARY_NOP if disk == "UpToDate"
+                                else SS_NO_UP_TO_DATE_DISK, res["mode"], "primary")
+        lonely = [p for p in peers_of(res, me) if not connected(res, me, p)]
+        if disk == "Consistent" and lonely and len(lonely) == len(peers_of(res, me)) \
+                and not unknown:
+            M["disk"] = disk = "UpToDate"   # every peer fenced: CS_FP_LOCAL_UP_TO_DATE
     peer_uptodate = any(connected(res, me, p) and peer_view(res, me, p, now)[3] == "UpToDate"
                         for p in peers_of(res, me))
     if disk != "UpToDate" and not peer_uptodate:
@@ -902,7 +1126,7 @@ def act_primary(res, me, now, force=False):
     attach_device(res, M)
     M["role"] = "Primary"
     if not any(connected(res, me, p) for p in peers_of(res, me)):
-        new_generation(M)
+        arm_new_current_uuid(res, M)
 
 
 def act_secondary(res, me, now):
@@ -915,6 +1139,7 @@ def act_secondary(res, me, now):
         raise state_failure(res, SS_DEVICE_IN_USE, res["mode"], "secondary")
     detach_device(res, M)
     M["role"] = "Secondary"
+    disarm_new_current_uuid(M)
 
 
 def act_down(res, me, now):
@@ -970,6 +1195,25 @@ def act_outdate(res, me, now):
             raise state_failure(res, SS_CONNECTED_OUTDATES, res["mode"], "outdate")
     if M["disk"] in ("UpToDate", "Consistent"):
         M["disk"] = "Outdated"
+
+
+def act_suspend_io(res, me, now):
+    M = res["node"][me]
+    if not M["up"]:
+        raise unknown_resource(res)
+    M["susp_user"] = True
+
+
+def act_resume_io(res, me, now):
+    """drbd_nl.c drbd_adm_resume_io: a pending new current UUID is made now, and every
+    suspension (user, no-data, fencing, quorum) ends."""
+    M = res["node"][me]
+    if not M["up"]:
+        raise unknown_resource(res)
+    if M.get("new_cur_uuid"):
+        disarm_new_current_uuid(M)
+        new_generation(M)
+    M["susp_user"] = M["susp_fencing"] = False
 
 
 def act_attach(res, me, now):
@@ -1031,6 +1275,8 @@ def admin_init(store, args):
     ap.add_argument("--port", type=int, default=7789)
     ap.add_argument("--split-brain-handler", metavar="COMMAND",
                     help="drbd.conf handlers { split-brain COMMAND; } (run with /bin/sh -c)")
+    ap.add_argument("--fence-peer-handler", metavar="COMMAND",
+                    help="drbd.conf handlers { fence-peer COMMAND; }")
     o = ap.parse_args(args)
     if not o.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Failure("drbdemu: bad resource name %r" % o.name, 2)
@@ -1047,7 +1293,8 @@ def admin_init(store, args):
            "resync_seconds": o.resync_seconds, "link_cut": False, "conn": None,
            "addresses": dict(kv.split("=", 1) for kv in o.addresses.split(",")) if o.addresses
            else {}, "port": o.port, "events": [], "node": {},
-           "handlers": {"split-brain": o.split_brain_handler} if o.split_brain_handler else {}}
+           "handlers": {k: v for k, v in (("split-brain", o.split_brain_handler),
+                                          ("fence-peer", o.fence_peer_handler)) if v}}
     for n in nodes:
         img = "%s.%s.img" % (o.name, n)
         with open(image_path(res, img), "wb") as f:
@@ -1064,14 +1311,14 @@ def admin(argv):
         print("usage: drbdemu init RES --nodes A,B [--minor N] [--size 64M] [--mode 9|8.4]\n"
               "               [--device PATH] [--allow-two-primaries] [--fencing POLICY]\n"
               "               [--resync-seconds S] [--inconsistent] [--addresses A=IP,B=IP]\n"
-              "               [--split-brain-handler COMMAND]\n"
+              "               [--split-brain-handler COMMAND] [--fence-peer-handler COMMAND]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
               "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
               "                                       refuses it, the kernel keeps it up)\n"
               "       drbdemu crash NODE [RES...]\n"
               "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing,\n"
-              "                                       split_brain_handler)\n"
+              "                                       split_brain_handler, fence_peer_handler)\n"
               "       drbdemu status [RES]           (JSON)\n"
               "       drbdemu image RES [NODE]       (path of NODE's current data image)\n"
               "       drbdemu destroy RES            (release loops, delete state and images)")
@@ -1137,8 +1384,9 @@ def admin(argv):
                     res[k] = v.lower() in ("1", "yes", "true")
                 elif k == "fencing":
                     res[k] = v
-                elif k == "split_brain_handler":
-                    res.setdefault("handlers", {})["split-brain"] = v or None
+                elif k in ("split_brain_handler", "fence_peer_handler"):
+                    helper = k[:-len("_handler")].replace("_", "-")
+                    res.setdefault("handlers", {})[helper] = v or None
                 else:
                     raise Failure("drbdemu set: unknown key %s" % k, 2)
         elif cmd == "status":
@@ -1315,6 +1563,12 @@ def run_drbdsetup(cmd, args, opts, targets, me, now, out):
     if cmd == "outdate":
         act_outdate(res, me, now)
         return 0
+    if cmd == "suspend-io":
+        act_suspend_io(res, me, now)
+        return 0
+    if cmd == "resume-io":
+        act_resume_io(res, me, now)
+        return 0
     if cmd in ("wait-connect-resource", "wait-connect-connection", "wait-connect"):
         return -1   # handled outside the lock by the caller
     raise Failure("drbdsetup: unknown command '%s'" % cmd, 20)
@@ -1406,20 +1660,22 @@ def drbdadm(argv):
             if rc:
                 return rc
         return 0
-    out = []
-    with Store() as store:
-        now = time.time()
-        try:
-            for spec in args[1:]:
-                for res in drbdadm_resources(store, spec, me):
-                    reconcile(res, now)
-                    peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
-                    run_drbdadm(cmd, res, me, opts, now, out, peer or None)
-                    reconcile(res, now)
-        finally:
-            store.save_all()
-            sys.stdout.write("".join(out))
-    return 0
+    def attempt():
+        out = []
+        with Store() as store:
+            now = time.time()
+            try:
+                for spec in args[1:]:
+                    for res in drbdadm_resources(store, spec, me):
+                        reconcile(res, now)
+                        peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
+                        run_drbdadm(cmd, res, me, opts, now, out, peer or None)
+                        reconcile(res, now)
+            finally:
+                store.save_all()
+                sys.stdout.write("".join(out))
+        return 0
+    return retry_after_fencing(attempt)
 
 
 def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
@@ -1428,7 +1684,8 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
     obj = res["name"] if mode == "9" else str(res["minor"])
     setup_cmd = {"primary": "primary", "secondary": "secondary", "down": "down",
                  "connect": "connect", "disconnect": "disconnect", "outdate": "outdate",
-                 "attach": "attach", "detach": "detach"}.get(cmd, cmd)
+                 "attach": "attach", "detach": "detach", "suspend-io": "suspend-io",
+                 "resume-io": "resume-io"}.get(cmd, cmd)
 
     def wrapped(fn, *a, **kw):
         try:
@@ -1463,6 +1720,10 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
         wrapped(act_disconnect, res, me, now)
     elif cmd == "outdate":
         wrapped(act_outdate, res, me, now)
+    elif cmd == "suspend-io":
+        wrapped(act_suspend_io, res, me, now)
+    elif cmd == "resume-io":
+        wrapped(act_resume_io, res, me, now)
     elif cmd in ("role", "cstate", "dstate"):
         o = []
         target = res["name"] if mode == "9" or cmd == "role" else str(res["minor"])
@@ -1578,7 +1839,7 @@ def main_drbdsetup(argv=None):
         except Failure as e:
             sys.stderr.write(e.message + "\n")
             return e.rc
-    return _main(drbdsetup, argv)
+    return _main(lambda a: retry_after_fencing(lambda: drbdsetup(a)), argv)
 
 
 def main_drbdadm(argv=None):
