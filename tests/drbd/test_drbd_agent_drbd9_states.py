@@ -1,0 +1,106 @@
+"""ocf:pyha:drbd run as a program on DRBD 9 states the emulator models since issue 12.8:
+Primaries that did (not) write while apart, Outdated meeting Outdated, fence-peer before a
+promote, suspended I/O.  What the agent reports: monitor's exit code and the master score
+(LINBIT's rules, /work/shared/reference/drbd.md section 1)."""
+
+import os
+import time
+
+SCORE = "master-p_drbd_r0"
+
+
+def start_pair(lab, params=None, **init):
+    lab.init("r0", **init)
+    for n in ("node1", "node2"):
+        p = lab.agent(n, "start", params)
+        assert p.returncode == 0, p.stderr
+    return lab
+
+
+def test_two_primaries_that_did_not_write_while_apart_reconnect_healthy(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    assert lab.agent("node2", "promote").returncode == 0
+    assert lab.agent("node2", "demote").returncode == 0
+    lab.admin("heal", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode == 8 and "SPLIT BRAIN" not in p.stderr, p.stderr
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", SCORE) == "10000"
+    for node in ("node1", "node2"):
+        assert lab.attribute(node, "drbd-r0-split-brain") is None
+
+
+def test_a_primary_that_wrote_alone_is_followed_by_a_resync_not_a_split_brain(lab):
+    start_pair(lab, resync_seconds=30)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    lab.write("node1")
+    lab.admin("heal", "r0")
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", SCORE) == "10"            # SyncTarget: some peer UpToDate
+    assert lab.attribute("node2", "drbd-r0-split-brain") is None
+
+
+def test_two_outdated_disks_connected_to_each_other_are_not_promotable(lab):
+    start_pair(lab)
+    lab.admin("cut", "r0")
+    for n in ("node1", "node2"):
+        assert lab.run(n, "drbdadm", "outdate", "r0").returncode == 0
+    lab.admin("heal", "r0")
+    for n in ("node1", "node2"):
+        assert lab.agent(n, "monitor").returncode == 0
+        assert lab.attribute(n, SCORE) is None              # Outdated, no UpToDate peer
+    p = lab.agent("node1", "promote")
+    assert p.returncode == 1 and "no access to UpToDate data" in p.stderr
+
+
+def fencing_pair(lab, exit_code):
+    return start_pair(lab, fencing="resource-only",
+                      fence_peer_handler="echo $DRBD_PEER_NODE_ID >> %s/fenced; exit %d" % (
+                          lab.base, exit_code))
+
+
+def test_promote_with_an_unreachable_peer_succeeds_when_fence_peer_outdated_it(lab):
+    fencing_pair(lab, 4)
+    lab.admin("cut", "r0")
+    assert lab.agent("node1", "monitor").returncode in (0, 190)
+    assert lab.attribute("node1", SCORE) == "1000"          # UpToDate, peer DUnknown
+    p = lab.agent("node1", "promote")
+    assert p.returncode == 0, p.stderr
+    assert open(os.path.join(lab.base, "fenced")).read() == "1\n"
+    assert lab.agent("node1", "monitor").returncode in (8, 191)
+    assert lab.attribute("node1", SCORE) == "10000"
+
+
+def test_promote_with_an_unreachable_peer_fails_when_fence_peer_fails(lab):
+    fencing_pair(lab, 1)
+    lab.admin("cut", "r0")
+    t = time.time()
+    p = lab.agent("node1", "promote", meta={"timeout": "4000"})
+    assert p.returncode == 1
+    assert "Refusing to be Primary while peer is not outdated" in p.stderr
+    assert time.time() - t < 8
+    assert lab.run("node1", "drbdsetup", "role", "r0").stdout == "Secondary\n"
+
+
+def test_a_primary_with_io_suspended_by_fencing_keeps_its_score(lab):
+    """LINBIT's score rules ignore suspension: a frozen Primary with UpToDate data stays the
+    best place to be Primary (moving away would need the peer's unknown data)."""
+    start_pair(lab, fencing="resource-and-stonith", fence_peer_handler="exit 1")
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    ev = lab.run("node1", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:fencing" in ev
+    assert lab.agent("node1", "monitor").returncode in (8, 191)
+    assert lab.attribute("node1", SCORE) == "10000"
+
+
+def test_a_primary_with_io_suspended_by_the_user_is_a_healthy_master(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.run("node1", "drbdadm", "suspend-io", "r0").returncode == 0
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.attribute("node1", SCORE) == "10000"
