@@ -251,7 +251,46 @@ def attach_device(res, st):
         pass
     import stat
     os.mknod(path, stat.S_IFBLK | 0o660, rdev)
-    st["loop"], st["rdev"] = loop, rdev
+    st["loop"], st["rdev"], st["loop_image"] = loop, rdev, st["image"]
+    set_device_read_only(st, False)     # a reused loop may still carry an old read-only flag
+
+
+def device_is_ours(res, st):
+    try:
+        return bool(st.get("rdev")) and os.stat(res["device"]).st_rdev == st["rdev"]
+    except FileNotFoundError:
+        return False
+
+
+def set_device_read_only(st, read_only):
+    if st.get("loop"):
+        _run(["blockdev", "--setro" if read_only else "--setrw", st["loop"]])
+
+
+def open_device_for_primary(res, st):
+    """Promote: the device kept since the last demote becomes writable again, unless its
+    data file changed (resync, split) or another node's device took the path meanwhile."""
+    if st.get("loop") and st.get("loop_image") == st["image"] and device_is_ours(res, st):
+        set_device_read_only(st, False)
+        return
+    detach_device(res, st)
+    attach_device(res, st)
+
+
+def refresh_kept_device(res, st):
+    """A Secondary keeps its device (read-only) until down; when its data file is replaced,
+    the device follows (if the path is still its own) or is let go."""
+    if not st.get("loop") or st["role"] == "Primary" or st.get("loop_image") == st["image"]:
+        return
+    ours = device_is_ours(res, st)
+    detach_device(res, st)
+    if ours and st["up"]:
+        attach_device(res, st)
+        set_device_read_only(st, True)
+
+
+def writes_through_device(st):
+    return bool(st.get("loop")) and st["role"] == "Primary"
 
 
 def detach_device(res, st):
@@ -263,6 +302,7 @@ def detach_device(res, st):
     except FileNotFoundError:
         pass
     if st.get("loop"):
+        set_device_read_only(st, False)
         p = _run(["losetup", "-d", st["loop"]])
         if p.returncode != 0:       # busy (crash with a mount): auto-clear on last close
             _run(["losetup", "--detach", st["loop"]])
@@ -626,17 +666,18 @@ def split_images(res):
     A, B = res["node"][a], res["node"][b]
     if A["image"] != B["image"]:
         return
-    # the side holding the image through a loop device keeps the file
-    if B.get("loop") and not A.get("loop"):
+    # the Primary (writing through its loop device) keeps the file
+    if writes_through_device(B) and not writes_through_device(A):
         keeper, other, oname = B, A, a
     else:
         keeper, other, oname = A, B, b
-    if other.get("loop"):           # dual-primary: both hold it; nothing sane to do
+    if writes_through_device(other):    # dual-primary: both hold it; nothing sane to do
         return
     res["serial"] = res.get("serial", 0) + 1
     new = "%s.%s.%d.img" % (res["name"], oname, res["serial"])
     sparse_copy(image_path(res, keeper["image"]), image_path(res, new))
     other["image"] = new
+    refresh_kept_device(res, other)
 
 
 def adopt_image(res, target, source):
@@ -644,6 +685,7 @@ def adopt_image(res, target, source):
     T, S = res["node"][target], res["node"][source]
     old = T["image"]
     T["image"] = S["image"]
+    refresh_kept_device(res, T)
     if old != T["image"] and all(res["node"][n]["image"] != old for n in res["nodes"]):
         try:
             os.unlink(image_path(res, old))
@@ -709,8 +751,9 @@ def handshake(res, now):
     if source:
         start_sync(res, source, target, now)
     elif A["attached"] and B["attached"]:
-        keeper, other = (b, a) if B.get("loop") and not A.get("loop") else (a, b)
-        if not res["node"][other].get("loop"):
+        keeper, other = (b, a) if writes_through_device(B) and not writes_through_device(A) \
+            else (a, b)
+        if not writes_through_device(res["node"][other]):
             adopt_image(res, other, keeper)
 
 
@@ -1123,7 +1166,7 @@ def act_primary(res, me, now, force=False):
                     start_sync(res, me, p, now)
         else:
             raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "primary")
-    attach_device(res, M)
+    open_device_for_primary(res, M)
     M["role"] = "Primary"
     if not any(connected(res, me, p) for p in peers_of(res, me)):
         arm_new_current_uuid(res, M)
@@ -1137,7 +1180,8 @@ def act_secondary(res, me, now):
         return
     if device_in_use(M):
         raise state_failure(res, SS_DEVICE_IN_USE, res["mode"], "secondary")
-    detach_device(res, M)
+    # /dev/drbdN stays until down (DRBD 9 keeps the minor; only writes are refused)
+    set_device_read_only(M, True)
     M["role"] = "Secondary"
     disarm_new_current_uuid(M)
 
@@ -1147,6 +1191,7 @@ def act_down(res, me, now):
     if not M["up"]:
         return
     act_secondary(res, me, now)
+    detach_device(res, M)
     M.update(up=False, attached=False, net=False, discard=False, standalone_reason=None)
     reconcile(res, now)
 

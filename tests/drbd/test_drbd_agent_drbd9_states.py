@@ -104,3 +104,14 @@ def test_a_primary_with_io_suspended_by_the_user_is_a_healthy_master(lab):
     assert lab.run("node1", "drbdadm", "suspend-io", "r0").returncode == 0
     assert lab.agent("node1", "monitor").returncode == 8
     assert lab.attribute("node1", SCORE) == "10000"
+
+
+def test_a_demoted_node_keeps_its_device_and_is_a_healthy_secondary(lab):
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node1", "demote").returncode == 0
+    assert os.path.exists(os.path.join(lab.dev, "drbd0"))     # DRBD 9: the minor stays
+    assert lab.agent("node1", "monitor").returncode == 0
+    assert lab.attribute("node1", SCORE) == "10000"
+    assert lab.agent("node1", "stop").returncode == 0
+    assert not os.path.exists(os.path.join(lab.dev, "drbd0"))

@@ -435,7 +435,6 @@ def test_filesystem_written_on_node1_is_there_on_node2_after_failover(emu):
     assert p.returncode == 11 and "held open" in p.stderr            # mounted: refused
     subprocess.run(["umount", mnt], check=True)
     emu.run("node1", "drbdadm", "secondary", "r0", check=True)
-    assert not os.path.exists(dev)
     emu.run("node2", "drbdadm", "primary", "r0", check=True)
     mnt2 = emu.mount(dev, "mnt2")
     assert open(os.path.join(mnt2, "hello")).read() == "from node1\n"
@@ -686,3 +685,26 @@ def test_suspend_io_by_the_user_shows_suspended_user(pair):
     assert (js["suspended"], js["suspended-user"], js["suspended-fencing"]) == (True, True, False)
     pair.run("node0", "drbdadm", "resume-io", "r0", check=True)
     assert " suspended:no " in pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+
+
+# ------------------------------------------------------------------- the device node
+
+def test_the_device_stays_from_promote_until_down_and_refuses_writes_while_secondary(pair):
+    dev = os.path.join(pair.dev, "drbd1")
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    rdev = os.stat(dev).st_rdev
+    pair.run("node0", "drbdadm", "secondary", "r0", check=True)
+    assert os.stat(dev).st_rdev == rdev                    # kept at demote
+    fd = os.open(dev, os.O_WRONLY)
+    try:
+        with pytest.raises(OSError):                        # a Secondary is not writable
+            os.pwrite(fd, b"x" * 4096, 0)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    assert os.stat(dev).st_rdev == rdev
+    pair.write("node0")                                    # writable again
+    pair.run("node0", "drbdadm", "down", "r0", check=True)
+    assert not os.path.exists(dev)
+    assert pair.state_of("r0")["node"]["node0"]["loop"] is None
