@@ -270,6 +270,12 @@ def set_device_read_only(st, read_only):
 def open_device_for_primary(res, st):
     """Promote: the device kept since the last demote becomes writable again, unless its
     data file changed (resync, split) or another node's device took the path meanwhile."""
+    if st.get("client"):
+        me = [n for n in res["nodes"] if res["node"][n] is st][0]
+        servers = [p for p in peers_of(res, me) if connected(res, me, p)
+                   and res["node"][p]["attached"]]
+        if servers:
+            st["image"] = res["node"][servers[0]]["image"]
     if st.get("loop") and st.get("loop_image") == st["image"] and device_is_ours(res, st):
         set_device_read_only(st, False)
         return
@@ -364,7 +370,11 @@ def lose_connection(res, now):
     split_images(res)
     for name in res["nodes"]:
         st = res["node"][name]
-        if st["up"] and st["role"] == "Primary":
+        if st["up"] and st["role"] == "Primary" and st.get("client"):
+            # a diskless Primary without peers has no data: writes fail
+            # (on-no-data-accessible io-error, the default)
+            set_device_read_only(st, True)
+        elif st["up"] and st["role"] == "Primary":
             arm_new_current_uuid(res, st)
             if res["fencing"] != "dont-care":
                 start_async_fencing(res, name, now)
@@ -664,7 +674,7 @@ def split_images(res):
     """After a disconnect each node needs its own copy of the (so far shared) data."""
     a, b = res["nodes"]
     A, B = res["node"][a], res["node"][b]
-    if A["image"] != B["image"]:
+    if A["image"] != B["image"] or A.get("client") or B.get("client"):
         return
     # the Primary (writing through its loop device) keeps the file
     if writes_through_device(B) and not writes_through_device(A):
@@ -748,6 +758,11 @@ def handshake(res, now):
         st["fenced"] = {}
         st["susp_fencing"] = False
     res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
+    for client, server in ((A, B), (B, A)):
+        if client.get("client") and server["attached"]:
+            client["image"] = server["image"]   # a client reads and writes the peer's data
+            if client["role"] == "Primary":
+                set_device_read_only(client, False)
     if source:
         start_sync(res, source, target, now)
     elif A["attached"] and B["attached"]:
@@ -784,7 +799,7 @@ def start_sync(res, source, target, now):
 
 
 def do_attach(res, st, now):
-    if st["attached"]:
+    if st["attached"] or st.get("client"):      # `disk none`: nothing to attach
         return
     if st["failed"]:
         raise Failure("%d: Failure: (104) Can not open backing device." % res["minor"], 10)
@@ -841,6 +856,11 @@ def may_promote(res, me, now):
     return all(peer_view(res, me, p, now)[1] != "Primary" for p in peers_of(res, me))
 
 
+def peer_is_client(res, me, peer):
+    """peer-client: known only while connected (the peer says it is intentionally diskless)."""
+    return connected(res, me, peer) and bool(res["node"][peer].get("client"))
+
+
 def yn(v):
     return "yes" if v else "no"
 
@@ -879,8 +899,9 @@ def format_events2(res, me, now, statistics=False):
             line += " congested:no ap-in-flight:0 rs-in-flight:0"
         out.append(line)
     disk = local_disk(M)
-    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:no quorum:yes" % (
-        name, res["minor"], image_path(res, M["image"]) if M["attached"] else "none", disk)
+    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:%s quorum:yes" % (
+        name, res["minor"], image_path(res, M["image"]) if M["attached"] else "none", disk,
+        yn(M.get("client")))
     if statistics:
         line += (" size:%d read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0"
                  " lower-pending:0 al-suspended:no blocked:no" % res["size_kib"])
@@ -888,8 +909,8 @@ def format_events2(res, me, now, statistics=False):
     for p in peers:
         cstate, prole, repl, pdisk, done = views[p]
         line = ("exists peer-device name:%s peer-node-id:%d conn-name:%s volume:0 replication:%s"
-                " peer-disk:%s peer-client:no resync-suspended:no" % (
-                    name, node_id(res, p), p, repl, pdisk))
+                " peer-disk:%s peer-client:%s resync-suspended:no" % (
+                    name, node_id(res, p), p, repl, pdisk, yn(peer_is_client(res, me, p))))
         if done is not None:
             line += " done:%.2f" % done
         if statistics:
@@ -916,21 +937,33 @@ def format_status(res, me, now):
     head = "%s role:%s" % (res["name"], M["role"])
     if any(suspension(M)):
         head += " suspended:%s" % suspended_words(M)
-    out = [head, "  disk:%s" % local_disk(M)]
+    out = [head, "  disk:%s" % local_disk(M) + client_word(M)]
     for p in peers_of(res, me):
         cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
         if cstate == "Connected":
             out.append("  %s role:%s" % (p, prole))
-            line = "    "
-            if repl != "Established":
-                line += "replication:%s " % repl
-            line += "peer-disk:%s" % pdisk
-            if done is not None:
-                line += " done:%.2f" % done
-            out.append(line)
         else:
             out.append("  %s connection:%s" % (p, cstate))
+        # drbd-utils peer_device_status: a peer device line once anything is known of it
+        if repl == "Off" and pdisk == "DUnknown":
+            continue
+        line = "    "
+        if repl not in ("Off", "Established"):
+            line += "replication:%s " % repl
+        line += "peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk)
+        if done is not None:
+            line += " done:%.2f" % done
+        out.append(line)
     return "\n".join(out) + "\n\n"
+
+
+def client_word(M):
+    """drbd-utils device_status: a Diskless disk says whether it is intentionally so."""
+    return " client:%s" % yn(M.get("client")) if local_disk(M) == "Diskless" else ""
+
+
+def peer_client_word(res, me, peer, pdisk):
+    return " peer-client:%s" % yn(peer_is_client(res, me, peer)) if pdisk == "Diskless" else ""
 
 
 def _wrap(indent, main, stats=(), width=80):
@@ -961,7 +994,7 @@ def format_status_verbose(res, me, now, statistics):
     main = [res["name"], "node-id:%d" % node_id(res, me), "role:%s" % M["role"],
             "suspended:%s" % suspended_words(M), "force-io-failures:no"]
     out = _wrap("", main, ["write-ordering:flush"] if statistics else ())
-    main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M),
+    main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M) + client_word(M),
             "backing_dev:%s" % (image_path(res, M["image"]) if M["attached"] else "none"),
             "quorum:yes"]
     stats = ["size:%d" % res["size_kib"], "read:0", "written:0", "al-writes:0", "bm-writes:0",
@@ -972,7 +1005,8 @@ def format_status_verbose(res, me, now, statistics):
         main = [p, "node-id:%d" % node_id(res, p), "connection:%s" % cstate,
                 "role:%s" % prole, "congested:no"]
         out += _wrap("  ", main, ["ap-in-flight:0", "rs-in-flight:0"] if statistics else ())
-        main = ["volume:0", "replication:%s" % repl, "peer-disk:%s" % pdisk]
+        main = ["volume:0", "replication:%s" % repl,
+                "peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk)]
         if done is not None:
             main.append("done:%.2f" % done)
         main.append("resync-suspended:no")
@@ -999,7 +1033,8 @@ def format_status_json_one(res, me, now):
         L.append('  "%s": %s,' % (k, _jb(v)))
     L += ['  "write-ordering": "flush",', '  "devices": [', '    {',
           '      "volume": 0,', '      "minor": %d,' % res["minor"],
-          '      "disk-state": "%s",' % local_disk(M), '      "client": false,',
+          '      "disk-state": "%s",' % local_disk(M),
+          '      "client": %s,' % _jb(M.get("client")),
           '      "quorum": true,', '      "size": %d,' % res["size_kib"],
           '      "read": 0,', '      "written": 0,', '      "al-writes": 0,',
           '      "bm-writes": 0,', '      "upper-pending": 0,', '      "lower-pending": 0',
@@ -1012,7 +1047,8 @@ def format_status_json_one(res, me, now):
              '      "peer-role": "%s",' % prole, '      "ap-in-flight": 0,',
              '      "rs-in-flight": 0,', '      "peer_devices": [', '        {',
              '          "volume": 0,', '          "replication-state": "%s",' % repl,
-             '          "peer-disk-state": "%s",' % pdisk, '          "peer-client": false,',
+             '          "peer-disk-state": "%s",' % pdisk,
+             '          "peer-client": %s,' % _jb(peer_is_client(res, me, p)),
              '          "resync-suspended": "no",', '          "received": 0,',
              '          "sent": 0,', '          "out-of-sync": %d,' % out_of_sync(res, done),
              '          "pending": 0,', '          "unacked": 0,',
@@ -1322,6 +1358,8 @@ def admin_init(store, args):
                     help="drbd.conf handlers { split-brain COMMAND; } (run with /bin/sh -c)")
     ap.add_argument("--fence-peer-handler", metavar="COMMAND",
                     help="drbd.conf handlers { fence-peer COMMAND; }")
+    ap.add_argument("--diskless", metavar="NODE,...", default="",
+                    help="nodes configured with `disk none` (diskless clients)")
     o = ap.parse_args(args)
     if not o.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Failure("drbdemu: bad resource name %r" % o.name, 2)
@@ -1347,7 +1385,8 @@ def admin_init(store, args):
         res["node"][n] = {"up": False, "attached": False, "failed": False, "net": False,
                           "discard": False, "standalone_reason": None, "role": "Secondary",
                           "disk": "Inconsistent" if o.inconsistent else "UpToDate",
-                          "uuid": uuid, "history": [], "image": img, "loop": None, "rdev": None}
+                          "uuid": uuid, "history": [], "image": img, "loop": None, "rdev": None,
+                          "client": n in o.diskless.split(",")}
     store.create(res)
 
 
@@ -1357,6 +1396,7 @@ def admin(argv):
               "               [--device PATH] [--allow-two-primaries] [--fencing POLICY]\n"
               "               [--resync-seconds S] [--inconsistent] [--addresses A=IP,B=IP]\n"
               "               [--split-brain-handler COMMAND] [--fence-peer-handler COMMAND]\n"
+              "               [--diskless NODE,...]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
               "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
@@ -1814,7 +1854,8 @@ def format_dump(res):
     for i, n in enumerate(res["nodes"]):
         L += ["    on %s {" % n, "        node-id %d;" % i, "        volume 0 {",
               "            device       minor %d;" % res["minor"],
-              "            disk         %s;" % image_path(res, res["node"][n]["image"]),
+              "            disk         %s;" % ("none" if res["node"][n].get("client")
+                                                 else image_path(res, res["node"][n]["image"])),
               "            meta-disk    internal;", "        }"]
         addr = (res.get("addresses") or {}).get(n)
         if addr:

@@ -115,3 +115,36 @@ def test_a_demoted_node_keeps_its_device_and_is_a_healthy_secondary(lab):
     assert lab.attribute("node1", SCORE) == "10000"
     assert lab.agent("node1", "stop").returncode == 0
     assert not os.path.exists(os.path.join(lab.dev, "drbd0"))
+
+
+def client_pair(lab, params=None):
+    """node1 a diskless client (`disk none`), node2 with the data."""
+    return start_pair(lab, params, diskless="node1")
+
+
+def test_a_diskless_client_with_an_uptodate_peer_scores_just_below_a_disk(lab):
+    client_pair(lab)
+    assert lab.agent("node1", "monitor").returncode == 0
+    assert lab.attribute("node1", SCORE) == "9999"           # 4th value - 1
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", SCORE) == "10000"          # a client peer is skipped
+    params = {"adjust_master_score": "0 10 500 5000"}
+    assert lab.agent("node1", "monitor", params).returncode == 0
+    assert lab.attribute("node1", SCORE) == "4999"
+
+
+def test_a_diskless_client_promoted_on_its_peers_data_is_a_master(lab):
+    client_pair(lab)
+    p = lab.agent("node1", "promote")
+    assert p.returncode == 0, p.stderr
+    assert lab.agent("node1", "monitor").returncode == 8
+    assert lab.attribute("node1", SCORE) == "9999"
+
+
+def test_a_diskless_client_without_peers_has_no_score_and_cannot_promote(lab):
+    client_pair(lab)
+    lab.admin("cut", "r0")
+    assert lab.agent("node1", "monitor").returncode in (0, 190)
+    assert lab.attribute("node1", SCORE) is None
+    p = lab.agent("node1", "promote")
+    assert p.returncode == 1

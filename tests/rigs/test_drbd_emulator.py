@@ -708,3 +708,52 @@ def test_the_device_stays_from_promote_until_down_and_refuses_writes_while_secon
     pair.run("node0", "drbdadm", "down", "r0", check=True)
     assert not os.path.exists(dev)
     assert pair.state_of("r0")["node"]["node0"]["loop"] is None
+
+
+# ------------------------------------------------------------------- diskless clients
+
+@pytest.fixture
+def client_pair(emu):
+    """r0 with node0 configured `disk none` (a diskless client) and peer1 with a disk."""
+    emu.init("r0", nodes="node0,peer1", minor=1, diskless="node0")
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    return emu
+
+
+def test_a_diskless_client_says_client_yes_and_its_peer_peer_client_yes(client_pair):
+    ev = client_pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "backing_dev:none disk:Diskless client:yes quorum:yes" in ev
+    ev = client_pair.run("peer1", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "peer-disk:Diskless peer-client:yes resync-suspended:no" in ev
+    assert client_pair.run("node0", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Secondary\n  disk:Diskless client:yes\n  peer1 role:Secondary\n"
+        "    peer-disk:UpToDate\n\n")
+    assert client_pair.run("peer1", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Secondary\n  disk:UpToDate\n  node0 role:Secondary\n"
+        "    peer-disk:Diskless peer-client:yes\n\n")
+    js = json.loads(client_pair.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["devices"][0]["disk-state"], js["devices"][0]["client"]) == ("Diskless", True)
+    js = json.loads(client_pair.run("peer1", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert js["connections"][0]["peer_devices"][0]["peer-client"] is True
+    verbose = client_pair.run("node0", "drbdsetup", "status", "r0", "--verbose").stdout
+    assert "disk:Diskless client:yes backing_dev:none" in verbose
+    assert re.search(r"disk +none;", client_pair.run("node0", "drbdadm", "dump", "r0").stdout)
+
+
+def test_a_diskless_client_is_primary_on_its_peers_data_and_not_without_it(client_pair):
+    client_pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    client_pair.write("node0", data=b"from the client\n")
+    with open(client_pair.image("r0", "peer1"), "rb") as f:
+        assert f.read(16) == b"from the client\n"
+    client_pair.run("node0", "drbdadm", "secondary", "r0", check=True)
+    client_pair.admin("cut", "r0")
+    p = client_pair.run("node0", "drbdadm", "primary", "r0")
+    assert p.returncode == 17 and "(-2) Need access to UpToDate data" in p.stderr
+
+
+def test_a_failed_disk_is_diskless_but_not_a_client(pair):
+    pair.admin("fail-disk", "r0", "peer1")
+    assert "  disk:Diskless client:no\n" in pair.run("peer1", "drbdsetup", "status", "r0").stdout
+    assert "    peer-disk:Diskless peer-client:no\n" in pair.run("node0", "drbdsetup", "status",
+                                                             "r0").stdout
