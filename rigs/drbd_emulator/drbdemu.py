@@ -51,6 +51,7 @@ SS_DEVICE_IN_USE = (11, -12, "Device is held open by someone")
 SS_CONNECTED_OUTDATES = (11, -15, "Refusing to be Outdated while Connected")
 SS_NO_LOCAL_DISK = (16, -4, "Can not resync without local disk")
 SS_PRIMARY_NOP = (11, -7, "Refusing to be Primary while peer is not outdated")
+SS_NO_QUORUM = (11, -25, "No quorum")
 
 # fence-peer exit codes (drbd_nl.c conn_try_outdate_peer): 3 peer inconsistent, 4 peer
 # outdated, 5 peer down (counts only if the local disk is UpToDate), 6 peer primary (outdate
@@ -265,6 +266,28 @@ def device_is_ours(res, st):
 def set_device_read_only(st, read_only):
     if st.get("loop"):
         _run(["blockdev", "--setro" if read_only else "--setrw", st["loop"]])
+        st["device_read_only"] = read_only
+
+
+def device_writable(res, name):
+    """Writes reach the data only on a Primary that has quorum and, if diskless, a peer."""
+    st = res["node"][name]
+    if not (st["up"] and st["role"] == "Primary") or not has_quorum(res, name):
+        return False
+    return not st.get("client") or any(connected(res, name, p) for p in peers_of(res, name))
+
+
+def settle_io(res):
+    """Quorum lost or regained: a Primary without quorum suspends its I/O (on-no-quorum
+    suspend-io: suspended:quorum) or fails it (io-error); the device stands in for both by
+    refusing writes until quorum returns."""
+    for name in res["nodes"]:
+        st = res["node"][name]
+        st["susp_quorum"] = quorum_suspends(res, name)
+        if st.get("loop"):
+            read_only = not device_writable(res, name)
+            if st.get("device_read_only") != read_only:
+                set_device_read_only(st, read_only)
 
 
 def open_device_for_primary(res, st):
@@ -312,7 +335,7 @@ def detach_device(res, st):
         p = _run(["losetup", "-d", st["loop"]])
         if p.returncode != 0:       # busy (crash with a mount): auto-clear on last close
             _run(["losetup", "--detach", st["loop"]])
-    st["loop"] = st["rdev"] = None
+    st["loop"] = st["rdev"] = st["device_read_only"] = None
 
 
 # ----------------------------------------------------------------------------- state machine
@@ -328,18 +351,18 @@ def reconcile(res, now):
     progress."""
     notice_first_writes(res)
     nodes = res["nodes"]
-    if len(nodes) != 2:
-        return
-    a, b = nodes
-    A, B = res["node"][a], res["node"][b]
-    want = A["up"] and B["up"] and A["net"] and B["net"] and not res["link_cut"]
-    if res.get("conn"):
-        if not want:
-            lose_connection(res, now)
-        else:
-            advance_sync(res, now)
-    elif want:
-        handshake(res, now)
+    if len(nodes) == 2:
+        a, b = nodes
+        A, B = res["node"][a], res["node"][b]
+        want = A["up"] and B["up"] and A["net"] and B["net"] and not res["link_cut"]
+        if res.get("conn"):
+            if not want:
+                lose_connection(res, now)
+            else:
+                advance_sync(res, now)
+        elif want:
+            handshake(res, now)
+    settle_io(res)
 
 
 def sync_done(res, now):
@@ -756,6 +779,7 @@ def handshake(res, now):
         st["standalone_reason"] = None
         st["bitmap"] = None     # the peer has (or is about to get) the changes
         st["fenced"] = {}
+        st["outdated_peers"] = []
         st["susp_fencing"] = False
     res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
     for client, server in ((A, B), (B, A)):
@@ -856,6 +880,66 @@ def may_promote(res, me, now):
     return all(peer_view(res, me, p, now)[1] != "Primary" for p in peers_of(res, me))
 
 
+def has_quorum(res, me):
+    """drbd_state.c calc_quorum for this node's volume (quorum off: always true).  Voters are
+    the diskful nodes; an absent peer whose disk is known Outdated (fenced, or it left
+    gracefully as a Secondary: MDF_PEER_OUTDATED) is no voter when no voter is unknown; a
+    connected diskless client breaks an even tie."""
+    if res.get("quorum", "off") == "off":
+        return True
+    M = res["node"][me]
+    up_to_date = present = outdated = unknown = diskless = 0
+    if M["attached"]:
+        if M["disk"] == "UpToDate":
+            up_to_date += 1
+        else:
+            present += 1
+    elif M.get("client"):
+        diskless += 1
+    else:
+        unknown += 1
+    for p in peers_of(res, me):
+        P = res["node"][p]
+        if connected(res, me, p):
+            if P.get("client"):
+                diskless += 1
+            elif P["attached"] and P["disk"] == "UpToDate":
+                up_to_date += 1
+            elif P["attached"]:
+                present += 1
+            else:
+                unknown += 1
+        elif P.get("client"):
+            continue                    # an absent client is no voter
+        elif peer_view(res, me, p, time.time())[3] in ("Outdated", "Inconsistent") or \
+                p in (M.get("outdated_peers") or ()):
+            outdated += 1
+        else:
+            unknown += 1
+    voters = outdated + unknown + up_to_date + present if unknown else up_to_date + present
+    need = quorum_at(res["quorum"], voters)
+    if up_to_date + present >= need:
+        return True
+    # an even number of voters, one vote short: connected diskless nodes break the tie
+    return voters != 0 and voters % 2 == 0 and up_to_date + present == need - 1 and \
+        diskless >= quorum_at("majority", diskless) and diskless > 0
+
+
+def quorum_at(setting, voters):
+    if setting == "majority":
+        return voters // 2 + 1
+    if setting == "all":
+        return voters
+    return int(setting)
+
+
+def quorum_suspends(res, me):
+    """A Primary without quorum and on-no-quorum suspend-io has its I/O suspended."""
+    M = res["node"][me]
+    return M["up"] and M["role"] == "Primary" and not has_quorum(res, me) and \
+        res.get("on_no_quorum", "suspend-io") == "suspend-io"
+
+
 def peer_is_client(res, me, peer):
     """peer-client: known only while connected (the peer says it is intentionally diskless)."""
     return connected(res, me, peer) and bool(res["node"][peer].get("client"))
@@ -867,7 +951,8 @@ def yn(v):
 
 def suspension(M):
     """(user, no-data, fencing, quorum) I/O suspension flags of a node's resource."""
-    return (bool(M.get("susp_user")), False, bool(M.get("susp_fencing")), False)
+    return (bool(M.get("susp_user")), False, bool(M.get("susp_fencing")),
+            bool(M.get("susp_quorum")))
 
 
 def suspended_words(M):
@@ -899,9 +984,9 @@ def format_events2(res, me, now, statistics=False):
             line += " congested:no ap-in-flight:0 rs-in-flight:0"
         out.append(line)
     disk = local_disk(M)
-    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:%s quorum:yes" % (
+    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:%s quorum:%s" % (
         name, res["minor"], image_path(res, M["image"]) if M["attached"] else "none", disk,
-        yn(M.get("client")))
+        yn(M.get("client")), yn(has_quorum(res, me)))
     if statistics:
         line += (" size:%d read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0"
                  " lower-pending:0 al-suspended:no blocked:no" % res["size_kib"])
@@ -937,7 +1022,8 @@ def format_status(res, me, now):
     head = "%s role:%s" % (res["name"], M["role"])
     if any(suspension(M)):
         head += " suspended:%s" % suspended_words(M)
-    out = [head, "  disk:%s" % local_disk(M) + client_word(M)]
+    out = [head, "  disk:%s" % local_disk(M) + client_word(M) +
+           ("" if has_quorum(res, me) else " quorum:no")]
     for p in peers_of(res, me):
         cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
         if cstate == "Connected":
@@ -996,7 +1082,7 @@ def format_status_verbose(res, me, now, statistics):
     out = _wrap("", main, ["write-ordering:flush"] if statistics else ())
     main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M) + client_word(M),
             "backing_dev:%s" % (image_path(res, M["image"]) if M["attached"] else "none"),
-            "quorum:yes"]
+            "quorum:%s" % yn(has_quorum(res, me))]
     stats = ["size:%d" % res["size_kib"], "read:0", "written:0", "al-writes:0", "bm-writes:0",
              "upper-pending:0", "lower-pending:0", "al-suspended:no", "blocked:no"]
     out += _wrap("  ", main, stats if statistics else ())
@@ -1035,7 +1121,7 @@ def format_status_json_one(res, me, now):
           '      "volume": 0,', '      "minor": %d,' % res["minor"],
           '      "disk-state": "%s",' % local_disk(M),
           '      "client": %s,' % _jb(M.get("client")),
-          '      "quorum": true,', '      "size": %d,' % res["size_kib"],
+          '      "quorum": %s,' % _jb(has_quorum(res, me)), '      "size": %d,' % res["size_kib"],
           '      "read": 0,', '      "written": 0,', '      "al-writes": 0,',
           '      "bm-writes": 0,', '      "upper-pending": 0,', '      "lower-pending": 0',
           '    } ],', '  "connections": [']
@@ -1176,6 +1262,10 @@ def act_primary(res, me, now, force=False):
                 and not res["allow_two_primaries"]:
             raise state_failure(res, SS_TWO_PRIMARIES, res["mode"], "primary")
     disk = local_disk(M)
+    if not has_quorum(res, me) and not force and (disk == "UpToDate" or any(
+            connected(res, me, p) and peer_view(res, me, p, now)[3] == "UpToDate"
+            for p in peers_of(res, me))):
+        raise state_failure(res, SS_NO_QUORUM, res["mode"], "primary")
     if res["fencing"] != "dont-care" and disk in ("UpToDate", "Consistent"):
         # drbd_state.c is_valid_state: SS_PRIMARY_NOP while a peer is neither connected nor
         # known Outdated; drbd_nl.c drbd_set_role then runs fence-peer once and retries
@@ -1222,11 +1312,26 @@ def act_secondary(res, me, now):
     disarm_new_current_uuid(M)
 
 
+def leave_gracefully(res, me):
+    """A Secondary that disconnects on purpose is recorded as outdated by the peers it
+    leaves (MDF_PEER_OUTDATED): they keep quorum ("if you disconnect all secondary nodes
+    gracefully a single primary continues to operate", drbd.conf quorum)."""
+    M = res["node"][me]
+    if M["role"] != "Secondary":
+        return
+    for p in peers_of(res, me):
+        if connected(res, me, p):
+            gone = res["node"][p].setdefault("outdated_peers", [])
+            if me not in gone:
+                gone.append(me)
+
+
 def act_down(res, me, now):
     M = res["node"][me]
     if not M["up"]:
         return
     act_secondary(res, me, now)
+    leave_gracefully(res, me)
     detach_device(res, M)
     M.update(up=False, attached=False, net=False, discard=False, standalone_reason=None)
     reconcile(res, now)
@@ -1262,6 +1367,7 @@ def act_disconnect(res, me, now):
     M = res["node"][me]
     if not M["up"]:
         raise unknown_resource(res)
+    leave_gracefully(res, me)
     M["net"] = False
     M["discard"] = False
     reconcile(res, now)
@@ -1358,6 +1464,9 @@ def admin_init(store, args):
                     help="drbd.conf handlers { split-brain COMMAND; } (run with /bin/sh -c)")
     ap.add_argument("--fence-peer-handler", metavar="COMMAND",
                     help="drbd.conf handlers { fence-peer COMMAND; }")
+    ap.add_argument("--quorum", default="off",
+                    help="options { quorum off|majority|all|N; }")
+    ap.add_argument("--on-no-quorum", default="suspend-io", choices=("suspend-io", "io-error"))
     ap.add_argument("--diskless", metavar="NODE,...", default="",
                     help="nodes configured with `disk none` (diskless clients)")
     o = ap.parse_args(args)
@@ -1374,6 +1483,7 @@ def admin_init(store, args):
            "device": o.device or "/dev/drbd%d" % o.minor, "size_kib": size,
            "allow_two_primaries": o.allow_two_primaries, "fencing": o.fencing,
            "resync_seconds": o.resync_seconds, "link_cut": False, "conn": None,
+           "quorum": o.quorum, "on_no_quorum": o.on_no_quorum,
            "addresses": dict(kv.split("=", 1) for kv in o.addresses.split(",")) if o.addresses
            else {}, "port": o.port, "events": [], "node": {},
            "handlers": {k: v for k, v in (("split-brain", o.split_brain_handler),
@@ -1396,13 +1506,15 @@ def admin(argv):
               "               [--device PATH] [--allow-two-primaries] [--fencing POLICY]\n"
               "               [--resync-seconds S] [--inconsistent] [--addresses A=IP,B=IP]\n"
               "               [--split-brain-handler COMMAND] [--fence-peer-handler COMMAND]\n"
-              "               [--diskless NODE,...]\n"
+              "               [--diskless NODE,...] [--quorum majority|all|N]\n"
+              "               [--on-no-quorum suspend-io|io-error]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
               "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
               "                                       refuses it, the kernel keeps it up)\n"
               "       drbdemu crash NODE [RES...]\n"
               "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing,\n"
+              "                                       quorum, on_no_quorum,\n"
               "                                       split_brain_handler, fence_peer_handler)\n"
               "       drbdemu status [RES]           (JSON)\n"
               "       drbdemu image RES [NODE]       (path of NODE's current data image)\n"
@@ -1467,7 +1579,7 @@ def admin(argv):
                     res[k] = float(v)
                 elif k == "allow_two_primaries":
                     res[k] = v.lower() in ("1", "yes", "true")
-                elif k == "fencing":
+                elif k in ("fencing", "quorum", "on_no_quorum"):
                     res[k] = v
                 elif k in ("split_brain_handler", "fence_peer_handler"):
                     helper = k[:-len("_handler")].replace("_", "-")
@@ -1861,6 +1973,9 @@ def format_dump(res):
         if addr:
             L.append("        address          ipv4 %s:%d;" % (addr, res["port"]))
         L.append("    }")
+    if res.get("quorum", "off") != "off":
+        L += ["    options {", "        quorum             %s;" % res["quorum"],
+              "        on-no-quorum       %s;" % res.get("on_no_quorum", "suspend-io"), "    }"]
     L.append("    net {")
     L.append("        protocol           C;")
     if res["allow_two_primaries"]:

@@ -148,3 +148,28 @@ def test_a_diskless_client_without_peers_has_no_score_and_cannot_promote(lab):
     assert lab.attribute("node1", SCORE) is None
     p = lab.agent("node1", "promote")
     assert p.returncode == 1
+
+
+def test_a_node_without_quorum_has_no_master_score(lab):
+    start_pair(lab, quorum="majority")
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", SCORE) == "10000"
+    lab.admin("cut", "r0")
+    assert lab.agent("node2", "monitor").returncode in (0, 190)
+    assert lab.attribute("node2", SCORE) is None             # quorum:no -> deleted
+    assert lab.agent("node1", "monitor").returncode in (8, 191)
+    assert lab.attribute("node1", SCORE) is None
+    p = lab.agent("node2", "promote", meta={"timeout": "4000"})
+    assert p.returncode == 1 and "No quorum" in p.stderr
+    lab.admin("heal", "r0")
+    assert lab.agent("node2", "monitor").returncode == 0
+    assert lab.attribute("node2", SCORE) == "10000"
+
+
+def test_a_primary_whose_secondary_left_gracefully_keeps_quorum_and_its_score(lab):
+    start_pair(lab, quorum="majority")
+    assert lab.agent("node1", "promote").returncode == 0
+    assert lab.agent("node2", "stop").returncode == 0
+    assert lab.agent("node1", "monitor").returncode in (8, 191)
+    assert lab.attribute("node1", SCORE) == "10000"

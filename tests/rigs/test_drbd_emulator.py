@@ -757,3 +757,64 @@ def test_a_failed_disk_is_diskless_but_not_a_client(pair):
     assert "  disk:Diskless client:no\n" in pair.run("peer1", "drbdsetup", "status", "r0").stdout
     assert "    peer-disk:Diskless peer-client:no\n" in pair.run("node0", "drbdsetup", "status",
                                                              "r0").stdout
+
+
+# ------------------------------------------------------------------- quorum
+
+@pytest.fixture
+def quorum_pair(emu):
+    emu.init("r0", nodes="node0,peer1", minor=1, quorum="majority")
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    return emu
+
+
+def writes_fail(emu, node):
+    try:
+        emu.write(node)
+    except OSError:
+        return True
+    return False
+
+
+def test_quorum_majority_is_lost_by_a_cut_and_shown_in_every_format(quorum_pair):
+    emu = quorum_pair
+    assert " quorum:yes" in emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    emu.admin("cut", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "role:Primary suspended:quorum force-io-failures:no" in ev
+    assert "disk:UpToDate client:no quorum:no" in ev
+    assert emu.run("node0", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Primary suspended:quorum\n  disk:UpToDate quorum:no\n"
+        "  peer1 connection:Connecting\n\n")
+    js = json.loads(emu.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["suspended-quorum"], js["devices"][0]["quorum"]) == (True, False)
+    assert "quorum:no" in emu.run("node0", "drbdsetup", "status", "r0", "--verbose").stdout
+    assert writes_fail(emu, "node0")                    # frozen (here: refused)
+    p = emu.run("peer1", "drbdadm", "primary", "r0")
+    assert p.returncode == 11 and "(-25) No quorum" in p.stderr
+    emu.admin("heal", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:no" in ev and "quorum:yes" in ev
+    assert not writes_fail(emu, "node0")
+
+
+def test_on_no_quorum_io_error_fails_writes_without_suspending(quorum_pair):
+    emu = quorum_pair
+    emu.admin("set", "r0", "on_no_quorum=io-error")
+    emu.admin("cut", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:no" in ev and "quorum:no" in ev
+    assert writes_fail(emu, "node0")
+
+
+def test_a_secondary_that_leaves_gracefully_leaves_the_primary_its_quorum(quorum_pair):
+    emu = quorum_pair
+    emu.run("peer1", "drbdadm", "down", "r0", check=True)
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "quorum:yes" in ev and "suspended:no" in ev
+    assert not writes_fail(emu, "node0")
+    emu.run("peer1", "drbdadm", "up", "r0", check=True)
+    emu.admin("crash", "peer1")                         # not graceful: quorum lost
+    assert "quorum:no" in emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
