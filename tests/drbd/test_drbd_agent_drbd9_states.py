@@ -173,3 +173,36 @@ def test_a_primary_whose_secondary_left_gracefully_keeps_quorum_and_its_score(la
     assert lab.agent("node2", "stop").returncode == 0
     assert lab.agent("node1", "monitor").returncode in (8, 191)
     assert lab.attribute("node1", SCORE) == "10000"
+
+
+def test_split_brain_is_reported_when_both_primaries_wrote_after_their_monitors_ran(lab):
+    """DRBD 9 rotates the current UUID at the first write, not at promote: a monitor that ran
+    between the promote and the first write saw the old UUIDs, and events2 (what the agent
+    watches) does not change when the UUID rotates."""
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    assert lab.agent("node2", "promote").returncode == 0
+    for n in ("node1", "node2"):
+        lab.agent(n, "monitor")                  # publishes the UUIDs: not diverged yet
+    lab.write("node1")
+    lab.write("node2")
+    lab.admin("heal", "r0")                          # DRBD finds the split brain
+    for _ in range(2):
+        for n in ("node1", "node2"):
+            p = lab.agent(n, "monitor")
+    assert "SPLIT BRAIN" in p.stderr, p.stderr
+    assert lab.attribute("node2", "drbd-r0-split-brain") == "1"
+
+
+def test_the_published_generation_uuids_follow_the_first_write_of_a_disconnected_primary(lab):
+    """What the peer compares after a reconnect must be current: DRBD 9 rotates the UUID at
+    the first write, which events2 does not show."""
+    start_pair(lab)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    lab.agent("node1", "monitor")                    # publishes the UUIDs of the cut
+    lab.write("node1")
+    lab.agent("node1", "monitor")
+    current = lab.run("node1", "drbdsetup", "get-gi", "r0", "1", "0").stdout.split(":")[0]
+    assert lab.attribute("node1", "drbd-r0-gi").split(":")[0] == current

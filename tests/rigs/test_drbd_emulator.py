@@ -683,8 +683,11 @@ def test_suspend_io_by_the_user_shows_suspended_user(pair):
     assert " suspended:user " in ev
     js = json.loads(pair.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
     assert (js["suspended"], js["suspended-user"], js["suspended-fencing"]) == (True, True, False)
+    with pytest.raises(OSError):
+        pair.write("node0")                             # frozen (here: refused)
     pair.run("node0", "drbdadm", "resume-io", "r0", check=True)
     assert " suspended:no " in pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    pair.write("node0")
 
 
 # ------------------------------------------------------------------- the device node
