@@ -64,6 +64,18 @@ class Emu:
     def image(self, res, node):
         return self.admin("image", res, node).strip()
 
+    def write(self, node, res="r0", offset=0, data=b"written\n" * 512):
+        """A write by `node`'s Primary: through its block device (the loop device behind
+        /dev/drbdN), flushed, as an application's fsync would."""
+        loop = self.state_of(res)["node"][node]["loop"]
+        assert loop, "%s is not Primary on %s" % (res, node)
+        fd = os.open(loop, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def mount(self, device, name):
         mnt = os.path.join(self.base, name)
         os.makedirs(mnt, exist_ok=True)

@@ -1,7 +1,9 @@
 """DRBD emulator: drop-in ``drbdadm`` / ``drbdsetup`` for a machine without the DRBD module.
 
 Test tooling only (never installed as an agent).  ``bin/drbdadm``, ``bin/drbdsetup`` and
-``bin/drbdemu`` are thin launchers for the three ``main_*`` functions at the bottom.
+``bin/drbdemu`` are thin launchers for the three ``main_*`` functions at the bottom.  This
+module holds the command-line front ends (drbdemu admin, drbdsetup, drbdadm); the state model
+and actions are in emustate.py, the drbd-utils output formats in emuformats.py.
 
 Model
 -----
@@ -18,10 +20,19 @@ Model
 * Primary attaches a loop device to the node's image and ``mknod``s the resource's device path
   with the loop's major:minor, so ``mkfs``/``mount`` of ``/dev/drbdN`` really work.
 * Generation UUIDs decide the sync direction: a Primary that is (or becomes) disconnected starts
-  a new data generation; the side whose history contains the other's current UUID is ahead;
-  neither contains the other's but they share an ancestor -> split brain -> both StandAlone.
+  a new data generation at its first write (a change of its image file: a bio that reached
+  the loop device); the side whose history contains the other's current UUID is ahead;
+  neither contains the other's but they share an ancestor -> split brain -> both StandAlone;
+  equal UUIDs on two Primaries -> both StandAlone without split brain.
   The first new UUID since the peer was last seen keeps the old one as the bitmap UUID;
   ``drbdsetup get-gi``/``show-gi`` print (current, bitmap, two history UUIDs, flags).
+* Fencing (``--fencing``, ``--fence-peer-handler``): a promote with an unknown peer runs the
+  fence-peer handler first and obeys its exit code; with resource-and-stonith a Primary that
+  loses its peer is ``suspended:fencing`` until the handler succeeds.  Quorum (``--quorum``)
+  follows DRBD's calc_quorum for two nodes.  Suspended I/O and lost quorum refuse writes.
+* ``/dev/drbdN`` (shared by the nodes of a lab, like their /dev) belongs to the node that was
+  last promoted and stays, read-only while Secondary, until that node's ``down``.
+* Diskless clients (``--diskless NODE``) work on their peer's image.
 * Handlers: a split brain queues drbd.conf's split-brain handler (``--split-brain-handler``)
   for each node; it runs through /bin/sh with DRBD's DRBD_* environment (and DRBDEMU_NODE)
   after the state lock is released, and its exit status is logged as a "response helper".
@@ -29,978 +40,20 @@ Model
 Output formats follow drbd-utils 9.22 (see /work/shared/reference/drbd.md).
 """
 
+
 import json
 import os
 import sys
 import time
-
-# ----------------------------------------------------------------------------- constants
-
-DISK_STATES = ("Diskless", "Attaching", "Detaching", "Failed", "Negotiating", "Inconsistent",
-               "Outdated", "DUnknown", "Consistent", "UpToDate")
-KERNEL_VERSION = {"9": ("9.1.17", "0x090111", "2/proto:86-121"),
-                  "8.4": ("8.4.11", "0x08040b", "1/proto:86-101")}
-UTILS_VERSION = ("9.22.0", "0x091600")
-GIT_HASH = "6f3fa5e5d6c4c7d3b6f0c1bdb7e2a4e6b0f1a2c3"
-ZERO_UUID = "0" * 16
-
-# drbdsetup state-change refusals: (rc, kernel code, text)
-SS_TWO_PRIMARIES = (11, -1, "Multiple primaries not allowed by config")
-SS_NO_UP_TO_DATE_DISK = (17, -2, "Need access to UpToDate data")
-SS_DEVICE_IN_USE = (11, -12, "Device is held open by someone")
-SS_CONNECTED_OUTDATES = (11, -15, "Refusing to be Outdated while Connected")
-SS_NO_LOCAL_DISK = (16, -4, "Can not resync without local disk")
-
-
-class Failure(Exception):
-    """A command failed: message for stderr, exit code."""
-
-    def __init__(self, message, rc):
-        super().__init__(message)
-        self.message = message
-        self.rc = rc
-
-
-# ----------------------------------------------------------------------------- state store
-
-def state_dir():
-    d = os.environ.get("DRBDEMU_STATE")
-    if not d:
-        raise Failure("drbdemu: DRBDEMU_STATE is not set", 20)
-    return d
-
-
-def local_node():
-    return os.environ.get("DRBDEMU_NODE") or os.uname().nodename
-
-
-class Store:
-    """Exclusive access to the emulator state for the duration of one command."""
-
-    def __init__(self):
-        self.dir = state_dir()
-        self.fd = None
-        self.loaded = {}     # name -> (json text as read, dict)
-
-    def __enter__(self):
-        import fcntl
-        os.makedirs(self.dir, exist_ok=True)
-        self.fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-        self.fd = None
-        run_pending_handlers()
-
-    def names(self):
-        try:
-            return sorted(f[:-5] for f in os.listdir(self.dir) if f.endswith(".json"))
-        except FileNotFoundError:
-            return []
-
-    def load(self, name):
-        if name in self.loaded:
-            return self.loaded[name][1]
-        try:
-            with open(os.path.join(self.dir, name + ".json")) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return None
-        res = json.loads(text)
-        self.loaded[name] = (text, res)
-        return res
-
-    def create(self, res):
-        self.loaded[res["name"]] = ("", res)
-
-    def save_all(self):
-        changed = False
-        for name, (old, res) in list(self.loaded.items()):
-            text = json.dumps(res, indent=1, sort_keys=True)
-            if text != old:
-                path = os.path.join(self.dir, name + ".json")
-                with open(path + ".tmp", "w") as f:
-                    f.write(text)
-                os.replace(path + ".tmp", path)
-                self.loaded[name] = (text, res)
-                changed = True
-        if changed:
-            self.write_proc_files()
-
-    def remove(self, name):
-        self.loaded.pop(name, None)
-        try:
-            os.unlink(os.path.join(self.dir, name + ".json"))
-        except FileNotFoundError:
-            pass
-
-    def write_proc_files(self):
-        """Per-node stand-in for /proc/drbd: $DRBDEMU_STATE/proc/<node>/drbd."""
-        resources = [self.load(n) for n in self.names()]
-        nodes = sorted({n for r in resources for n in r["nodes"]})
-        for node in nodes:
-            text = format_proc_drbd(resources, node, time.time())
-            d = os.path.join(self.dir, "proc", node)
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, "drbd.tmp"), "w") as f:
-                f.write(text)
-            os.replace(os.path.join(d, "drbd.tmp"), os.path.join(d, "drbd"))
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def new_uuid():
-    return os.urandom(8).hex().upper()
-
-
-def image_path(res, image):
-    return os.path.join(state_dir(), image)
-
-
-def sparse_copy(src, dst):
-    """Copy an image keeping holes (images are mostly empty)."""
-    with open(src, "rb") as fi, open(dst + ".tmp", "wb") as fo:
-        size = os.fstat(fi.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                data_start = os.lseek(fi.fileno(), offset, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = os.lseek(fi.fileno(), data_start, os.SEEK_HOLE)
-            os.lseek(fi.fileno(), data_start, os.SEEK_SET)
-            os.lseek(fo.fileno(), data_start, os.SEEK_SET)
-            remaining = hole - data_start
-            while remaining:
-                n = os.copy_file_range(fi.fileno(), fo.fileno(), remaining)
-                if n <= 0:
-                    break
-                remaining -= n
-            offset = hole
-        fo.truncate(size)
-    os.replace(dst + ".tmp", dst)
-
-
-def peers_of(res, node):
-    return [p for p in res["nodes"] if p != node]
-
-
-def node_id(res, node):
-    return res["nodes"].index(node)
-
-
-def connected(res, a, b):
-    c = res.get("conn")
-    return bool(c) and a in c["nodes"] and b in c["nodes"]
-
-
-def log_event(res, node, line):
-    res.setdefault("events", []).append({"t": time.time(), "node": node, "line": line})
-    del res["events"][:-50]
-
-
-# ----------------------------------------------------------------------------- devices
-
-def _run(argv):
-    import subprocess
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-
-
-def device_in_use(st):
-    """True when the Primary's device is mounted or opened exclusively (like DRBD's open count)."""
-    if not st.get("loop"):
-        return False
-    try:
-        fd = os.open(st["loop"], os.O_RDONLY | os.O_EXCL)
-    except OSError as e:
-        import errno
-        return e.errno == errno.EBUSY
-    os.close(fd)
-    return False
-
-
-def attach_device(res, st):
-    img = image_path(res, st["image"])
-    p = _run(["losetup", "--find", "--show", img])
-    if p.returncode != 0:
-        raise Failure("%s: losetup failed: %s" % (res["name"], p.stderr.strip()), 20)
-    loop = p.stdout.strip()
-    rdev = os.stat(loop).st_rdev
-    path = res["device"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    import stat
-    os.mknod(path, stat.S_IFBLK | 0o660, rdev)
-    st["loop"], st["rdev"] = loop, rdev
-
-
-def detach_device(res, st):
-    """Remove our device node (only if it still is ours) and release the loop device."""
-    path = res["device"]
-    try:
-        if os.stat(path).st_rdev == st.get("rdev"):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    if st.get("loop"):
-        p = _run(["losetup", "-d", st["loop"]])
-        if p.returncode != 0:       # busy (crash with a mount): auto-clear on last close
-            _run(["losetup", "--detach", st["loop"]])
-    st["loop"] = st["rdev"] = None
-
-
-# ----------------------------------------------------------------------------- state machine
-
-def local_disk(st):
-    if not st["up"]:
-        return "Unconfigured"
-    return st["disk"] if st["attached"] else "Diskless"
-
-
-def reconcile(res, now):
-    """Bring the shared resource state up to date: connect, disconnect, resync progress."""
-    nodes = res["nodes"]
-    if len(nodes) != 2:
-        return
-    a, b = nodes
-    A, B = res["node"][a], res["node"][b]
-    want = A["up"] and B["up"] and A["net"] and B["net"] and not res["link_cut"]
-    if res.get("conn"):
-        if not want:
-            lose_connection(res, now)
-        else:
-            advance_sync(res, now)
-    elif want:
-        handshake(res, now)
-
-
-def sync_done(res, now):
-    s = res["conn"]["sync"]
-    secs = float(res["resync_seconds"])
-    if secs <= 0:
-        return 100.0
-    return min(100.0, 100.0 * (now - s["start"]) / secs)
-
-
-def advance_sync(res, now):
-    s = res["conn"].get("sync")
-    if s and sync_done(res, now) >= 100.0:
-        res["node"][s["target"]]["disk"] = "UpToDate"
-        res["conn"]["sync"] = None
-        log_event(res, s["target"], "change peer-device name:%s volume:0 replication:Established"
-                  % res["name"])
-
-
-def lose_connection(res, now):
-    conn = res["conn"]
-    sync = conn.get("sync")
-    res["conn"] = None
-    if sync:
-        target = res["node"][sync["target"]]
-        if target["disk"] == "UpToDate":
-            target["disk"] = "Inconsistent"
-    split_images(res)
-    for name in res["nodes"]:
-        st = res["node"][name]
-        if st["up"] and st["role"] == "Primary":
-            new_generation(st)
-
-
-def new_generation(st):
-    """A new current UUID; the first one since the peer was last seen keeps the old current
-    as the bitmap UUID (the base of the changes the peer lacks), as DRBD does."""
-    if not st.get("bitmap"):
-        st["bitmap"] = st["uuid"]
-    st["history"] = ([st["uuid"]] + st["history"])[:4]
-    st["uuid"] = new_uuid()
-
-
-def generation_ids(st):
-    """(current, bitmap, history1, history2) as drbdsetup get-gi shows them."""
-    bitmap = st.get("bitmap") or ZERO_UUID
-    history = [h for h in st["history"] if h != bitmap] + [ZERO_UUID, ZERO_UUID]
-    return st["uuid"], bitmap, history[0], history[1]
-
-
-def format_gi(res, me, peer, now, v9):
-    """One get-gi line: drbd-utils 9.22 dt_print_v9_uuids (4 UUIDs, 7 device flags, 5 peer
-    flags) or, for 8.4, dt_print_uuids (4 UUIDs, 7 flags)."""
-    M = res["node"][me]
-    disk = M["disk"] if M["attached"] else "Diskless"
-    conn = bool(peer) and connected(res, me, peer)
-    consistent = disk in ("UpToDate", "Consistent", "Outdated")
-    primary = M["role"] == "Primary"
-    line = "%s:%s:%s:%s:" % generation_ids(M)
-    if v9:
-        P = res["node"][peer] if peer else None
-        peer_outdated = bool(P) and P["disk"] in ("Outdated", "Inconsistent")
-        flags = [consistent, disk == "UpToDate", primary, False, not primary, False, False,
-                 conn, peer_outdated, res["fencing"] != "dont-care", False, bool(P)]
-    else:
-        flags = [consistent, disk == "UpToDate", primary, conn, False, False, False]
-    return line + ":".join("1" if f else "0" for f in flags) + "\n"
-
-
-V9_GI_HEAD = (
-    "\n"
-    "       +--<  Current data generation UUID  >-\n"
-    "       |               +--<  Bitmap's base data generation UUID  >-\n"
-    "       |               |                 +--<  younger history UUID  >-\n"
-    "       |               |                 |         +-<  older history  >-\n"
-    "       V               V                 V         V\n")
-V9_GI_TAIL = (
-    "                                                                    ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ ^\n"
-    "                                      -<  Data consistency flag  >--+ | | | | | | | | | | |\n"
-    "                             -<  Data was/is currently up-to-date  >--+ | | | | | | | | | |\n"
-    "                                  -<  Node was/is currently primary  >--+ | | | | | | | | |\n"
-    " -<  This node was a crashed primary, and has not seen its peer since  >--+ | | | | | | | |\n"
-    "             -<  The activity-log was applied, the disk can be attached  >--+ | | | | | | |\n"
-    "        -<  The activity-log was disabled, peer is completely out of sync  >--+ | | | | | |\n"
-    "                              -<  This node was primary when it lost quorum  >--+ | | | | |\n"
-    "                                          -<  Node was/is currently connected  >--+ | | | |\n"
-    "                              -<  The peer's disk was out-dated or inconsistent  >--+ | | |\n"
-    "                                 -<   A fence policy other the dont-care was used  >--+ | |\n"
-    "                  -<  Node was in the progress of marking all blocks as out of sync  >--+ |\n"
-    "                     -<  At least once we saw this node with a backing device attached >--+\n"
-    "\n")
-V84_GI_TAIL = (
-    "                                                                    ^ ^ ^ ^ ^ ^ ^\n"
-    "                                      -<  Data consistency flag  >--+ | | | | | |\n"
-    "                             -<  Data was/is currently up-to-date  >--+ | | | | |\n"
-    "                                  -<  Node was/is currently primary  >--+ | | | |\n"
-    "                                  -<  Node was/is currently connected  >--+ | | |\n"
-    "         -<  Node was in the progress of setting all bits in the bitmap  >--+ | |\n"
-    "                        -<  The peer's disk was out-dated or inconsistent  >--+ |\n"
-    "      -<  This node was a crashed primary, and has not seen its peer since   >--+\n"
-    "\n")
-
-
-def gi_output(res, me, now, args, pretty):
-    """drbdsetup get-gi/show-gi: v9 `<res> <peer-node-id> <volume>`, 8.4 `<minor>`."""
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if not M["attached"]:
-        raise Failure("%d: Failure: (112) Device has no disk" % res["minor"], 10)
-    v9 = res["mode"] == "9"
-    peer = None
-    peers = peers_of(res, me)
-    if v9:
-        if len(args) < 4:
-            raise Failure("USAGE: drbdsetup %s {resource} {peer_node_id} {volume}" % args[0], 20)
-        peer = next((p for p in peers if str(node_id(res, p)) == args[2]), None)
-        if peer is None or args[3] != "0":
-            raise Failure("%s: Failure: (162) Invalid configuration request" % res["name"], 10)
-    elif peers:
-        peer = peers[0]
-    line = format_gi(res, me, peer, now, v9)
-    if not pretty:
-        return line
-    return V9_GI_HEAD + line + (V9_GI_TAIL if v9 else V84_GI_TAIL)
-
-
-# ----------------------------------------------------------------------------- handlers
-# drbd.conf `handlers { split-brain "..."; }`: drbdadm runs the command through /bin/sh with
-# DRBD_* variables describing the event. Here the command is queued while the state is
-# locked and run once the lock is released (a handler may itself call drbdadm).
-
-PENDING_HANDLERS = []
-
-
-def queue_handler(res, node, helper, peer):
-    command = (res.get("handlers") or {}).get(helper)
-    if not command:
-        return
-    env = {"DRBD_RESOURCE": res["name"], "DRBD_CONF": "/etc/drbd.conf",
-           "DRBDEMU_NODE": node, "DRBD_PEER_NODE_ID": str(node_id(res, peer))}
-    if res["mode"] == "9":
-        env["DRBD_MY_NODE_ID"] = str(node_id(res, node))
-        for i, n in enumerate(res["nodes"]):
-            env["DRBD_NODE_ID_%d" % i] = n
-    else:
-        env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_PEER=peer)
-        env.pop("DRBD_PEER_NODE_ID")
-    PENDING_HANDLERS.append((res["name"], node, helper, peer, command, env))
-
-
-def run_pending_handlers():
-    import subprocess
-    while PENDING_HANDLERS:
-        name, node, helper, peer, command, extra = PENDING_HANDLERS.pop(0)
-        env = dict(os.environ, **extra)
-        p = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            with Store() as store:
-                res = store.load(name)
-                if res is not None:
-                    log_event(res, node, "response helper name:%s peer-node-id:%d conn-name:%s "
-                              "helper:%s status:%d" % (name, node_id(res, peer), peer, helper,
-                                                        p.returncode))
-                    store.save_all()
-        except Failure:
-            pass
-
-
-def split_images(res):
-    """After a disconnect each node needs its own copy of the (so far shared) data."""
-    a, b = res["nodes"]
-    A, B = res["node"][a], res["node"][b]
-    if A["image"] != B["image"]:
-        return
-    # the side holding the image through a loop device keeps the file
-    if B.get("loop") and not A.get("loop"):
-        keeper, other, oname = B, A, a
-    else:
-        keeper, other, oname = A, B, b
-    if other.get("loop"):           # dual-primary: both hold it; nothing sane to do
-        return
-    res["serial"] = res.get("serial", 0) + 1
-    new = "%s.%s.%d.img" % (res["name"], oname, res["serial"])
-    sparse_copy(image_path(res, keeper["image"]), image_path(res, new))
-    other["image"] = new
-
-
-def adopt_image(res, target, source):
-    """target now uses source's data; drop target's old file if nobody uses it."""
-    T, S = res["node"][target], res["node"][source]
-    old = T["image"]
-    T["image"] = S["image"]
-    if old != T["image"] and all(res["node"][n]["image"] != old for n in res["nodes"]):
-        try:
-            os.unlink(image_path(res, old))
-        except FileNotFoundError:
-            pass
-
-
-def go_standalone(res, names, reason, now):
-    for n in names:
-        st = res["node"][n]
-        st["net"] = False
-        st["discard"] = False
-        st["standalone_reason"] = reason
-        if reason == "split-brain":
-            peer = peers_of(res, n)[0]
-            log_event(res, n, "call helper name:%s peer-node-id:%d conn-name:%s helper:split-brain"
-                      % (res["name"], node_id(res, peer), peer))
-            queue_handler(res, n, "split-brain", peer)
-
-
-def handshake(res, now):
-    a, b = res["nodes"]
-    A, B = res["node"][a], res["node"][b]
-    source = None
-    if A["discard"] and B["discard"]:
-        return go_standalone(res, [a, b], "discard-both", now)
-    if A["attached"] and B["attached"]:
-        if A["discard"] or B["discard"]:
-            source = b if A["discard"] else a
-        elif A["uuid"] == B["uuid"]:
-            inc_a, inc_b = A["disk"] == "Inconsistent", B["disk"] == "Inconsistent"
-            if inc_a and not inc_b:
-                source = b
-            elif inc_b and not inc_a:
-                source = a
-            elif not inc_a:
-                # same generation, nobody inconsistent: the data is the same
-                for st in (A, B):
-                    if st["disk"] in ("Consistent", "Outdated"):
-                        st["disk"] = "UpToDate"
-        elif A["uuid"] in B["history"]:
-            source = b
-        elif B["uuid"] in A["history"]:
-            source = a
-        else:
-            common = ({A["uuid"]} | set(A["history"])) & ({B["uuid"]} | set(B["history"]))
-            return go_standalone(res, [a, b], "split-brain" if common else "unrelated-data", now)
-    if source:
-        target = b if source == a else a
-        if res["node"][target]["role"] == "Primary":
-            # "I shall become SyncTarget, but I am primary!"
-            return go_standalone(res, [target], "primary-sync-target", now)
-    for st in (A, B):
-        st["discard"] = False
-        st["standalone_reason"] = None
-        st["bitmap"] = None     # the peer has (or is about to get) the changes
-    res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
-    if source:
-        start_sync(res, source, target, now)
-    elif A["attached"] and B["attached"]:
-        keeper, other = (b, a) if B.get("loop") and not A.get("loop") else (a, b)
-        if not res["node"][other].get("loop"):
-            adopt_image(res, other, keeper)
-
-
-def start_sync(res, source, target, now):
-    S, T = res["node"][source], res["node"][target]
-    T["disk"] = "Inconsistent"
-    T["uuid"], T["history"] = S["uuid"], list(S["history"])
-    T["bitmap"] = S["bitmap"] = None
-    adopt_image(res, target, source)
-    res["conn"]["sync"] = {"source": source, "target": target, "start": now,
-                           "total_kib": res["size_kib"]}
-    advance_sync(res, now)
-
-
-def do_attach(res, st, now):
-    if st["attached"]:
-        return
-    if st["failed"]:
-        raise Failure("%d: Failure: (104) Can not open backing device." % res["minor"], 10)
-    st["attached"] = True
-    d = st["disk"]
-    if res["fencing"] == "dont-care" and d == "Consistent":
-        d = "UpToDate"
-    elif res["fencing"] != "dont-care" and d == "UpToDate":
-        d = "Consistent"
-    st["disk"] = d
-    me = [n for n in res["nodes"] if res["node"][n] is st][0]
-    for peer in peers_of(res, me):
-        P = res["node"][peer]
-        if connected(res, me, peer) and P["attached"] and P["disk"] == "UpToDate":
-            if st["uuid"] != P["uuid"] or d != "UpToDate":
-                start_sync(res, peer, me, now)
-
-
-# ----------------------------------------------------------------------------- views
-
-def peer_view(res, me, peer, now):
-    """Connection as seen from `me`: (cstate, peer_role, repl, peer_disk, done)."""
-    M, P = res["node"][me], res["node"][peer]
-    if connected(res, me, peer):
-        sync = res["conn"].get("sync")
-        repl, done = "Established", None
-        if sync:
-            repl = "SyncSource" if sync["source"] == me else "SyncTarget"
-            done = sync_done(res, now)
-        pdisk = P["disk"] if P["attached"] else "Diskless"
-        return "Connected", P["role"], repl, pdisk, done
-    cstate = "Connecting" if M["net"] else "StandAlone"
-    return cstate, "Unknown", "Off", "DUnknown", None
-
-
-def promotion_score(res, me, now):
-    M = res["node"][me]
-    if not M["attached"]:
-        return 0
-    score = 10000
-    if M["disk"] == "UpToDate":
-        score += 100
-    replicas = 1 if M["disk"] == "UpToDate" else 0
-    for p in peers_of(res, me):
-        if peer_view(res, me, p, now)[3] == "UpToDate":
-            replicas += 1
-    return score + replicas
-
-
-def may_promote(res, me, now):
-    M = res["node"][me]
-    if M["role"] == "Primary" or local_disk(M) != "UpToDate":
-        return False
-    return all(peer_view(res, me, p, now)[1] != "Primary" for p in peers_of(res, me))
-
-
-def yn(v):
-    return "yes" if v else "no"
-
-
-def format_events2(res, me, now, statistics=False):
-    M = res["node"][me]
-    if not M["up"]:
-        return ""
-    name = res["name"]
-    out = []
-    line = "exists resource name:%s role:%s suspended:no force-io-failures:no" % (name, M["role"])
-    if statistics:
-        line += " write-ordering:flush"
-    line += " may_promote:%s promotion_score:%d" % (yn(may_promote(res, me, now)),
-                                                     promotion_score(res, me, now))
-    out.append(line)
-    peers = peers_of(res, me)
-    views = {p: peer_view(res, me, p, now) for p in peers}
-    for p in peers:
-        cstate, prole = views[p][:2]
-        line = "exists connection name:%s peer-node-id:%d conn-name:%s connection:%s role:%s" % (
-            name, node_id(res, p), p, cstate, prole)
-        if statistics:
-            line += " congested:no ap-in-flight:0 rs-in-flight:0"
-        out.append(line)
-    disk = local_disk(M)
-    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:no quorum:yes" % (
-        name, res["minor"], image_path(res, M["image"]) if M["attached"] else "none", disk)
-    if statistics:
-        line += (" size:%d read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0"
-                 " lower-pending:0 al-suspended:no blocked:no" % res["size_kib"])
-    out.append(line)
-    for p in peers:
-        cstate, prole, repl, pdisk, done = views[p]
-        line = ("exists peer-device name:%s peer-node-id:%d conn-name:%s volume:0 replication:%s"
-                " peer-disk:%s peer-client:no resync-suspended:no" % (
-                    name, node_id(res, p), p, repl, pdisk))
-        if done is not None:
-            line += " done:%.2f" % done
-        if statistics:
-            line += " received:0 sent:0 out-of-sync:%d pending:0 unacked:0" % out_of_sync(res, done)
-        out.append(line)
-    addrs = res.get("addresses") or {}
-    for p in peers:
-        if me in addrs and p in addrs:
-            out.append("exists path name:%s peer-node-id:%d conn-name:%s local:ipv4:%s:%d "
-                       "peer:ipv4:%s:%d established:%s" % (
-                           name, node_id(res, p), p, addrs[me], res["port"], addrs[p],
-                           res["port"], yn(views[p][0] == "Connected")))
-    return "".join(l + "\n" for l in out)
-
-
-def out_of_sync(res, done):
-    if done is None:
-        return 0
-    return int(res["size_kib"] * (100.0 - done) / 100.0)
-
-
-def format_status(res, me, now):
-    M = res["node"][me]
-    out = ["%s role:%s" % (res["name"], M["role"]), "  disk:%s" % local_disk(M)]
-    for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
-        if cstate == "Connected":
-            out.append("  %s role:%s" % (p, prole))
-            line = "    "
-            if repl != "Established":
-                line += "replication:%s " % repl
-            line += "peer-disk:%s" % pdisk
-            if done is not None:
-                line += " done:%.2f" % done
-            out.append(line)
-        else:
-            out.append("  %s connection:%s" % (p, cstate))
-    return "\n".join(out) + "\n\n"
-
-
-def _wrap(indent, main, stats=(), width=80):
-    """drbdsetup status --verbose layout: an object's tokens wrap at 80 columns with the
-    continuation indented by 4; its statistics always start on a continuation line."""
-    lines, cur = [], indent + main[0]
-    for t in main[1:]:
-        if len(cur) + 1 + len(t) > width:
-            lines.append(cur)
-            cur = indent + "    " + t
-        else:
-            cur += " " + t
-    if stats:
-        lines.append(cur)
-        cur = indent + "    " + stats[0]
-        for t in stats[1:]:
-            if len(cur) + 1 + len(t) > width:
-                lines.append(cur)
-                cur = indent + "    " + t
-            else:
-                cur += " " + t
-    lines.append(cur)
-    return lines
-
-
-def format_status_verbose(res, me, now, statistics):
-    M = res["node"][me]
-    main = [res["name"], "node-id:%d" % node_id(res, me), "role:%s" % M["role"],
-            "suspended:no", "force-io-failures:no"]
-    out = _wrap("", main, ["write-ordering:flush"] if statistics else ())
-    main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M),
-            "backing_dev:%s" % (image_path(res, M["image"]) if M["attached"] else "none"),
-            "quorum:yes"]
-    stats = ["size:%d" % res["size_kib"], "read:0", "written:0", "al-writes:0", "bm-writes:0",
-             "upper-pending:0", "lower-pending:0", "al-suspended:no", "blocked:no"]
-    out += _wrap("  ", main, stats if statistics else ())
-    for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
-        main = [p, "node-id:%d" % node_id(res, p), "connection:%s" % cstate,
-                "role:%s" % prole, "congested:no"]
-        out += _wrap("  ", main, ["ap-in-flight:0", "rs-in-flight:0"] if statistics else ())
-        main = ["volume:0", "replication:%s" % repl, "peer-disk:%s" % pdisk]
-        if done is not None:
-            main.append("done:%.2f" % done)
-        main.append("resync-suspended:no")
-        stats = ["received:0", "sent:0", "out-of-sync:%d" % out_of_sync(res, done),
-                 "pending:0", "unacked:0"]
-        if done is not None:
-            stats += ["dbdt1:0.24", "eta:%d" % max(
-                0, int(float(res["resync_seconds"]) * (100 - done) / 100))]
-        out += _wrap("    ", main, stats if statistics else ())
-    return "\n".join(out) + "\n\n"
-
-
-def _jb(v):
-    return "true" if v else "false"
-
-
-def format_status_json_one(res, me, now):
-    M = res["node"][me]
-    L = ['{', '  "name": "%s",' % res["name"], '  "node-id": %d,' % node_id(res, me),
-         '  "role": "%s",' % M["role"]]
-    for k in ("suspended", "suspended-user", "suspended-no-data", "suspended-fencing",
-              "suspended-quorum", "force-io-failures"):
-        L.append('  "%s": false,' % k)
-    L += ['  "write-ordering": "flush",', '  "devices": [', '    {',
-          '      "volume": 0,', '      "minor": %d,' % res["minor"],
-          '      "disk-state": "%s",' % local_disk(M), '      "client": false,',
-          '      "quorum": true,', '      "size": %d,' % res["size_kib"],
-          '      "read": 0,', '      "written": 0,', '      "al-writes": 0,',
-          '      "bm-writes": 0,', '      "upper-pending": 0,', '      "lower-pending": 0',
-          '    } ],', '  "connections": [']
-    conns = []
-    for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
-        C = ['    {', '      "peer-node-id": %d,' % node_id(res, p), '      "name": "%s",' % p,
-             '      "connection-state": "%s", ' % cstate, '      "congested": false,',
-             '      "peer-role": "%s",' % prole, '      "ap-in-flight": 0,',
-             '      "rs-in-flight": 0,', '      "peer_devices": [', '        {',
-             '          "volume": 0,', '          "replication-state": "%s",' % repl,
-             '          "peer-disk-state": "%s",' % pdisk, '          "peer-client": false,',
-             '          "resync-suspended": "no",', '          "received": 0,',
-             '          "sent": 0,', '          "out-of-sync": %d,' % out_of_sync(res, done),
-             '          "pending": 0,', '          "unacked": 0,',
-             '          "has-sync-details": %s,' % _jb(done is not None),
-             '          "has-online-verify-details": false,']
-        if done is None:
-            C.append('          "percent-in-sync": 100.00')
-        else:
-            total = res["size_kib"] * 2
-            C += ['          "percent-in-sync": %.2f,' % done,
-                  '          "rs-total": %d,' % total, '          "rs-dt-start-ms": 0,',
-                  '          "rs-paused-ms": 0,', '          "rs-dt0-ms": 0,',
-                  '          "rs-db0-sectors": 0,', '          "rs-dt1-ms": 100,',
-                  '          "rs-db1-sectors": 50,', '          "rs-failed": 0,',
-                  '          "rs-same-csum": 0,', '          "want": 0.00,',
-                  '          "db0/dt0 [MiB/s]": 0.00,', '          "db1/dt1 [MiB/s]": 0.24,',
-                  '          "estimated-seconds-to-finish": %d,' % max(
-                      0, int(float(res["resync_seconds"]) * (100 - done) / 100)),
-                  '          "db/dt [MiB/s]": 1.00,',
-                  '          "percent-resync-done": %.2f' % done]
-        C += ['        } ]', '    }']
-        conns.append("\n".join(C))
-    if conns:
-        L.append(",\n".join(conns) + " ]")
-        L[-1] = L[-1]
-    else:
-        L[-1] = '  "connections": [ ]'
-    L.append('}')
-    return "\n".join(L)
-
-
-def format_status_json(resources, me, now):
-    objs = [format_status_json_one(r, me, now) for r in resources]
-    if not objs:
-        return "[\n]\n"
-    return "[\n" + ",\n".join(objs) + "\n]\n"
-
-
-def cstate84(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        return "Unconfigured"
-    p = peers_of(res, me)
-    if not p:
-        return "StandAlone"
-    cstate, prole, repl, pdisk, done = peer_view(res, me, p[0], now)
-    if cstate == "Connected":
-        return "Connected" if repl == "Established" else repl
-    return "WFConnection" if cstate == "Connecting" else "StandAlone"
-
-
-def peer84(res, me, now):
-    p = peers_of(res, me)
-    if not p:
-        return "Unknown", "DUnknown", None
-    v = peer_view(res, me, p[0], now)
-    return v[1], v[3], v[4]
-
-
-def format_sh_status(res, me, now):
-    M = res["node"][me]
-    head = "_minor=%d\n_res_name=%s\n_volume=0\n" % (res["minor"], res["name"])
-    if not M["up"]:
-        return head + "_known=Unconfigured\n\n_sh_status_process\n\n\n"
-    prole, pdisk, done = peer84(res, me, now)
-    return head + ("_known=Configured\n\n_cstate=%s\n_role=%s\n_peer=%s\n_disk=%s\n_pdsk=%s\n\n"
-                   "_flags_susp=\n_flags_aftr_isp=\n_flags_peer_isp=\n_flags_user_isp=\n\n"
-                   "_resynced_percent=%s\n\n_sh_status_process\n\n\n") % (
-        cstate84(res, me, now), M["role"], prole, local_disk(M), pdisk,
-        "" if done is None else "%.1f" % done)
-
-
-def format_proc_drbd(resources, me, now):
-    mine = [r for r in resources if me in r["nodes"]]
-    mode = mine[0]["mode"] if mine else "9"
-    ver, _, api = KERNEL_VERSION[mode]
-    out = ["version: %s-1 (api:%s)" % (ver, api),
-           "GIT-hash: %s build by drbdemu@localhost, 2024-01-01 00:00:00" % GIT_HASH]
-    if mode == "9":
-        out.append("Transports (api:18): tcp (%s)" % ver)
-        return "\n".join(out) + "\n"
-    for res in sorted(mine, key=lambda r: r["minor"]):
-        M = res["node"][me]
-        if not M["up"] or res["mode"] != "8.4":
-            continue
-        prole, pdisk, done = peer84(res, me, now)
-        out.append(" %d: cs:%s ro:%s/%s ds:%s/%s C r-----" % (
-            res["minor"], cstate84(res, me, now), M["role"], prole, local_disk(M), pdisk))
-        oos = out_of_sync(res, done)
-        out.append("    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:%d" % oos)
-        if done is not None:
-            x = int(done * 10) // 50
-            bar = "=" * max(x - 1, 0) + ">" + "." * (20 - max(x, 1))
-            left = max(0, int(float(res["resync_seconds"]) * (100 - done) / 100))
-            out.append("\t[%s] sync'ed: %.1f%% (%d/%d)K" % (bar, done, oos, res["size_kib"]))
-            out.append("\tfinish: %d:%02d:%02d speed: 4,728 (6,616) want: 51,200 K/sec" % (
-                left // 3600, left // 60 % 60, left % 60))
-    return "\n".join(out) + "\n"
-
-
-# ----------------------------------------------------------------------------- actions
-
-def state_failure(res, rc_code_text, mode, cmd):
-    rc, code, text = rc_code_text
-    who = res["name"] if mode == "9" else str(res["minor"])
-    return Failure("%s: State change failed: (%d) %s" % (who, code, text), rc)
-
-
-def unknown_resource(res):
-    if res["mode"] == "9":
-        return Failure("%s: Failure: (158) Unknown resource\nadditional info from kernel:\n"
-                       "unknown resource" % res["name"], 10)
-    return Failure("%d: Failure: (127) Device minor not allocated\nadditional info from kernel:\n"
-                   "unknown minor" % res["minor"], 10)
-
-
-def act_primary(res, me, now, force=False):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["role"] == "Primary":
-        return
-    for p in peers_of(res, me):
-        if connected(res, me, p) and res["node"][p]["role"] == "Primary" \
-                and not res["allow_two_primaries"]:
-            raise state_failure(res, SS_TWO_PRIMARIES, res["mode"], "primary")
-    disk = local_disk(M)
-    peer_uptodate = any(connected(res, me, p) and peer_view(res, me, p, now)[3] == "UpToDate"
-                        for p in peers_of(res, me))
-    if disk != "UpToDate" and not peer_uptodate:
-        if force and M["attached"] and disk in ("Consistent", "Outdated", "Inconsistent"):
-            M["disk"] = "UpToDate"
-            for p in peers_of(res, me):
-                if connected(res, me, p) and res["node"][p]["attached"] and \
-                        res["node"][p]["disk"] != "UpToDate" and not res["conn"].get("sync"):
-                    start_sync(res, me, p, now)
-        else:
-            raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "primary")
-    attach_device(res, M)
-    M["role"] = "Primary"
-    if not any(connected(res, me, p) for p in peers_of(res, me)):
-        new_generation(M)
-
-
-def act_secondary(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["role"] == "Secondary":
-        return
-    if device_in_use(M):
-        raise state_failure(res, SS_DEVICE_IN_USE, res["mode"], "secondary")
-    detach_device(res, M)
-    M["role"] = "Secondary"
-
-
-def act_down(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        return
-    act_secondary(res, me, now)
-    M.update(up=False, attached=False, net=False, discard=False, standalone_reason=None)
-    reconcile(res, now)
-
-
-def act_up(res, me, now, skip_net=False, adjust=True):
-    M = res["node"][me]
-    if M["up"] and not adjust:
-        raise Failure("%s: Failure: (161) Minor or volume exists already (delete it first)"
-                      % res["name"], 10)
-    M["up"] = True
-    reconcile(res, now)
-    if not M["attached"]:
-        do_attach(res, M, now)
-    if not skip_net and not M["net"]:
-        M["net"] = True
-    reconcile(res, now)
-
-
-def act_connect(res, me, now, discard=False):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["net"]:
-        raise Failure("%s: Failure: (125) Device has a net-config (use disconnect first)"
-                      % res["name"], 10)
-    M["net"] = True
-    M["discard"] = discard
-    reconcile(res, now)
-
-
-def act_disconnect(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    M["net"] = False
-    M["discard"] = False
-    reconcile(res, now)
-
-
-def act_outdate(res, me, now):
-    M = res["node"][me]
-    if M["up"]:
-        if M["role"] == "Primary":
-            raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "outdate")
-        if any(connected(res, me, p) for p in peers_of(res, me)):
-            raise state_failure(res, SS_CONNECTED_OUTDATES, res["mode"], "outdate")
-    if M["disk"] in ("UpToDate", "Consistent"):
-        M["disk"] = "Outdated"
-
-
-def act_attach(res, me, now):
-    if not res["node"][me]["up"]:
-        raise unknown_resource(res)
-    do_attach(res, res["node"][me], now)
-
-
-def act_detach(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    M["attached"] = False
-
-
-def wait_connect(name, me, timeout):
-    deadline = time.time() + timeout if timeout > 0 else None
-    while True:
-        with Store() as store:
-            res = store.load(name)
-            now = time.time()
-            reconcile(res, now)
-            store.save_all()
-            if not res["node"][me]["up"]:
-                return 10
-            if any(connected(res, me, p) for p in peers_of(res, me)) or not peers_of(res, me):
-                return 0
-        if deadline is not None and time.time() >= deadline:
-            return 5
-        time.sleep(0.1)
-
+from emustate import (
+    Failure, GIT_HASH, KERNEL_VERSION, Store, UTILS_VERSION, act_attach, act_connect,
+    act_detach, act_disconnect, act_down, act_outdate, act_primary, act_resume_io,
+    act_secondary, act_suspend_io, act_up, detach_device, image_path, local_disk, local_node,
+    log_event, new_uuid, node_id, peer_view, peers_of, reconcile, retry_after_fencing,
+    wait_connect)
+from emuformats import (
+    cstate84, format_dump, format_events2, format_sh_status, format_status, format_status_json,
+    format_status_verbose, gi_output, peer84)
 
 # ----------------------------------------------------------------------------- admin (drbdemu)
 
@@ -1031,6 +84,13 @@ def admin_init(store, args):
     ap.add_argument("--port", type=int, default=7789)
     ap.add_argument("--split-brain-handler", metavar="COMMAND",
                     help="drbd.conf handlers { split-brain COMMAND; } (run with /bin/sh -c)")
+    ap.add_argument("--fence-peer-handler", metavar="COMMAND",
+                    help="drbd.conf handlers { fence-peer COMMAND; }")
+    ap.add_argument("--quorum", default="off",
+                    help="options { quorum off|majority|all|N; }")
+    ap.add_argument("--on-no-quorum", default="suspend-io", choices=("suspend-io", "io-error"))
+    ap.add_argument("--diskless", metavar="NODE,...", default="",
+                    help="nodes configured with `disk none` (diskless clients)")
     o = ap.parse_args(args)
     if not o.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Failure("drbdemu: bad resource name %r" % o.name, 2)
@@ -1045,9 +105,11 @@ def admin_init(store, args):
            "device": o.device or "/dev/drbd%d" % o.minor, "size_kib": size,
            "allow_two_primaries": o.allow_two_primaries, "fencing": o.fencing,
            "resync_seconds": o.resync_seconds, "link_cut": False, "conn": None,
+           "quorum": o.quorum, "on_no_quorum": o.on_no_quorum,
            "addresses": dict(kv.split("=", 1) for kv in o.addresses.split(",")) if o.addresses
            else {}, "port": o.port, "events": [], "node": {},
-           "handlers": {"split-brain": o.split_brain_handler} if o.split_brain_handler else {}}
+           "handlers": {k: v for k, v in (("split-brain", o.split_brain_handler),
+                                          ("fence-peer", o.fence_peer_handler)) if v}}
     for n in nodes:
         img = "%s.%s.img" % (o.name, n)
         with open(image_path(res, img), "wb") as f:
@@ -1055,7 +117,8 @@ def admin_init(store, args):
         res["node"][n] = {"up": False, "attached": False, "failed": False, "net": False,
                           "discard": False, "standalone_reason": None, "role": "Secondary",
                           "disk": "Inconsistent" if o.inconsistent else "UpToDate",
-                          "uuid": uuid, "history": [], "image": img, "loop": None, "rdev": None}
+                          "uuid": uuid, "history": [], "image": img, "loop": None, "rdev": None,
+                          "client": n in o.diskless.split(",")}
     store.create(res)
 
 
@@ -1064,14 +127,17 @@ def admin(argv):
         print("usage: drbdemu init RES --nodes A,B [--minor N] [--size 64M] [--mode 9|8.4]\n"
               "               [--device PATH] [--allow-two-primaries] [--fencing POLICY]\n"
               "               [--resync-seconds S] [--inconsistent] [--addresses A=IP,B=IP]\n"
-              "               [--split-brain-handler COMMAND]\n"
+              "               [--split-brain-handler COMMAND] [--fence-peer-handler COMMAND]\n"
+              "               [--diskless NODE,...] [--quorum majority|all|N]\n"
+              "               [--on-no-quorum suspend-io|io-error]\n"
               "       drbdemu cut|heal RES\n"
               "       drbdemu fail-disk|repair-disk RES [NODE]\n"
               "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
               "                                       refuses it, the kernel keeps it up)\n"
               "       drbdemu crash NODE [RES...]\n"
               "       drbdemu set RES KEY=VALUE...   (resync_seconds, allow_two_primaries, fencing,\n"
-              "                                       split_brain_handler)\n"
+              "                                       quorum, on_no_quorum,\n"
+              "                                       split_brain_handler, fence_peer_handler)\n"
               "       drbdemu status [RES]           (JSON)\n"
               "       drbdemu image RES [NODE]       (path of NODE's current data image)\n"
               "       drbdemu destroy RES            (release loops, delete state and images)")
@@ -1135,10 +201,11 @@ def admin(argv):
                     res[k] = float(v)
                 elif k == "allow_two_primaries":
                     res[k] = v.lower() in ("1", "yes", "true")
-                elif k == "fencing":
+                elif k in ("fencing", "quorum", "on_no_quorum"):
                     res[k] = v
-                elif k == "split_brain_handler":
-                    res.setdefault("handlers", {})["split-brain"] = v or None
+                elif k in ("split_brain_handler", "fence_peer_handler"):
+                    helper = k[:-len("_handler")].replace("_", "-")
+                    res.setdefault("handlers", {})[helper] = v or None
                 else:
                     raise Failure("drbdemu set: unknown key %s" % k, 2)
         elif cmd == "status":
@@ -1315,6 +382,12 @@ def run_drbdsetup(cmd, args, opts, targets, me, now, out):
     if cmd == "outdate":
         act_outdate(res, me, now)
         return 0
+    if cmd == "suspend-io":
+        act_suspend_io(res, me, now)
+        return 0
+    if cmd == "resume-io":
+        act_resume_io(res, me, now)
+        return 0
     if cmd in ("wait-connect-resource", "wait-connect-connection", "wait-connect"):
         return -1   # handled outside the lock by the caller
     raise Failure("drbdsetup: unknown command '%s'" % cmd, 20)
@@ -1406,20 +479,22 @@ def drbdadm(argv):
             if rc:
                 return rc
         return 0
-    out = []
-    with Store() as store:
-        now = time.time()
-        try:
-            for spec in args[1:]:
-                for res in drbdadm_resources(store, spec, me):
-                    reconcile(res, now)
-                    peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
-                    run_drbdadm(cmd, res, me, opts, now, out, peer or None)
-                    reconcile(res, now)
-        finally:
-            store.save_all()
-            sys.stdout.write("".join(out))
-    return 0
+    def attempt():
+        out = []
+        with Store() as store:
+            now = time.time()
+            try:
+                for spec in args[1:]:
+                    for res in drbdadm_resources(store, spec, me):
+                        reconcile(res, now)
+                        peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
+                        run_drbdadm(cmd, res, me, opts, now, out, peer or None)
+                        reconcile(res, now)
+            finally:
+                store.save_all()
+                sys.stdout.write("".join(out))
+        return 0
+    return retry_after_fencing(attempt)
 
 
 def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
@@ -1428,7 +503,8 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
     obj = res["name"] if mode == "9" else str(res["minor"])
     setup_cmd = {"primary": "primary", "secondary": "secondary", "down": "down",
                  "connect": "connect", "disconnect": "disconnect", "outdate": "outdate",
-                 "attach": "attach", "detach": "detach"}.get(cmd, cmd)
+                 "attach": "attach", "detach": "detach", "suspend-io": "suspend-io",
+                 "resume-io": "resume-io"}.get(cmd, cmd)
 
     def wrapped(fn, *a, **kw):
         try:
@@ -1463,6 +539,10 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
         wrapped(act_disconnect, res, me, now)
     elif cmd == "outdate":
         wrapped(act_outdate, res, me, now)
+    elif cmd == "suspend-io":
+        wrapped(act_suspend_io, res, me, now)
+    elif cmd == "resume-io":
+        wrapped(act_resume_io, res, me, now)
     elif cmd in ("role", "cstate", "dstate"):
         o = []
         target = res["name"] if mode == "9" or cmd == "role" else str(res["minor"])
@@ -1500,34 +580,6 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
         out.append(gi_output(res, me, now, args, pretty=cmd == "show-gi"))
     else:
         raise Failure("drbdadm: Unknown command '%s'" % cmd, 1)
-
-
-def format_dump(res):
-    L = ["# resource %s on %s: not ignored, not stacked" % (res["name"], local_node()),
-         "# defined at /etc/drbd.d/%s.res:1" % res["name"], "resource %s {" % res["name"]]
-    for i, n in enumerate(res["nodes"]):
-        L += ["    on %s {" % n, "        node-id %d;" % i, "        volume 0 {",
-              "            device       minor %d;" % res["minor"],
-              "            disk         %s;" % image_path(res, res["node"][n]["image"]),
-              "            meta-disk    internal;", "        }"]
-        addr = (res.get("addresses") or {}).get(n)
-        if addr:
-            L.append("        address          ipv4 %s:%d;" % (addr, res["port"]))
-        L.append("    }")
-    L.append("    net {")
-    L.append("        protocol           C;")
-    if res["allow_two_primaries"]:
-        L.append("        allow-two-primaries yes;")
-    if res["fencing"] != "dont-care":
-        L.append("        fencing            %s;" % res["fencing"])
-    L.append("    }")
-    handlers = {k: v for k, v in (res.get("handlers") or {}).items() if v}
-    if handlers:
-        L.append("    handlers {")
-        L += ['        %-18s "%s";' % (k, v.replace('"', '\\"')) for k, v in sorted(handlers.items())]
-        L.append("    }")
-    L.append("}")
-    return "\n".join(L) + "\n\n"
 
 
 def print_version(me):
@@ -1578,7 +630,7 @@ def main_drbdsetup(argv=None):
         except Failure as e:
             sys.stderr.write(e.message + "\n")
             return e.rc
-    return _main(drbdsetup, argv)
+    return _main(lambda a: retry_after_fencing(lambda: drbdsetup(a)), argv)
 
 
 def main_drbdadm(argv=None):

@@ -56,6 +56,7 @@ def test_peer_loss_is_degraded_then_resync_restores(lab):
     start_pair(lab, resync_seconds=1)
     assert lab.agent("node1", "promote").returncode == 0
     lab.admin("cut", "r0")
+    lab.write("node1")                  # the Primary goes on writing: a new data generation
     p = lab.agent("node1", "monitor", params={"report_degraded": "disconnected"})
     assert p.returncode == 191 and "peer not connected" in p.stderr
     assert lab.agent("node2", "monitor", params={"report_degraded": "true"}).returncode == 190
@@ -139,11 +140,14 @@ def test_promote_retries_while_peer_is_primary_then_fails_at_timeout(lab):
 
 
 def make_split_brain(lab, params=None, **init):
-    """Primary node1, link cut, node2 promoted too, link healed: DRBD finds diverged data."""
+    """Primary node1, link cut, node2 promoted too, both write, link healed: DRBD finds
+    diverged data."""
     start_pair(lab, params=params, **init)
     assert lab.agent("node1", "promote").returncode == 0
     lab.admin("cut", "r0")
     assert lab.agent("node2", "promote").returncode == 0
+    lab.write("node1")
+    lab.write("node2")
     lab.admin("heal", "r0")
 
 
@@ -229,6 +233,8 @@ def test_discard_my_data_recovery_when_configured(lab):
     assert lab.agent("node1", "promote").returncode == 0
     lab.admin("cut", "r0")
     assert lab.agent("node2", "promote").returncode == 0
+    lab.write("node1")
+    lab.write("node2")
     lab.admin("heal", "r0")
     assert lab.agent("node2", "demote").returncode == 0
     assert lab.agent("node2", "monitor", params).returncode == 190      # no evidence yet

@@ -96,6 +96,17 @@ def test_split_brain_without_fencing_is_reported_and_nothing_discarded(nfs):
     # Both sides write different data.
     for node in (active, peer):
         node.run(["sh", "-c", f"echo {node.name} > {stack.export_dir}/split-{node.name}; sync"])
+    # DRBD 9 starts the new data generation at a Primary's first write (not at the promote):
+    # let each side's monitor publish its new UUIDs before the link returns.
+    def published_current(node):
+        gi = node.run(["drbdsetup", "get-gi", stack.drbd_resource,
+                       "1" if node is cluster.nodes[0] else "0", "0"],
+                      check=False, quiet=True).stdout.split(":")[0]
+        attr = node.run(["crm_attribute", "-G", "-q", "-N", node.name, "-l", "reboot",
+                         "-n", f"drbd-{stack.drbd_resource}-gi"], check=False, quiet=True)
+        return gi and attr.stdout.split(":")[0] == gi
+    wait_for(lambda: all(published_current(n) for n in (active, peer)), 90,
+             "both sides to publish their new generation UUIDs")
     # Heal.
     active.cable(True)
     stack.drbdemu(cluster, "heal", stack.drbd_resource)

@@ -70,7 +70,8 @@ def test_status_json_matches_sample_shape_and_literal_space(pair):
 def test_status_json_during_resync_has_sync_details_like_sample(pair):
     pair.admin("set", "r0", "resync_seconds=30")
     pair.run("peer1", "drbdadm", "down", "r0", check=True)
-    pair.run("node0", "drbdadm", "primary", "r0", check=True)    # new generation
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    pair.write("node0")                                           # new generation
     pair.run("peer1", "drbdadm", "up", "r0", check=True)
     out = pair.run("node0", "drbdsetup", "status", "r0", "--json").stdout
     sample = (SAMPLES / "head_primary_syncsource_status.json").read_text()
@@ -160,6 +161,7 @@ def test_84_proc_drbd_resync_lines(emu):
     emu.init("r0", mode="8.4", resync_seconds=60)
     emu.run("node1", "drbdadm", "up", "r0", check=True)
     emu.run("node1", "drbdadm", "primary", "r0", check=True)
+    emu.write("node1")
     emu.run("node2", "drbdadm", "up", "r0", check=True)
     proc = open(os.path.join(emu.state, "proc", "node1", "drbd")).read()
     assert re.search(r"^ 0: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----$",
@@ -217,6 +219,7 @@ def test_peer_loss_then_reconnect_resyncs_from_the_node_that_kept_writing(pair):
     pair.run("node0", "drbdadm", "primary", "r0", check=True)
     pair.admin("cut", "r0")
     assert "peer1 connection:Connecting" in pair.run("node0", "drbdsetup", "status", "r0").stdout
+    pair.write("node0")
     pair.admin("heal", "r0")
     st = pair.run("peer1", "drbdsetup", "status", "r0").stdout
     assert "disk:Inconsistent" in st and "replication:SyncTarget peer-disk:UpToDate done:" in st
@@ -224,10 +227,12 @@ def test_peer_loss_then_reconnect_resyncs_from_the_node_that_kept_writing(pair):
                                                         "r0").stdout)
 
 
-def test_split_brain_when_both_were_primary_while_disconnected(pair):
+def test_split_brain_when_both_primaries_wrote_while_disconnected(pair):
     pair.run("node0", "drbdadm", "primary", "r0", check=True)
     pair.admin("cut", "r0")
     pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.write("node0")
+    pair.write("peer1")
     pair.admin("heal", "r0")
     for me, peer in (("node0", "peer1"), ("peer1", "node0")):
         assert "%s connection:StandAlone" % peer in pair.run(me, "drbdsetup", "status",
@@ -242,6 +247,8 @@ def test_discard_my_data_resolves_split_brain_towards_the_survivor(pair):
     pair.run("node0", "drbdadm", "primary", "r0", check=True)
     pair.admin("cut", "r0")
     pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.write("node0")
+    pair.write("peer1")
     pair.admin("heal", "r0")
     pair.run("peer1", "drbdadm", "secondary", "r0", check=True)
     pair.run("peer1", "drbdadm", "connect", "--discard-my-data", "r0", check=True)
@@ -289,12 +296,15 @@ def test_generation_uuids_diverge_in_a_split_brain_but_not_after_a_disconnect(pa
     pair.run("node0", "drbdadm", "primary", "r0", check=True)
     base = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).group(1)
     pair.run("peer1", "drbdadm", "disconnect", "r0", check=True)
+    pair.write("node0")
     p0 = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).groups()
     p1 = GI_V9.match(gi(pair, "peer1", "get-gi", "r0", "0", "0").strip()).groups()
     assert p0[0] != base and p0[1] == base and p1[0] == base   # primary moved on; peer behind
     pair.run("peer1", "drbdadm", "connect", "r0", check=True)
     pair.admin("cut", "r0")
     pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.write("node0")
+    pair.write("peer1")
     p0 = GI_V9.match(gi(pair, "node0", "get-gi", "r0", "1", "0").strip()).groups()
     p1 = GI_V9.match(gi(pair, "peer1", "get-gi", "r0", "0", "0").strip()).groups()
     assert p0[0] != p1[0] and p0[0] not in p1[1:3] and p1[0] not in p0[1:3]
@@ -308,6 +318,8 @@ def test_split_brain_runs_the_configured_handler_with_drbd_environment(pair):
     pair.run("node0", "drbdadm", "primary", "r0", check=True)
     pair.admin("cut", "r0")
     pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.write("node0")
+    pair.write("peer1")
     pair.admin("heal", "r0")
     for node, me, peer in (("node0", "0", "1"), ("peer1", "1", "0")):
         with open(os.path.join(pair.base, "handler-%s.env" % node)) as f:
@@ -423,7 +435,6 @@ def test_filesystem_written_on_node1_is_there_on_node2_after_failover(emu):
     assert p.returncode == 11 and "held open" in p.stderr            # mounted: refused
     subprocess.run(["umount", mnt], check=True)
     emu.run("node1", "drbdadm", "secondary", "r0", check=True)
-    assert not os.path.exists(dev)
     emu.run("node2", "drbdadm", "primary", "r0", check=True)
     mnt2 = emu.mount(dev, "mnt2")
     assert open(os.path.join(mnt2, "hello")).read() == "from node1\n"
@@ -479,3 +490,334 @@ def test_split_brain_keeps_both_copies_until_discard(emu):
     m = emu.mount(dev, "after")
     assert sorted(f for f in os.listdir(m) if f != "lost+found") == ["a"]
     subprocess.run(["umount", m], check=True)
+
+
+# ------------------------------------------------------------------- new data generation
+
+def current_and_bitmap(emu, node, peer_id):
+    return GI_V9.match(gi(emu, node, "get-gi", "r0", peer_id, "0").strip()).groups()[:2]
+
+
+def test_a_disconnected_primary_starts_a_new_generation_at_its_first_write_not_before(pair):
+    base = current_and_bitmap(pair, "node0", "1")[0]
+    pair.admin("cut", "r0")
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    assert current_and_bitmap(pair, "node0", "1") == (base, "0" * 16)
+    pair.write("node0")
+    current, bitmap = current_and_bitmap(pair, "node0", "1")
+    assert current != base and bitmap == base
+    pair.write("node0", offset=8192)                    # only the first write rotates
+    assert current_and_bitmap(pair, "node0", "1") == (current, bitmap)
+
+
+def test_a_primary_that_loses_its_peer_rotates_the_uuid_only_when_it_writes(pair):
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    base = current_and_bitmap(pair, "node0", "1")[0]
+    pair.run("peer1", "drbdadm", "disconnect", "r0", check=True)
+    assert current_and_bitmap(pair, "node0", "1")[0] == base
+    pair.run("peer1", "drbdadm", "connect", "r0", check=True)     # nothing written: no resync
+    st = pair.run("peer1", "drbdsetup", "status", "r0").stdout
+    assert "disk:UpToDate" in st and "replication:" not in st
+
+
+def test_two_primaries_that_did_not_write_reconnect_without_split_brain(pair):
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    pair.admin("cut", "r0")
+    pair.run("peer1", "drbdadm", "primary", "r0", check=True)
+    pair.run("peer1", "drbdadm", "secondary", "r0", check=True)
+    pair.admin("heal", "r0")
+    assert pair.run("peer1", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Secondary\n  disk:UpToDate\n  node0 role:Primary\n    peer-disk:UpToDate\n\n")
+    assert not any("split-brain" in e["line"] for e in pair.state_of("r0")["events"])
+
+
+def test_two_primaries_with_the_same_data_refuse_the_connection_without_split_brain(pair):
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    pair.admin("cut", "r0")
+    pair.run("peer1", "drbdadm", "primary", "r0", check=True)      # neither writes
+    pair.admin("heal", "r0")
+    for me, peer in (("node0", "peer1"), ("peer1", "node0")):
+        assert "%s connection:StandAlone" % peer in pair.run(me, "drbdsetup", "status",
+                                                            "r0").stdout
+    assert not any("split-brain" in e["line"] for e in pair.state_of("r0")["events"])
+    pair.run("peer1", "drbdadm", "secondary", "r0", check=True)
+    for n in ("peer1", "node0"):
+        pair.run(n, "drbdadm", "connect", "r0", check=True)
+    st = pair.run("peer1", "drbdsetup", "status", "r0").stdout
+    assert "node0 role:Primary\n    peer-disk:UpToDate\n" in st and "disk:UpToDate" in st
+
+
+def test_two_outdated_disks_stay_outdated_when_they_connect(pair):
+    pair.admin("cut", "r0")
+    for n in ("node0", "peer1"):
+        pair.run(n, "drbdadm", "outdate", "r0", check=True)
+    pair.admin("heal", "r0")
+    st = pair.run("node0", "drbdsetup", "status", "r0").stdout
+    assert st == "r0 role:Secondary\n  disk:Outdated\n  peer1 role:Secondary\n" \
+                 "    peer-disk:Outdated\n\n"
+    assert pair.run("node0", "drbdadm", "primary", "r0").returncode == 17
+
+
+def test_an_outdated_disk_meeting_an_uptodate_one_with_the_same_data_becomes_uptodate(pair):
+    pair.admin("cut", "r0")
+    pair.run("peer1", "drbdadm", "outdate", "r0", check=True)
+    pair.admin("heal", "r0")
+    assert "disk:UpToDate" in pair.run("peer1", "drbdsetup", "status", "r0").stdout
+
+
+# ------------------------------------------------------------------- fencing
+
+def fencing_pair(emu, fencing="resource-only", exit_code=4):
+    """r0 with `fencing` and a fence-peer handler that records its environment and exits
+    with exit_code; both up and connected."""
+    emu.init("r0", nodes="node0,peer1", minor=1, fencing=fencing,
+             addresses="node0=10.0.0.1,peer1=10.0.0.2",
+             fence_peer_handler="env > %s/fence-$DRBDEMU_NODE.env; exit %d" % (emu.base,
+                                                                              exit_code))
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    return emu
+
+
+def handler_env(emu, node):
+    with open(os.path.join(emu.base, "fence-%s.env" % node)) as f:
+        return dict(l.split("=", 1) for l in f.read().splitlines() if "=" in l)
+
+
+@pytest.mark.parametrize("exit_code,rc,peer_disk", [
+    (3, 0, "Inconsistent"), (4, 0, "Outdated"), (5, 0, "Outdated"), (7, 0, "Outdated"),
+    (0, 11, "DUnknown"), (1, 11, "DUnknown"), (6, 17, "DUnknown")])
+def test_promote_with_an_unknown_peer_runs_fence_peer_and_obeys_its_exit_code(
+        emu, exit_code, rc, peer_disk):
+    fencing_pair(emu, exit_code=exit_code)
+    emu.admin("cut", "r0")
+    p = emu.run("node0", "drbdadm", "primary", "r0")
+    assert p.returncode == rc, p.stderr
+    if rc == 11:
+        assert "(-7) Refusing to be Primary while peer is not outdated" in p.stderr
+    if rc == 17:            # 6: "peer is primary": the handler outdated me
+        assert "disk:Outdated" in emu.run("node0", "drbdsetup", "status", "r0").stdout
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "peer-disk:%s " % peer_disk in ev
+    env = handler_env(emu, "node0")
+    assert (env["DRBD_RESOURCE"], env["DRBD_PEER_NODE_ID"], env["DRBD_MY_NODE_ID"]) == \
+        ("r0", "1", "0")
+    assert (env["DRBD_CSTATE"], env["UP_TO_DATE_NODES"], env["DRBD_MINOR"]) == \
+        ("Connecting", "0x00000001", "1")
+    assert (env["DRBD_PEER_ADDRESS"], env["DRBD_PEER_AF"]) == ("10.0.0.2", "ipv4")
+    lines = [e["line"] for e in emu.state_of("r0")["events"]]
+    assert "call helper name:r0 peer-node-id:1 conn-name:peer1 helper:fence-peer" in lines
+    assert any(l.startswith("response helper") and "helper:fence-peer status:%d" % exit_code
+               in l for l in lines)
+
+
+def test_promote_of_a_connected_node_runs_no_fence_peer(emu):
+    fencing_pair(emu, exit_code=1)
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    assert not os.path.exists(os.path.join(emu.base, "fence-node0.env"))
+
+
+def test_a_consistent_disk_is_promoted_uptodate_once_fence_peer_outdated_the_peer(emu):
+    fencing_pair(emu, exit_code=4)
+    emu.run("peer1", "drbdadm", "down", "r0", check=True)
+    emu.run("node0", "drbdadm", "down", "r0", check=True)
+    emu.run("node0", "drbdadm", "up", "r0", check=True)        # lonely restart: Consistent
+    assert "disk:Consistent" in emu.run("node0", "drbdsetup", "status", "r0").stdout
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    assert "disk:UpToDate" in emu.run("node0", "drbdsetup", "status", "r0").stdout
+
+
+def test_a_consistent_disk_is_refused_when_fence_peer_fails(emu):
+    fencing_pair(emu, exit_code=1)
+    emu.run("peer1", "drbdadm", "down", "r0", check=True)
+    emu.run("node0", "drbdadm", "down", "r0", check=True)
+    emu.run("node0", "drbdadm", "up", "r0", check=True)
+    p = emu.run("node0", "drbdadm", "primary", "r0")
+    assert p.returncode == 17 and "(-2) Need access to UpToDate data" in p.stderr
+
+
+# ------------------------------------------------------------------- suspended I/O
+
+def test_resource_and_stonith_suspends_a_primary_that_lost_its_peer_while_fence_peer_runs(emu):
+    emu.init("r0", nodes="node0,peer1", minor=1, fencing="resource-and-stonith",
+             fence_peer_handler="drbdsetup events2 --now r0 > %s/during.txt; exit 7" % emu.base)
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    base = current_and_bitmap(emu, "node0", "1")[0]
+    emu.run("node0", "drbdsetup", "status", "r0", check=True)
+    emu.admin("cut", "r0")
+    emu.run("node0", "drbdsetup", "status", "r0", check=True)     # notices; runs the handler
+    with open(os.path.join(emu.base, "during.txt")) as f:
+        assert "role:Primary suspended:fencing force-io-failures:no" in f.read()
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:no" in ev and "peer-disk:Outdated" in ev
+    current, bitmap = current_and_bitmap(emu, "node0", "1")
+    assert current != base and bitmap == base          # new generation once fenced
+
+
+def test_a_failed_fence_peer_leaves_io_suspended_in_every_format_until_resume_io(emu):
+    emu.init("r0", nodes="node0,peer1", minor=1, fencing="resource-and-stonith",
+             fence_peer_handler="exit 1")
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    emu.admin("cut", "r0")
+    emu.run("node0", "drbdsetup", "status", "r0", check=True)
+    st = emu.run("node0", "drbdsetup", "status", "r0").stdout
+    assert st.startswith("r0 role:Primary suspended:fencing\n  disk:UpToDate\n")
+    verbose = emu.run("node0", "drbdsetup", "status", "r0", "--verbose").stdout
+    assert verbose.startswith("r0 node-id:0 role:Primary suspended:fencing force-io-failures:no")
+    js = json.loads(emu.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["suspended"], js["suspended-user"], js["suspended-fencing"]) == (True, False, True)
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "exists resource name:r0 role:Primary suspended:fencing force-io-failures:no" in ev
+    emu.run("node0", "drbdadm", "resume-io", "r0", check=True)
+    assert "suspended" not in emu.run("node0", "drbdsetup", "status", "r0").stdout
+
+
+def test_suspend_io_by_the_user_shows_suspended_user(pair):
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    pair.run("node0", "drbdadm", "suspend-io", "r0", check=True)
+    ev = pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert " suspended:user " in ev
+    js = json.loads(pair.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["suspended"], js["suspended-user"], js["suspended-fencing"]) == (True, True, False)
+    with pytest.raises(OSError):
+        pair.write("node0")                             # frozen (here: refused)
+    pair.run("node0", "drbdadm", "resume-io", "r0", check=True)
+    assert " suspended:no " in pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    pair.write("node0")
+
+
+# ------------------------------------------------------------------- the device node
+
+def test_the_device_stays_from_promote_until_down_and_refuses_writes_while_secondary(pair):
+    dev = os.path.join(pair.dev, "drbd1")
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    rdev = os.stat(dev).st_rdev
+    pair.run("node0", "drbdadm", "secondary", "r0", check=True)
+    assert os.stat(dev).st_rdev == rdev                    # kept at demote
+    fd = os.open(dev, os.O_WRONLY)
+    try:
+        with pytest.raises(OSError):                        # a Secondary is not writable
+            os.pwrite(fd, b"x" * 4096, 0)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    assert os.stat(dev).st_rdev == rdev
+    pair.write("node0")                                    # writable again
+    pair.run("node0", "drbdadm", "down", "r0", check=True)
+    assert not os.path.exists(dev)
+    assert pair.state_of("r0")["node"]["node0"]["loop"] is None
+
+
+# ------------------------------------------------------------------- diskless clients
+
+@pytest.fixture
+def client_pair(emu):
+    """r0 with node0 configured `disk none` (a diskless client) and peer1 with a disk."""
+    emu.init("r0", nodes="node0,peer1", minor=1, diskless="node0")
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    return emu
+
+
+def test_a_diskless_client_says_client_yes_and_its_peer_peer_client_yes(client_pair):
+    ev = client_pair.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "backing_dev:none disk:Diskless client:yes quorum:yes" in ev
+    ev = client_pair.run("peer1", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "peer-disk:Diskless peer-client:yes resync-suspended:no" in ev
+    assert client_pair.run("node0", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Secondary\n  disk:Diskless client:yes\n  peer1 role:Secondary\n"
+        "    peer-disk:UpToDate\n\n")
+    assert client_pair.run("peer1", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Secondary\n  disk:UpToDate\n  node0 role:Secondary\n"
+        "    peer-disk:Diskless peer-client:yes\n\n")
+    js = json.loads(client_pair.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["devices"][0]["disk-state"], js["devices"][0]["client"]) == ("Diskless", True)
+    js = json.loads(client_pair.run("peer1", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert js["connections"][0]["peer_devices"][0]["peer-client"] is True
+    verbose = client_pair.run("node0", "drbdsetup", "status", "r0", "--verbose").stdout
+    assert "disk:Diskless client:yes backing_dev:none" in verbose
+    assert re.search(r"disk +none;", client_pair.run("node0", "drbdadm", "dump", "r0").stdout)
+
+
+def test_a_diskless_client_is_primary_on_its_peers_data_and_not_without_it(client_pair):
+    client_pair.run("node0", "drbdadm", "primary", "r0", check=True)
+    client_pair.write("node0", data=b"from the client\n")
+    with open(client_pair.image("r0", "peer1"), "rb") as f:
+        assert f.read(16) == b"from the client\n"
+    client_pair.run("node0", "drbdadm", "secondary", "r0", check=True)
+    client_pair.admin("cut", "r0")
+    p = client_pair.run("node0", "drbdadm", "primary", "r0")
+    assert p.returncode == 17 and "(-2) Need access to UpToDate data" in p.stderr
+
+
+def test_a_failed_disk_is_diskless_but_not_a_client(pair):
+    pair.admin("fail-disk", "r0", "peer1")
+    assert "  disk:Diskless client:no\n" in pair.run("peer1", "drbdsetup", "status", "r0").stdout
+    assert "    peer-disk:Diskless peer-client:no\n" in pair.run("node0", "drbdsetup", "status",
+                                                             "r0").stdout
+
+
+# ------------------------------------------------------------------- quorum
+
+@pytest.fixture
+def quorum_pair(emu):
+    emu.init("r0", nodes="node0,peer1", minor=1, quorum="majority")
+    for n in ("node0", "peer1"):
+        emu.run(n, "drbdadm", "up", "r0", check=True)
+    emu.run("node0", "drbdadm", "primary", "r0", check=True)
+    return emu
+
+
+def writes_fail(emu, node):
+    try:
+        emu.write(node)
+    except OSError:
+        return True
+    return False
+
+
+def test_quorum_majority_is_lost_by_a_cut_and_shown_in_every_format(quorum_pair):
+    emu = quorum_pair
+    assert " quorum:yes" in emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    emu.admin("cut", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "role:Primary suspended:quorum force-io-failures:no" in ev
+    assert "disk:UpToDate client:no quorum:no" in ev
+    assert emu.run("node0", "drbdsetup", "status", "r0").stdout == (
+        "r0 role:Primary suspended:quorum\n  disk:UpToDate quorum:no\n"
+        "  peer1 connection:Connecting\n\n")
+    js = json.loads(emu.run("node0", "drbdsetup", "status", "r0", "--json").stdout)[0]
+    assert (js["suspended-quorum"], js["devices"][0]["quorum"]) == (True, False)
+    assert "quorum:no" in emu.run("node0", "drbdsetup", "status", "r0", "--verbose").stdout
+    assert writes_fail(emu, "node0")                    # frozen (here: refused)
+    p = emu.run("peer1", "drbdadm", "primary", "r0")
+    assert p.returncode == 11 and "(-25) No quorum" in p.stderr
+    emu.admin("heal", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:no" in ev and "quorum:yes" in ev
+    assert not writes_fail(emu, "node0")
+
+
+def test_on_no_quorum_io_error_fails_writes_without_suspending(quorum_pair):
+    emu = quorum_pair
+    emu.admin("set", "r0", "on_no_quorum=io-error")
+    emu.admin("cut", "r0")
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "suspended:no" in ev and "quorum:no" in ev
+    assert writes_fail(emu, "node0")
+
+
+def test_a_secondary_that_leaves_gracefully_leaves_the_primary_its_quorum(quorum_pair):
+    emu = quorum_pair
+    emu.run("peer1", "drbdadm", "down", "r0", check=True)
+    ev = emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
+    assert "quorum:yes" in ev and "suspended:no" in ev
+    assert not writes_fail(emu, "node0")
+    emu.run("peer1", "drbdadm", "up", "r0", check=True)
+    emu.admin("crash", "peer1")                         # not graceful: quorum lost
+    assert "quorum:no" in emu.run("node0", "drbdsetup", "events2", "--now", "r0").stdout
