@@ -230,7 +230,9 @@ class Machine:
         self.link_power(True)
         self.pidfile.unlink(missing_ok=True)
         mounts = {t: str(self.path(t)) for t in self.private_dirs if self.path(t).exists()}
-        mounts.update(self.setup.get("binds", {}))
+        # a source may name the machine: {node} (e.g. the DRBD emulator's per-node /proc/drbd)
+        mounts.update({target: source.replace("{node}", self.name)
+                       for target, source in self.setup.get("binds", {}).items()})
         spec = {"name": self.name, "pidfile": str(self.pidfile), "mounts": mounts}
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         with open(self.console, "ab") as log:

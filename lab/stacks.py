@@ -133,6 +133,14 @@ class DrbdMixin:
         # The split-brain test (fencing off) cuts the emulator's link itself.
         hooks = cluster.setup.setdefault("hooks", {})
         hooks["power_off"] = [[emu, "crash", "{node}"]]
+        # The emulator keeps a /proc/drbd stand-in per node in state/proc/<node>/drbd;
+        # each node sees its own at one path (a bind of its directory), which the pcs
+        # scripts hand to the agent as proc_drbd (the real file cannot be made here).
+        here = state / "proc-here"
+        here.mkdir(exist_ok=True)
+        for node in cluster.nodes[:2]:
+            (state / "proc" / node.name).mkdir(parents=True, exist_ok=True)
+        cluster.setup.setdefault("binds", {})[str(here)] = str(state / "proc" / "{node}")
         cluster.save()
         nodes = [n.name for n in cluster.nodes[:2]]
         self.drbdemu(cluster, "init", self.drbd_resource, "--nodes", ",".join(nodes),
@@ -191,6 +199,11 @@ class DrbdMixin:
                 node.run(["mkdir", "-p", mountpoint])
                 node.run(["drbdadm", "down", r], timeout=60)
 
+    def proc_drbd(self, cluster):
+        """PROC_DRBD for the pcs scripts: the emulator's stand-in on the namespace lab."""
+        return {} if cluster.backend == "vm" else \
+            {"PROC_DRBD": str(cluster.lab_dir / "drbd" / "proc-here" / "drbd")}
+
     def drbdemu(self, cluster, *args):
         return run([EMULATOR_DIR / "bin" / "drbdemu", *args],
                    env=dict(cluster.nodes[0].env()))
@@ -234,6 +247,7 @@ class DrbdStack(DrbdMixin, Stack):
             node.run(["sh", "-c", f"set -e; mkdir -p {mp}; drbdadm up {r}; "
                       f"drbdadm primary --force {r}; mkfs.ext4 -q -F {dev}; "
                       f"drbdadm secondary {r}; drbdadm down {r}"], timeout=120)
+            variables.update(self.proc_drbd(cluster))
             with step(f"configuring the DRBD stack with {script.name}", cluster.explain):
                 node.run(["env", *[f"{k}={v}" for k, v in variables.items()], "sh", script],
                          timeout=180)
@@ -321,7 +335,9 @@ class NfsDrbdStack(DrbdMixin, Stack):
                       f"MOUNTPOINT={self.mountpoint}", f"EXPORT_DIR={self.export_dir}",
                       f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes",
                       # no kernel nfsd in the namespace lab: statd runs from boot
-                      "MANAGE_NFS_SERVER=no", "bash", script],
+                      "MANAGE_NFS_SERVER=no",
+                      *[f"{k}={v}" for k, v in self.proc_drbd(cluster).items()],
+                      "bash", script],
                      timeout=180)
         with step("waiting for the NFS service", cluster.explain):
             self.wait_active(cluster, timeout=90)
@@ -593,7 +609,9 @@ class MfsDrbdStack(DrbdMixin, Stack):
         with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
             node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
                       f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
-                      f"MOUNTPOINT={self.data_path}", "sh", script], timeout=180)
+                      f"MOUNTPOINT={self.data_path}",
+                      *[f"{k}={v}" for k, v in self.proc_drbd(cluster).items()],
+                      "sh", script], timeout=180)
         self.start_client(cluster)
 
     def start_client(self, cluster):

@@ -167,16 +167,22 @@ class Drbd:
     def adm(self, *args, timeout=None, quiet=False, env=None):
         return self.res.run(self.adm_argv(*args), timeout=timeout, quiet=quiet, env=env)
 
-    def kernel_version(self, use_cache=True):
-        """DRBD module version (tuple) or None when the module is not loaded."""
-        text = read_head(self.res.params.proc_drbd)
+    def kernel_version(self):
+        """DRBD module version (tuple) or None when the module is not loaded.
+
+        The module creates /proc/drbd when it loads: no file means not loaded, decided
+        without a fork (every probe on a node without DRBD asks this; drbd-utils' tools
+        would each try modprobe). Only a /proc/drbd without a readable version line makes
+        us ask drbdadm --version.
+        """
+        proc = self.res.params.proc_drbd
+        text = read_head(proc)
         if text:
             version = decode_proc_drbd(text)[0]
             if version:
                 return version
-        cached = self.memory.get("kernel", "").split(".")
-        if use_cache and all(x.isdigit() for x in cached):  # a corrupted memory is ignored
-            return tuple(int(x) for x in cached)
+        elif not os.path.exists(proc):
+            return None
         result = self.res.run(["drbdadm", "--version"], timeout=10, quiet=True)
         return decode_kernel_version(result.out)
 
@@ -358,15 +364,14 @@ def open_drbd(res, need_module=True):
 
 def start(res):
     drbd = Drbd(res)
-    version = drbd.kernel_version(use_cache=False)
+    version = drbd.kernel_version()
     if version is None:
         res.run(["modprobe", "-s", "drbd"], timeout=30, quiet=True, missing_ok=True)
-        version = drbd.kernel_version(use_cache=False)
+        version = drbd.kernel_version()
     if version is None:
         raise OCFError(ERR_INSTALLED, "DRBD kernel module is not loaded and cannot be loaded")
     check_module_version(res, version)
     check_resource_defined(res, drbd)
-    drbd.remember(kernel=".".join(map(str, version)))
     result = drbd.adm("adjust")
     if result.rc != 0:
         detail = " ".join(result.err.split()) or result.out.strip()
@@ -611,7 +616,7 @@ def reload(res):
 
 def validate_all(res):
     drbd = Drbd(res)
-    version = drbd.kernel_version(use_cache=False)
+    version = drbd.kernel_version()
     if version is None:
         # Not loaded is not a fault (start loads it): check the module that start
         # would load instead.

@@ -20,6 +20,8 @@ DEVICE=${DEVICE:-/dev/drbd0}
 MOUNTPOINT=${MOUNTPOINT:-/srv/data}
 FSTYPE=${FSTYPE:-ext4}
 NAME=${NAME:-drbd_$DRBD_RESOURCE}
+# PROC_DRBD (optional): where ocf:pyha:drbd reads the DRBD module version instead of
+# /proc/drbd (the namespace lab points it at the DRBD emulator's stand-in).
 
 cib=$(mktemp /tmp/pyha-drbd-cib.XXXXXX)
 trap 'rm -f "$cib"' EXIT
@@ -29,7 +31,7 @@ pcs cluster cib "$cib"
 # notify=true (the agent uses pre/post notifications). Monitor intervals differ per role so
 # Pacemaker keeps both operations.
 pcs -f "$cib" resource create "$NAME" ocf:pyha:drbd \
-    drbd_resource="$DRBD_RESOURCE" \
+    drbd_resource="$DRBD_RESOURCE" ${PROC_DRBD:+proc_drbd="$PROC_DRBD"} \
     op monitor interval=29s role=Promoted timeout=20s \
     op monitor interval=31s role=Unpromoted timeout=20s \
     op start timeout=240s op stop timeout=100s \

@@ -40,6 +40,8 @@ DRBD_RESOURCE=${DRBD_RESOURCE:-mfs}
 DEVICE=${DEVICE:-/dev/drbd1}
 MOUNTPOINT=${MOUNTPOINT:-/var/lib/mfs}     # = DATA_PATH in mfsmaster.cfg
 FSTYPE=${FSTYPE:-ext4}
+# PROC_DRBD (optional): where ocf:pyha:drbd reads the DRBD module version instead of
+# /proc/drbd (the namespace lab points it at the DRBD emulator's stand-in).
 
 cib=$(mktemp /tmp/pyha-mfs-cib.XXXXXX)
 trap 'rm -f "$cib"' EXIT
@@ -65,7 +67,7 @@ metalogger)
     ;;
 drbd)
     pcs -f "$cib" resource create "drbd-$DRBD_RESOURCE" ocf:pyha:drbd \
-        drbd_resource="$DRBD_RESOURCE" \
+        drbd_resource="$DRBD_RESOURCE" ${PROC_DRBD:+proc_drbd="$PROC_DRBD"} \
         op monitor interval=29s role=Promoted timeout=20s \
         op monitor interval=31s role=Unpromoted timeout=20s \
         promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true

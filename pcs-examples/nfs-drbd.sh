@@ -43,6 +43,8 @@ STATE_DIR=${STATE_DIR:-$MOUNTPOINT/.nfs-state}
 MANAGE_NFS_SERVER=${MANAGE_NFS_SERVER:-yes}
 # New DRBD disk with no filesystem yet: create it on this node first.
 MKFS=${MKFS:-no}
+# PROC_DRBD (optional): where ocf:pyha:drbd reads the DRBD module version instead of
+# /proc/drbd (the namespace lab points it at the DRBD emulator's stand-in).
 
 # 0. One-time: a filesystem on the replicated disk (the peer gets it by resync).
 if [ "$MKFS" = yes ]; then
@@ -65,6 +67,7 @@ pcs cluster cib "$CIB"
 
 # 1. The replicated disk: one Promoted (DRBD Primary), one Unpromoted.
 pcs -f "$CIB" resource create nfs-drbd ocf:pyha:drbd drbd_resource="$DRBD_RESOURCE" \
+    ${PROC_DRBD:+proc_drbd="$PROC_DRBD"} \
     op monitor interval=29s role=Promoted \
     op monitor interval=31s role=Unpromoted \
     promotable promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true

@@ -23,6 +23,10 @@ def mounts_under(prefix):
     return found
 
 
+def local_node_name():
+    return os.uname().nodename
+
+
 class Emu:
     """One emulated DRBD lab: shared state directory, commands run 'on' a node."""
 
@@ -57,6 +61,10 @@ class Emu:
             argv += [flag] if v is True else [flag, str(v)]
         self.admin(*argv)
         return os.path.join(self.dev, "drbd%d" % minor)
+
+    def proc_drbd(self, node):
+        """The emulator's stand-in for node's /proc/drbd (written at every state change)."""
+        return os.path.join(self.state, "proc", node or local_node_name(), "drbd")
 
     def state_of(self, res="r0"):
         return json.loads(self.admin("status", res))
@@ -158,7 +166,7 @@ class Lab(Emu):
                    OCF_RESOURCE_TYPE="drbd", HA_RSCTMP=os.path.join(self.base, "rsc-" + node),
                    OCF_RESKEY_CRM_meta_on_node=node)
         p = {"drbd_resource": "r0", "wfc_timeout": "1",
-             "proc_drbd": os.path.join(self.base, "no-proc-drbd")}
+             "proc_drbd": self.proc_drbd(node)}
         p.update(params or {})
         m = {"clone_max": "2", "clone_node_max": "1", "promoted_max": "1",
              "promoted_node_max": "1", "notify": "true", "promotable": "true"}

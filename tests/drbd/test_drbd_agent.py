@@ -428,7 +428,7 @@ def test_ocf_tester_passes_under_the_emulator(lab):
     env.pop("DRBDEMU_NODE", None)
     p = subprocess.run(["ocf-tester", "-n", "p_drbd_r0", "-o", "drbd_resource=r0",
                         "-o", "wfc_timeout=0", "-o",
-                        "proc_drbd=" + os.path.join(lab.base, "no-proc-drbd"), lab.agent_path],
+                        "proc_drbd=" + lab.proc_drbd(None), lab.agent_path],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "passed all tests" in p.stdout
@@ -450,3 +450,22 @@ def test_steady_state_monitor_is_one_drbdsetup_call_and_no_cib_write(lab):
     assert lab.agent("node1", "monitor").returncode == 0
     assert open(log).read().split() == ["drbdsetup"]
     assert len(lab.crm_calls()) == calls
+
+
+def test_a_probe_where_drbd_is_not_loaded_forks_nothing(lab):
+    """Issue 12.2: no /proc/drbd = the module is not loaded: a probe answers 7 without a
+    single program (drbd-utils' tools would each try modprobe; Pacemaker probes every
+    node, also those without DRBD)."""
+    lab.init("r0")
+    log = os.path.join(lab.base, "calls.log")
+    wrap = os.path.join(lab.base, "countbin")
+    os.makedirs(wrap)
+    for tool in ("drbdsetup", "drbdadm", "modprobe", "crm_attribute", "crm_node"):
+        with open(os.path.join(wrap, tool), "w") as f:
+            f.write('#!/bin/sh\necho %s >> %s\nexit 1\n' % (tool, log))
+        os.chmod(os.path.join(wrap, tool), 0o755)
+    lab.env["PATH"] = wrap + ":" + lab.env["PATH"]
+    gone = {"proc_drbd": os.path.join(lab.base, "no-proc-drbd")}
+    p = lab.agent("node1", "monitor", params=gone, meta={"interval": "0"})
+    assert p.returncode == 7, p.stderr
+    assert not os.path.exists(log), open(log).read()
