@@ -38,7 +38,7 @@ import time
 from ocf_agents.moosefs import (
     LOCK_FILE, Inventory, MasterConfig, copy_owned, kill_master, launch, lock_holder,
     master_status, master_uptime, metadata_header, metadata_version, metaid_from_changelog,
-    wait_for_lock_release,
+    newest_change, wait_for_lock_release,
 )
 from ocf_agents.mfsrestore import (
     check_against_record, check_same_history, read_record, record_name, remember_metaid,
@@ -46,7 +46,7 @@ from ocf_agents.mfsrestore import (
 )
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
-    Action, Agent, OCFError, Parameter, have_binary, read_file,
+    Action, Agent, OCFError, Parameter, have_binary, read_file, write_file_atomically,
 )
 
 # --- parameter checks -----------------------------------------------------------
@@ -129,6 +129,9 @@ def start(res):
     everything = Inventory([cfg.data_path, *res.params.metadata_sources])
     current = cfg.path_in_data("metadata.mfs")
     highest = everything.highest_change()
+    for path, line in everything.skipped[:5]:
+        res.log.warning(f"{path}: ignoring {line[:80].decode(errors='replace')!r}: not a "
+                        "change continuing the changelog's sequence")
     version = metaid = None
     if current in local.metadata:
         version, metaid = metadata_version(res, current)
@@ -194,6 +197,7 @@ def monitor(res):
         metaid = metaid_from_changelog(cfg)
         if metaid is not None:
             remember_metaid(res, metaid)
+    check_changelog_follows(res, cfg, info.metaversion)
     write_record(res, cfg.data_path, metaid, info.metaversion)
     if deep and info.chunkservers < res.params.min_chunkservers:
         shortfall = (f"{info.chunkservers} chunkserver(s) connected, "
@@ -211,6 +215,37 @@ def monitor(res):
             raise OCFError(ERR_GENERIC, f"metadata last saved {int(age)} s ago "
                            f"(limit {int(limit)} s): check DATA_PATH space and the master's log")
     return SUCCESS
+
+
+def check_changelog_follows(res, cfg, metaversion):
+    """Fail when the master serves changes its changelog no longer receives.
+
+    On a full disk (or a read-only or failing one) mfsmaster cannot append to
+    changelog.0.mfs but goes on serving newer versions from memory: a crash then loses
+    every change since, and the master itself still answers. So: changes it serves beyond
+    the changelog's newest line, on two monitors in a row with the changelog not moving
+    while the version did (a moment's lag is its write buffer), fail the monitor. The
+    comparison costs a read of the changelog's tail, no fork; the state file is written
+    only while a lag is seen.
+    """
+    newest = newest_change(cfg.data_path)
+    if newest is None:
+        return
+    behind = metaversion - 1 - newest[0]
+    memory = res.state_path(f"{res.instance_without_clone_suffix}.changelog-lag")
+    if behind <= 0:
+        if os.path.exists(memory):
+            os.unlink(memory)
+        return
+    seen = (read_file(memory) or "").split()
+    write_file_atomically(memory, f"{metaversion} {newest[0]}")
+    if len(seen) == 2 and seen[1] == str(newest[0]) and seen[0] != str(metaversion):
+        st = os.statvfs(cfg.data_path)
+        free = st.f_bavail * st.f_frsize
+        raise OCFError(ERR_GENERIC,
+                       f"mfsmaster serves metadata version {metaversion} but its changelog stopped "
+                       f"at change {newest[0]} ({behind} changes only in memory, lost in a crash); "
+                       f"DATA_PATH {cfg.data_path} has {free // 1024} KiB free: free space there")
 
 
 # --- stop ----------------------------------------------------------------------------

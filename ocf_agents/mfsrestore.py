@@ -15,7 +15,8 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, change_digest, changelog_metaid, copy_owned, cut_torn_line, ends_torn,
+    LOCK_FILE, change_digest, changelog_metaid, copy_owned, cut_after_change, cut_torn_line,
+    ends_torn,
     find_change, is_changelog, is_metadata_file, kill_master, launch, lock_holder,
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
     wait_for_lock_release,
@@ -162,6 +163,8 @@ def check_single_filesystem(res, inventory):
     newest = 0
     for path in inventory.metadata:
         version, metaid = metadata_version(res, path)
+        if version > newest or inventory.newest_metadata is None:
+            inventory.newest_metadata = path
         newest = max(newest, version)
         if metaid is not None:
             owners.setdefault(metaid, []).append(path)
@@ -303,6 +306,9 @@ class DataPathChanges:
         self.moved = []     # (name, where the original went)
         self.replaced = None
 
+    def free(self, name):
+        return name not in self.before and name not in self.added
+
     def free_name(self, template):
         """template.format(n) for the first n >= 1 not in use."""
         number = 1
@@ -372,19 +378,25 @@ def place_sources(res, cfg, inventory, changes):
             name = os.path.basename(path)
             local = os.path.dirname(path) == cfg.data_path
             changelog = path in inventory.changelogs
-            torn = changelog and ends_torn(path)
+            junk = inventory.junk_after(path) if changelog else None
+            torn = changelog and (ends_torn(path) or junk is not None)
             if local and not torn:
                 continue
             staged = os.path.join(staging, f"{len(changes.added)}.{name}")
-            if not changelog and can_link(path, name, uid, data_device):
-                os.link(path, staged)
-            else:
+            if not (not changelog and can_link(path, name, uid, data_device)
+                    and linked(path, staged)):
                 copy_owned(path, staged, uid, gid)
-                cut = cut_torn_line(staged) if torn else 0
+                cut = cut_junk(staged, junk) if torn else 0
                 if cut:
-                    res.log.warning(f"{path}: cut a torn last line ({cut} bytes) in a copy")
+                    res.log.warning(f"{path}: cut a torn last line or junk after change {junk} "
+                                    f"({cut} bytes) in a copy")
             if changelog:
                 changes.add(staged, changes.free_name("changelog.{}.mfs"))
+            elif path == inventory.newest_metadata and changes.free("metadata.mfs.back"):
+                # The name a normal start leaves (and bare -a start finds): what a
+                # metalogger downloads. Without it a metalogger started after the
+                # failover keeps no metadata until the master's first hourly save.
+                changes.add(staged, "metadata.mfs.back")
             else:
                 changes.add(staged, changes.free_name("metadata.mfs.back.{}"))
             if local:  # only now: killed in between, both are there and nothing is missing
@@ -396,6 +408,28 @@ def place_sources(res, cfg, inventory, changes):
     finally:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def cut_junk(path, last_good):
+    """Cut a copy after its last good change (junk behind it), else its torn last line."""
+    if last_good is not None:
+        return cut_after_change(path, last_good)
+    return cut_torn_line(path)
+
+
+def linked(path, staged):
+    """Hard-link path to staged; False where the kernel refuses across mounts.
+
+    A bind mount of DATA_PATH's filesystem has the same st_dev, but link() across two
+    mounts fails with EXDEV (EPERM/EMLINK on some filesystems): copy instead."""
+    import errno
+    try:
+        os.link(path, staged)
+        return True
+    except OSError as err:
+        if err.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            return False
+        raise
 
 
 def can_link(path, name, uid, device):
@@ -471,9 +505,10 @@ def gather(res, inventory, staging, uid, gid):
     for index, source in enumerate(inventory.changelogs, 1):
         target = os.path.join(staging, f"changelog.{index}.mfs")
         copy_owned(source, target, uid, gid)
-        cut = cut_torn_line(target)
+        cut = cut_junk(target, inventory.junk_after(source))
         if cut:
-            res.log.warning(f"{source}: cut a torn last line ({cut} bytes) in the staging copy")
+            res.log.warning(f"{source}: cut a torn last line or junk ({cut} bytes) in the "
+                            "staging copy")
 
 
 def install(res, cfg, staging):

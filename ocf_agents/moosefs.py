@@ -207,6 +207,54 @@ def last_change(path):
     return found[0] if found else None
 
 
+def decode_change_number(line):
+    """The number of a changelog line "N: TIME|OPERATION(...)", or None for anything else."""
+    number, sep, rest = line.partition(b": ")
+    if not (sep and number.isdigit()):
+        return None
+    stamp, bar, operation = rest.partition(b"|")
+    if not (bar and stamp.isdigit() and b"(" in operation
+            and operation.split(b"(", 1)[0].replace(b"_", b"").isalnum()):
+        return None
+    return int(number)
+
+
+TAIL_LIMIT = 1 << 20
+
+
+def last_valid_change(path):
+    """(number, skipped lines) of the last change of a changelog that continues the
+    sequence: a change line whose predecessor is the change before it (or which is the
+    first line). Lines after it that are not (garbage, a torn write, a bogus "999999: ...")
+    are skipped: counting them would make a complete restore look short, and dropping
+    the whole file would make it look complete when it is not."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        start = max(0, size - TAIL_LIMIT)
+        f.seek(start)
+        lines = f.read().split(b"\n")
+    lines = lines[:-1] if lines else []          # the part after the last newline is torn
+    if start > 0 and lines:
+        lines = lines[1:]                          # the first one may be cut
+    skipped = []
+    candidate = None
+    for line in reversed(lines):
+        number = decode_change_number(line)
+        if number is None:
+            skipped.append(line)
+            continue
+        if candidate is None or number != candidate[0] - 1:
+            if candidate is not None:
+                skipped.append(candidate[1])
+            candidate = (number, line)
+            continue
+        return candidate[0], list(reversed(skipped))
+    if candidate is not None and start == 0:
+        return candidate[0], list(reversed(skipped))   # the file's only change
+    return None, list(reversed(skipped))
+
+
 def newest_change(data_path):
     """(number, line) of the newest change the master wrote to DATA_PATH's changelogs
     (changelog.0.mfs, or changelog.1.mfs right after a rotation), or None."""
@@ -243,6 +291,29 @@ def change_digest(line):
     which two histories that diverged do not share for the same number."""
     import zlib
     return zlib.crc32(line) & 0xFFFFFFFF
+
+
+def cut_after_change(path, number):
+    """Truncate a changelog right after change `number` (the junk behind it goes); return
+    the bytes cut. Only the tail is searched (see last_valid_change)."""
+    head = b"%d: " % number
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        start = max(0, size - TAIL_LIMIT)
+        f.seek(start)
+        tail = f.read()
+        position = tail.rfind(b"\n" + head)
+        if position < 0 and start == 0 and tail.startswith(head):
+            position = -1
+        elif position < 0:
+            return 0
+        end = tail.find(b"\n", position + 1)
+        if end < 0:
+            return 0
+        keep = start + end + 1
+        f.truncate(keep)
+        return size - keep
 
 
 def cut_torn_line(path):
@@ -362,6 +433,9 @@ class Inventory:
     def __init__(self, directories):
         self.metadata = []     # paths
         self.changelogs = []   # paths
+        self.skipped = []      # (path, line) of lines that are no changes of the sequence
+        self.ends_with_junk = {}   # path -> its last good change
+        self.newest_metadata = None    # path, once the versions were read (mfsrestore)
         for directory in directories:
             try:
                 names = sorted(os.listdir(directory))
@@ -383,8 +457,23 @@ class Inventory:
                     self.changelogs.append(path)
 
     def highest_change(self):
-        numbers = [n for n in (last_change(p) for p in self.changelogs) if n is not None]
+        """The highest change any changelog really holds; lines that are not changes of
+        that sequence (garbage, a bogus number) are skipped and listed in self.skipped."""
+        self.skipped = []
+        numbers = []
+        for path in self.changelogs:
+            number, skipped = last_valid_change(path)
+            self.skipped += [(path, line) for line in skipped]
+            if number is not None:
+                numbers.append(number)
+                if skipped:
+                    self.ends_with_junk[path] = number
         return max(numbers) if numbers else None
+
+    def junk_after(self, path):
+        """The last good change of a changelog followed by junk lines (cut in copies:
+        mfsmaster -a drops a whole changelog that ends in garbage), or None."""
+        return self.ends_with_junk.get(path)
 
 
 def copy_owned(source, target, uid, gid):

@@ -106,3 +106,36 @@ def test_ocf_tester_passes_for_the_installed_agent(lab, agent):
     result = lab.ns_run(argv, check=False, timeout=240, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed all tests" in result.stdout
+
+
+def test_a_full_disk_that_stops_the_changelog_fails_the_monitor(lab, agent, tmp_path):
+    """Issue 13.8: on a full DATA_PATH the changelog stops growing while the master serves
+    newer versions from memory (all lost in a crash), and monitor said all was well."""
+    data = lab.data_dir("small")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=755", "tmpfs", str(data)],
+                   check=True)
+    try:
+        os.chown(data, *lab_ids())
+        cfg = lab.master_cfg("small")
+        code, err = agent("start", config=cfg, create_filesystem="true")
+        assert code == 0, err
+        mnt = lab.mount()
+        os.mkdir(mnt / "before")
+        assert agent("monitor", config=cfg, interval=10000)[0] == 0
+        subprocess.run(["dd", "if=/dev/zero", f"of={data}/filler", "bs=64k"],
+                       capture_output=True)                     # fills it: ENOSPC
+        for round in range(2):              # (the changelog's last page takes ~40 lines)
+            for index in range(150):
+                os.mkdir(mnt / f"full{round}-{index}")
+            code, err = agent("monitor", config=cfg, interval=10000)
+        assert code == 1 and "changelog stopped" in err and "KiB free" in err, err
+        os.unlink(data / "filler")
+    finally:
+        lab.kill_master(data)
+        subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def lab_ids():
+    import pwd
+    user = pwd.getpwnam("mfs")
+    return user.pw_uid, user.pw_gid

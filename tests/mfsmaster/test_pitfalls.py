@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -405,3 +406,87 @@ def test_a_stale_node_starts_only_when_the_loss_is_accepted_for_that_record(lab,
     assert code == 0 and "the changes in between are lost" in err, err
     assert started_dirs(lab) == 10
     assert int(agent.recorded().split(":")[1]) < int(recorded.split(":")[1])   # follows it
+
+
+def test_a_metalogger_started_after_a_restore_downloads_its_metadata(lab, agent, crashed):
+    """Issue 13.1 (the part that works): the newest placed metadata file gets the name a
+    normal start leaves, metadata.mfs.back, so a metalogger's download starts at once."""
+    crashed.kill()
+    code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
+    assert code == 0, err
+    lab.start_metalogger("metalogger2")
+    lab.wait_for(lambda: "metadata downloaded" in lab.log("metalogger2")
+                 or "download start error" in lab.log("metalogger2"),
+                 "the new metalogger to try a download", timeout=30)
+    assert "download start error" not in lab.log("metalogger2")
+
+
+def test_sources_on_a_bind_mount_of_the_same_filesystem_are_copied_not_linked(lab, agent,
+                                                                            crashed):
+    """Issue 13.5: a bind mount has DATA_PATH's st_dev, but link() across two mounts fails
+    with EXDEV: single-pass could not start. Now it copies what it cannot link."""
+    crashed.kill()
+    binds = []
+    try:
+        for name, source in (("ml-bind", crashed.metalogger), ("data-bind", crashed.data)):
+            target = lab.root / name
+            target.mkdir()
+            subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+            binds.append(target)
+        assert os.stat(binds[0]).st_dev == os.stat(crashed.standby_data).st_dev
+        code, err = agent("start", config=crashed.standby,
+                          metadata_sources=" ".join(map(str, binds)))
+        assert code == 0, err
+        assert started_dirs(lab) == 10
+    finally:
+        lab.kill_master(crashed.standby_data)
+        for target in binds:
+            subprocess.run(["umount", str(target)], check=False)
+
+
+@pytest.mark.parametrize("junk", [b"999999: 1700000000|CREATE(1,x,1,438,18,0,0,0):2\n",
+                                  b"garbage\nmore garbage\n"])
+def test_lines_that_are_no_changes_of_the_sequence_are_skipped_not_believed(lab, agent,
+                                                                            crashed, junk):
+    """Issue 13.4: one bogus line made start refuse a restore that bare mfsmaster -a
+    completes with every file; garbage lines made a whole changelog drop out of the count.
+    Now such lines are skipped, each named in a warning."""
+    crashed.kill()
+    changelog = crashed.metalogger / "changelog_ml.0.mfs"
+    with open(changelog, "ab") as f:
+        f.write(junk)
+    code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
+    assert code == 0, err
+    assert "not a change continuing the changelog's sequence" in err, err
+    assert started_dirs(lab) == 10
+
+
+def test_a_metalogger_started_after_a_restore_can_carry_the_next_failover(lab, agent, crashed,
+                                                                          request):
+    """Issue 13.1: after a single-pass restore the master had no metadata.mfs.back; a
+    metalogger started afterwards logged "download start error" and kept no metadata, so
+    the next failover from it failed ("no valid metadata file") until the hourly save."""
+    if agent.restore_method == "single-pass":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="issue 13.1, half done: the metalogger now downloads "
+            "metadata.mfs.back, but only changelog.0/.1 with it, and a restore whose changes "
+            "came from several files leaves them in changelog.1 and .2 (a gap); needs the "
+            "placed changelogs merged into one file"))
+    crashed.kill()
+    code, err = agent("start", config=crashed.standby, metadata_sources=crashed.metalogger)
+    assert code == 0, err
+    fresh = lab.start_metalogger("metalogger2")
+    # (metadata_ml.tmp while the downloaded file is still the new, empty filesystem's)
+    lab.wait_for(lambda: "metadata downloaded" in lab.log("metalogger2"),
+                 "the new metalogger to download the metadata", timeout=30)
+    assert "download start error" not in lab.log("metalogger2")
+    make_dirs(crashed.mnt, "after", 2)
+    lab.wait_for(lambda: (fresh / "changelog_ml.0.mfs").exists()
+                 and last_change(fresh / "changelog_ml.0.mfs")
+                 == last_change(crashed.standby_data / "changelog.0.mfs"),
+                 "the new metalogger to follow the restored master")
+    lab.kill_master(crashed.standby_data)
+    third = lab.master_cfg("third")
+    code, err = agent("start", config=third, metadata_sources=fresh)
+    assert code == 0, err
+    assert started_dirs(lab) == 12
