@@ -199,7 +199,7 @@ class DrbdMixin:
                 node.run(["mkdir", "-p", mountpoint])
                 node.run(["drbdadm", "down", r], timeout=60)
 
-    def proc_drbd(self, cluster):
+    def proc_drbd_variables(self, cluster):
         """PROC_DRBD for the pcs scripts: the emulator's stand-in on the namespace lab."""
         return {} if cluster.backend == "vm" else \
             {"PROC_DRBD": str(cluster.lab_dir / "drbd" / "proc-here" / "drbd")}
@@ -247,7 +247,7 @@ class DrbdStack(DrbdMixin, Stack):
             node.run(["sh", "-c", f"set -e; mkdir -p {mp}; drbdadm up {r}; "
                       f"drbdadm primary --force {r}; mkfs.ext4 -q -F {dev}; "
                       f"drbdadm secondary {r}; drbdadm down {r}"], timeout=120)
-            variables.update(self.proc_drbd(cluster))
+            variables.update(self.proc_drbd_variables(cluster))
             with step(f"configuring the DRBD stack with {script.name}", cluster.explain):
                 node.run(["env", *[f"{k}={v}" for k, v in variables.items()], "sh", script],
                          timeout=180)
@@ -336,7 +336,7 @@ class NfsDrbdStack(DrbdMixin, Stack):
                       f"VIP={self.vip}", "MONITOR=5s", "MKFS=yes",
                       # no kernel nfsd in the namespace lab: statd runs from boot
                       "MANAGE_NFS_SERVER=no",
-                      *[f"{k}={v}" for k, v in self.proc_drbd(cluster).items()],
+                      *[f"{k}={v}" for k, v in self.proc_drbd_variables(cluster).items()],
                       "bash", script],
                      timeout=180)
         with step("waiting for the NFS service", cluster.explain):
@@ -610,7 +610,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
             node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
                       f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
                       f"MOUNTPOINT={self.data_path}",
-                      *[f"{k}={v}" for k, v in self.proc_drbd(cluster).items()],
+                      *[f"{k}={v}" for k, v in self.proc_drbd_variables(cluster).items()],
                       "sh", script], timeout=180)
         self.start_client(cluster)
 
