@@ -251,8 +251,21 @@ def restore(res, cfg, inventory, highest):
                  f"{len(inventory.changelogs)} changelog(s), changes up to {highest} "
                  f"({res.params.restore_method})")
     if res.params.restore_method == "staged":
-        version = restore_staged(res, cfg, inventory, expected, metaid)
-        launch(res, cfg)
+        changes = DataPathChanges(cfg)
+        version = restore_staged(res, cfg, inventory, expected, metaid, changes)
+        try:
+            launch(res, cfg)
+        except BaseException:
+            # The checked metadata is installed but the master did not start (a failed
+            # start even re-saves metadata files): DATA_PATH goes back to what it was,
+            # which restores again, rather than stay half-installed.
+            if stop_unchecked_master(res, cfg):
+                try:
+                    changes.undo()
+                except OSError as err:
+                    res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
+            raise
+        prune_replaced(cfg)
     else:
         version = restore_while_starting(res, cfg, inventory, expected, metaid)
     res.log.notice(f"restored metadata version {version} in {cfg.data_path}")
@@ -280,7 +293,7 @@ def restore_while_starting(res, cfg, inventory, expected, metaid):
     changes = DataPathChanges(cfg)
     try:
         place_sources(res, cfg, inventory, changes)
-        launch(res, cfg, auto_restore=True)
+        launch(res, cfg, auto_restore=True, origins=changes.origins)
         _, info = master_status(res, cfg)
         if info is None:
             raise OCFError(ERR_GENERIC, "mfsmaster -a start: the master stopped answering")
@@ -303,6 +316,7 @@ class DataPathChanges:
         self.cfg = cfg
         self.before = set(os.listdir(cfg.data_path))
         self.added = []     # names placed into DATA_PATH
+        self.origins = {}   # name placed or renamed -> the source it came from
         self.moved = []     # (name, where the original went)
         self.replaced = None
 
@@ -316,9 +330,11 @@ class DataPathChanges:
             number += 1
         return template.format(number)
 
-    def add(self, staged, name):
+    def add(self, staged, name, origin=None):
         os.rename(staged, self.cfg.path_in_data(name))
         self.added.append(name)
+        if origin:
+            self.origins[name] = origin
 
     def move(self, name, target):
         os.rename(self.cfg.path_in_data(name), target)
@@ -338,7 +354,10 @@ class DataPathChanges:
         one's data, and left behind it would join the next restore as a fork."""
         import shutil
         for name in reversed(self.added):
-            os.unlink(self.cfg.path_in_data(name))
+            try:
+                os.unlink(self.cfg.path_in_data(name))
+            except FileNotFoundError:
+                pass    # a master that failed to start renames metadata.mfs (to .back)
         # An original renamed inside DATA_PATH (changelog.0.mfs) is not new: keep it.
         ours = self.before - {name for name, _ in self.moved} | {
             os.path.basename(target) for _, target in self.moved
@@ -391,20 +410,21 @@ def place_sources(res, cfg, inventory, changes):
                     res.log.warning(f"{path}: cut a torn last line or junk after change {junk} "
                                     f"({cut} bytes) in a copy")
             if changelog:
-                changes.add(staged, changes.free_name("changelog.{}.mfs"))
+                changes.add(staged, changes.free_name("changelog.{}.mfs"), path)
             elif path == inventory.newest_metadata and changes.free("metadata.mfs.back"):
                 # The name a normal start leaves (and bare -a start finds): what a
                 # metalogger downloads. Without it a metalogger started after the
                 # failover keeps no metadata until the master's first hourly save.
-                changes.add(staged, "metadata.mfs.back")
+                changes.add(staged, "metadata.mfs.back", path)
             else:
-                changes.add(staged, changes.free_name("metadata.mfs.back.{}"))
+                changes.add(staged, changes.free_name("metadata.mfs.back.{}"), path)
             if local:  # only now: killed in between, both are there and nothing is missing
                 target = changes.move_aside(name)
                 res.log.info(f"{path}: original kept in {target}")
         if os.path.lexists(cfg.path_in_data("changelog.0.mfs")):  # not moved aside as torn
-            changes.move("changelog.0.mfs",
-                         cfg.path_in_data(changes.free_name("changelog.{}.mfs")))
+            renamed = changes.free_name("changelog.{}.mfs")
+            changes.move("changelog.0.mfs", cfg.path_in_data(renamed))
+            changes.origins[renamed] = cfg.path_in_data("changelog.0.mfs")
     finally:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
@@ -464,13 +484,14 @@ def stop_unchecked_master(res, cfg):
     return lock_holder(cfg.path_in_data(LOCK_FILE)) is None
 
 
-def restore_staged(res, cfg, inventory, expected, metaid):
-    """Restore into a staging directory, check the result with mfsmetadump, install it."""
+def restore_staged(res, cfg, inventory, expected, metaid, changes):
+    """Restore into a staging directory, check the result with mfsmetadump, install it
+    (recorded in changes, so that a master that then fails to start can be undone)."""
     import shutil
     uid, gid = cfg.ids()
     staging = fresh_staging(cfg)
     try:
-        gather(res, inventory, staging, uid, gid)
+        origins = gather(res, inventory, staging, uid, gid)
         # Only now does WORKING_USER get the directory (mfsmaster -a writes there):
         # while root copies files in, nobody else can plant a symlink to write through.
         os.chmod(staging, 0o750)
@@ -482,13 +503,14 @@ def restore_staged(res, cfg, inventory, expected, metaid):
         result = res.run([res.params.mfsmaster, "-c", staged_cfg, "-a", "restore"],
                          timeout=max(5.0, res.time_left() - 15), quiet=True)
         if result.rc != 0:
-            raise OCFError(ERR_GENERIC, mfsmaster_failure(result, "mfsmaster -a restore"))
+            raise OCFError(ERR_GENERIC, mfsmaster_failure(result, "mfsmaster -a restore",
+                                                          origins))
         restored = os.path.join(staging, "metadata.mfs")
         if metadata_header(restored) is None:
             raise OCFError(ERR_GENERIC, "mfsmaster -a restore wrote no metadata.mfs")
         version, _ = metadata_version(res, restored)
         check_restored_version(res, version, expected, metaid, "mfsmaster -a restore")
-        install(res, cfg, staging)
+        install(res, cfg, staging, changes)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version
@@ -500,33 +522,37 @@ def gather(res, inventory, staging, uid, gid):
     mfsmaster -a reads each file's content to choose the newest metadata and
     chain changelogs, so the names only need the right family and to be unique.
     """
+    origins = {}
     for index, source in enumerate(inventory.metadata, 1):
         copy_owned(source, os.path.join(staging, f"metadata.mfs.back.{index}"), uid, gid)
+        origins[f"metadata.mfs.back.{index}"] = source
     for index, source in enumerate(inventory.changelogs, 1):
         target = os.path.join(staging, f"changelog.{index}.mfs")
+        origins[f"changelog.{index}.mfs"] = source
         copy_owned(source, target, uid, gid)
         cut = cut_junk(target, inventory.junk_after(source))
         if cut:
             res.log.warning(f"{source}: cut a torn last line or junk ({cut} bytes) in the "
                             "staging copy")
+    return origins
 
 
-def install(res, cfg, staging):
-    """Put the restored metadata in, then move the old metadata and changelogs aside.
+def install(res, cfg, staging, changes):
+    """Put the restored metadata in, then move the old metadata and changelogs aside
+    (into DATA_PATH/pyha-replaced.*), each step recorded in changes.
 
     In this order an agent killed half-way leaves a directory that starts (the
     restored metadata.mfs is there) or restores again (the old files are)."""
-    replaced = new_replaced_dir(cfg)
     for name in ("metadata.crc", "metadata.mfs"):  # metadata.mfs last: it makes the directory valid
         if os.path.lexists(cfg.path_in_data(name)):
-            os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
+            changes.move_aside(name)
         if os.path.exists(os.path.join(staging, name)):
-            os.rename(os.path.join(staging, name), cfg.path_in_data(name))
+            changes.add(os.path.join(staging, name), name)
     for name in os.listdir(cfg.data_path):
         # Only the master's own files: a metalogger may share DATA_PATH and its
         # changelog_ml*/metadata_ml* files are its own (and only ever read here).
         if name.startswith(("changelog.", "metadata.mfs.")) and (
-                is_metadata_file(name) or is_changelog(name)):
-            os.rename(cfg.path_in_data(name), os.path.join(replaced, name))
-    res.log.info(f"previous metadata and changelogs kept in {replaced}")
-    prune_replaced(cfg)
+                is_metadata_file(name) or is_changelog(name)) and name not in changes.added:
+            changes.move_aside(name)
+    if changes.replaced:
+        res.log.info(f"previous metadata and changelogs kept in {changes.replaced}")

@@ -485,9 +485,21 @@ def copy_owned(source, target, uid, gid):
         os.fchown(out.fileno(), uid, gid)
 
 
-def mfsmaster_failure(result, command):
-    """The exit reason for a failed mfsmaster command (-a restore, -a start, start)."""
-    output = result.out + result.err
+def name_sources(text, origins):
+    """text with the restore's internal file names (the staging copies, the files placed
+    into DATA_PATH) replaced by the sources they came from: the user can find those."""
+    import re
+    if not origins:
+        return text
+    names = sorted(origins, key=len, reverse=True)
+    pattern = re.compile("(?<![\\w./])(" + "|".join(map(re.escape, names)) + ")(?![\\w])")
+    return pattern.sub(lambda m: origins[m.group(1)], text)
+
+
+def mfsmaster_failure(result, command, origins=None):
+    """The exit reason for a failed mfsmaster command (-a restore, -a start, start);
+    origins maps internal file names to their sources (see name_sources)."""
+    output = name_sources(result.out + result.err, origins)
     if result.timed_out:
         return f"{command} timed out (raise the start timeout)"
     if "hole in change files" in output:
@@ -502,14 +514,14 @@ def mfsmaster_failure(result, command):
     return f"{command} failed (exit {result.rc}): {' / '.join(last)}"
 
 
-def launch(res, cfg, auto_restore=False):
+def launch(res, cfg, auto_restore=False, origins=None):
     """mfsmaster start (with -a: restoring from DATA_PATH's files); returns once it answers."""
     argv = [res.params.mfsmaster, *(["-a"] if auto_restore else []), "-c", cfg.path, "start"]
     result = res.run(argv, timeout=max(5.0, res.time_left() - 5), quiet=True)
     if result.rc != 0:
         wait_for_lock_release(res, cfg, min(5, res.time_left() - 1))
         command = "mfsmaster -a start" if auto_restore else "mfsmaster start"
-        raise OCFError(ERR_GENERIC, mfsmaster_failure(result, command))
+        raise OCFError(ERR_GENERIC, mfsmaster_failure(result, command, origins))
     while True:
         holder, info = master_status(res, cfg)
         if holder is not None and info is not None:

@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -138,6 +140,9 @@ def test_changelog_gap_is_refused_and_nothing_is_touched(lab, agent, crashed):
     code, err = agent("start", config=crashed.standby, metadata_sources=gap)
     assert_refused_and_untouched(lab, agent, crashed, code, err, "changelog gap")
     assert snapshot(gap) == before
+    # Issue 13.7: the reason names the file the user has, not the agent's internal copy.
+    reason = next(line for line in err.splitlines() if line.startswith("ocf-exit-reason:"))
+    assert str(gap / "changelog.0.mfs") in reason, reason
 
 
 def test_metadata_of_a_different_filesystem_is_refused(lab, agent, crashed):
@@ -490,3 +495,36 @@ def test_a_metalogger_started_after_a_restore_can_carry_the_next_failover(lab, a
     code, err = agent("start", config=third, metadata_sources=fresh)
     assert code == 0, err
     assert started_dirs(lab) == 12
+
+
+
+def test_a_staged_restore_whose_master_fails_to_start_leaves_data_path_as_it_was(
+        lab, agent, crashed):
+    """Issue 13.7: when the checked, installed metadata's master did not start (here: the
+    client port taken), staged left metadata.mfs, metadata.crc and pyha-replaced.* behind."""
+    if agent.restore_method != "staged":
+        pytest.skip("the single-pass undo is tested above")
+    crashed.kill()
+    before = snapshot(crashed.data)
+    blocker = lab.spawn("port-blocker", [sys.executable, "-c",
+                        "import socket, time; s = socket.socket(); "
+                        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                        "s.bind(('0.0.0.0', 9421)); s.listen(); time.sleep(600)"])
+    time.sleep(0.5)
+    try:
+        code, err = agent("start", config=crashed.primary, metadata_sources=crashed.metalogger,
+                          timeout=30)
+        assert code == 1, err
+    finally:
+        blocker.kill()
+        blocker.wait()
+    assert not lab.master_pids(crashed.data)
+    after = snapshot(crashed.data)
+    assert after.keys() == before.keys(), sorted(set(after) ^ set(before))
+    locks = {".mfsmaster.lock", ".bgwriter.lock"}       # hold the last holder's pid only
+    assert {k: v for k, v in after.items() if k not in locks} == \
+        {k: v for k, v in before.items() if k not in locks}
+    assert not [n for n in os.listdir(crashed.data) if n.startswith("pyha-")]
+    code, err = agent("start", config=crashed.primary, metadata_sources=crashed.metalogger)
+    assert code == 0, err
+    assert started_dirs(lab) == 10
