@@ -1,4 +1,4 @@
-"""python3 -m ocf_agents install|uninstall|list|metadata
+"""python3 -m ocf_agents install|uninstall|list|metadata|migrate
 
 install writes one small executable per agent into
 $OCF_ROOT/resource.d/pyha/. Each wrapper runs the interpreter isolated (-I:
@@ -113,6 +113,12 @@ def main(argv=None):
         p.add_argument("--destdir", default="", help="staging root for packaging")
         p.add_argument("--python", help="interpreter for the wrappers (default /usr/bin/python3)")
         p.set_defaults(func=func)
+    p = commands.add_parser("migrate", help="print a pcs script equivalent to a heartbeat "
+                            "haresources file or a keepalived.conf")
+    p.add_argument("kind", choices=("haresources", "keepalived"))
+    p.add_argument("file")
+    p.set_defaults(func=lambda args: __import__("ocf_agents.migrate").migrate.main(
+        args.kind, args.file))
     p = commands.add_parser("list", help="list the agents")
     p.set_defaults(func=lambda args: print("\n".join(available_agents())) or 0)
     p = commands.add_parser("metadata", help="print, --write DIR or --check DIR the meta-data")
