@@ -26,8 +26,3 @@ if ((${#missing[@]})); then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-
-# pytest-subprocess is not packaged by Debian 12.
-if ! /usr/bin/python3 -c "import pytest_subprocess" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages pytest-subprocess
-fi
