@@ -128,8 +128,9 @@ class DrbdMixin:
         # still says "up, Primary" otherwise.  A cable cut is NOT passed on:
         # with DRBD's `fencing resource-and-stonith` the cut Primary freezes
         # its I/O until the peer fenced it, so it never starts a new data
-        # generation and resyncs cleanly on return; the emulator has no such
-        # freeze, so the lab lets the fence's crash hook end the connection.
+        # generation and resyncs cleanly on return; the lab's emulated resource
+        # runs without DRBD's fencing handlers (the emulator could freeze, given a
+        # fence-peer handler), so the lab lets the fence's crash hook end the connection.
         # The split-brain test (fencing off) cuts the emulator's link itself.
         hooks = cluster.setup.setdefault("hooks", {})
         hooks["power_off"] = [[emu, "crash", "{node}"]]

@@ -200,3 +200,13 @@ class Lab(Emu):
                     words[words.index("--node") + 1] == node:
                 value = words[words.index("--update") + 1] if "--update" in words else None
         return value
+
+
+def start_pair(lab, params=None, **init):
+    """The tests' usual start: resource r0 made (init options), the agent started on
+    node1 and node2."""
+    lab.init("r0", **init)
+    for n in ("node1", "node2"):
+        p = lab.agent(n, "start", params)
+        assert p.returncode == 0, p.stderr
+    return lab

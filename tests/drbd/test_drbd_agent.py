@@ -7,18 +7,10 @@ import time
 
 import pytest
 
-from rigs.drbd import EMU_BIN
+from rigs.drbd import EMU_BIN, start_pair
 
 
 # ------------------------------------------------------------------- agent x emulator
-
-def start_pair(lab, params=None, **init):
-    lab.init("r0", **init)
-    for n in ("node1", "node2"):
-        p = lab.agent(n, "start", params)
-        assert p.returncode == 0, p.stderr
-    return lab
-
 
 @pytest.mark.parametrize("mode", ["9", "8.4"])
 def test_lifecycle_start_promote_demote_stop(lab, mode):

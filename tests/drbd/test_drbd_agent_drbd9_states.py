@@ -6,15 +6,9 @@ promote, suspended I/O.  What the agent reports: monitor's exit code and the mas
 import os
 import time
 
+from rigs.drbd import start_pair
+
 SCORE = "master-p_drbd_r0"
-
-
-def start_pair(lab, params=None, **init):
-    lab.init("r0", **init)
-    for n in ("node1", "node2"):
-        p = lab.agent(n, "start", params)
-        assert p.returncode == 0, p.stderr
-    return lab
 
 
 def test_two_primaries_that_did_not_write_while_apart_reconnect_healthy(lab):
