@@ -28,11 +28,22 @@ def default_python():
     return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
-def wrapper_text(agent, python):
+def package_parent(destdir):
+    """The directory the wrappers put on sys.path: this package's own, less the
+    staging root when the package was itself staged there (a Debian build runs
+    install from debian/<package>/usr/lib/python3/dist-packages)."""
+    if destdir:
+        root = os.path.abspath(destdir)
+        if os.path.commonpath([root, PACKAGE_PARENT]) == root:
+            return os.path.normpath(os.path.join("/", os.path.relpath(PACKAGE_PARENT, root)))
+    return PACKAGE_PARENT
+
+
+def wrapper_text(agent, python, parent=PACKAGE_PARENT):
     return (f"#!{python} -IS\n"
             f"{MARKER}: ocf:{PROVIDER}:{agent}\n"
             "import sys\n"
-            f"sys.path.insert(0, {PACKAGE_PARENT!r})\n"
+            f"sys.path.insert(0, {parent!r})\n"
             f"from ocf_agents.{agent} import AGENT\n"
             "AGENT.main()\n")
 
@@ -49,7 +60,8 @@ def install(args):
         path = os.path.join(target, agent)
         tmp = path + ".new"
         with open(tmp, "w") as f:
-            f.write(wrapper_text(agent, args.python or default_python()))
+            f.write(wrapper_text(agent, args.python or default_python(),
+                                 package_parent(args.destdir)))
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)
         print(f"installed ocf:{PROVIDER}:{agent} -> {path}")

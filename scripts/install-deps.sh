@@ -15,6 +15,9 @@ DEBS=(
   # tests and benchmarks
   libxml2-utils iproute2 psmisc procps util-linux mount kmod e2fsprogs xfsprogs strace
   python3 python3-pytest python3-pip python3-psutil python3-hypothesis
+  # building the Debian package (debian/, tests/packaging): dpkg-buildpackage -b
+  build-essential dpkg-dev debhelper dh-python python3-all python3-setuptools
+  pybuild-plugin-pyproject python3-build python3-installer python3-wheel
 )
 
 missing=()
