@@ -1,7 +1,10 @@
-"""The DRBD stack (pcs-examples/drbd.sh) on the kernel's DRBD 8.4 (VM backend): the real
-module on both nodes, ocf:pyha:drbd's promotion scores in crm_mon -A, a power loss of
-the Primary promotes the peer with the data intact, and after the old node resynced the
-service moves back to it with every file (read from the resynced disk)."""
+"""The DRBD stack (pcs-examples/drbd.sh) on the kernel's DRBD 8.4 (VM backend), one VM
+cluster for the whole module: the real module on both nodes, ocf:pyha:drbd's promotion
+scores in crm_mon -A; resource-level fencing (crm-fence-peer/crm-unfence-peer) with only
+the replication link cut; stop_outdates_secondary; a real split brain reported and
+recovered by split_brain_recovery; then a power loss of the Primary promotes the peer with
+the data intact, and after the old node resynced the service moves back to it with every
+file (read from the resynced disk)."""
 import hashlib
 import os
 import re
@@ -38,18 +41,6 @@ def test_proc_drbd_is_the_real_module_and_crm_mon_shows_the_scores(drbd):
               if "master-drbd_r0" in line]
     assert len(scores) == 2 and all(score > 0 for score in scores), attrs
 
-def test_power_loss_of_the_primary_promotes_the_peer_and_the_old_node_resyncs(drbd):
-    cluster, stack = drbd
-    crash = run_scenario(cluster, stack, "crash", timeout=180)
-    RESULTS.append(crash)
-    assert stack.drbd_state(cluster, crash.failed_node) == ("Secondary", "UpToDate")
-    # Back to the node that lost its power: its disk now holds what the peer wrote.
-    back = run_scenario(cluster, stack, "standby", timeout=180)
-    RESULTS.append(back)
-    assert back.new_node == crash.failed_node
-    stack.check_data(cluster, cluster.node(back.new_node))
-
-
 # ---- resource-level fencing, stop_outdates_secondary and split brain on the real module ----
 # Only DRBD's replication link is cut (its TCP port dropped by tc on the Primary's eth0):
 # corosync keeps talking, so nothing is STONITHed and DRBD's own fencing has to do the work.
@@ -58,9 +49,9 @@ FENCE_CONSTRAINT = "drbd-fence-by-handler-r0-drbd_r0-clone"   # crm-fence-peer.s
 
 
 def _pair(cluster, stack):
-    """(Primary, Secondary) once the cluster is idle (no filesystem start pending: a write
-    must land on DRBD)."""
-    cluster.nodes[0].run(["crm_resource", "--wait", "--timeout=120"], timeout=150)
+    """(Primary, Secondary) once the cluster is idle (no reload or filesystem start pending:
+    a write must land on DRBD)."""
+    cluster.nodes[0].run(["crm_resource", "--wait", "--timeout=240"], timeout=270)
     primary = stack.wait_active(cluster, timeout=120)
     return primary, next(n for n in cluster.nodes[:2] if n is not primary)
 
@@ -173,10 +164,10 @@ def test_stop_outdates_secondary_outdates_the_disconnected_secondary_which_is_ne
     Outdated in the kernel, has no promotion score and the module refuses to make it
     Primary; after the link heals it resyncs to UpToDate."""
     cluster, stack = drbd
-    primary, secondary = _pair(cluster, stack)
     r = stack.drbd_resource
     t0 = time.monotonic()
     cluster.pcs("resource", "update", "drbd_r0", "stop_outdates_secondary=true")
+    primary, secondary = _pair(cluster, stack)
     stack.cut_replication(cluster, primary)
     try:
         stack.write_data(cluster, "before-outdate")
@@ -219,13 +210,13 @@ def test_real_split_brain_is_reported_three_ways_and_recovery_keeps_the_primarys
     -A, the monitor's exit reason) and split_brain_recovery=discard-secondary recovers
     it: the Secondary's block is gone, the Primary's file kept, both UpToDate."""
     cluster, stack = drbd
-    primary, secondary = _pair(cluster, stack)
     r, dev = stack.drbd_resource, stack.drbd_device
-    nodes = (primary, secondary)
     t0 = time.monotonic()
     stack.apply_real_drbd_conf(cluster, stack.real_drbd_conf(
         cluster, fencing=False, after_sb_1pri="disconnect"))
     cluster.pcs("resource", "update", "drbd_r0", "split_brain_recovery=discard-secondary")
+    primary, secondary = _pair(cluster, stack)   # after the agent's reload settled
+    nodes = (primary, secondary)
     marker = os.urandom(2048).hex()   # one 4 KiB block
     try:
         stack.cut_replication(cluster, primary)
@@ -274,3 +265,18 @@ def test_real_split_brain_is_reported_three_ways_and_recovery_keeps_the_primarys
               f"{time.monotonic() - t_heal:.1f}s, whole test {time.monotonic() - t0:.0f}s")
     finally:
         stack.apply_real_drbd_conf(cluster, stack.real_drbd_conf(cluster))
+
+
+# Last: the power loss runs with the parameters and drbd.conf the tests above left
+# (stop_outdates_secondary=true, split_brain_recovery=discard-secondary, fencing back on):
+# the peer of a Primary that lost its power is still promoted.
+def test_power_loss_of_the_primary_promotes_the_peer_and_the_old_node_resyncs(drbd):
+    cluster, stack = drbd
+    crash = run_scenario(cluster, stack, "crash", timeout=180)
+    RESULTS.append(crash)
+    assert stack.drbd_state(cluster, crash.failed_node) == ("Secondary", "UpToDate")
+    # Back to the node that lost its power: its disk now holds what the peer wrote.
+    back = run_scenario(cluster, stack, "standby", timeout=180)
+    RESULTS.append(back)
+    assert back.new_node == crash.failed_node
+    stack.check_data(cluster, cluster.node(back.new_node))
