@@ -272,8 +272,14 @@ def test_real_split_brain_is_reported_three_ways_and_recovery_keeps_the_primarys
 # the peer of a Primary that lost its power is still promoted.
 def test_power_loss_of_the_primary_promotes_the_peer_and_the_old_node_resyncs(drbd):
     cluster, stack = drbd
+    outdated = "disk( UpToDate -> Outdated )"
+    before = {n.name: len(_kernel_log(n, outdated)) for n in cluster.nodes[:2]}
     crash = run_scenario(cluster, stack, "crash", timeout=180)
     RESULTS.append(crash)
+    # stop_outdates_secondary=true did not outdate the survivor for the dead Primary
+    # (Pacemaker's promoted list still names it in the notifications of its stop).
+    survivor = cluster.node(crash.new_node)
+    assert len(_kernel_log(survivor, outdated)) == before[survivor.name]
     assert stack.drbd_state(cluster, crash.failed_node) == ("Secondary", "UpToDate")
     # Back to the node that lost its power: its disk now holds what the peer wrote.
     back = run_scenario(cluster, stack, "standby", timeout=180)
