@@ -11,6 +11,7 @@
   python3 -m lab status | run NODE CMD... | down
 """
 import argparse
+from pathlib import Path
 import sys
 import time
 
@@ -55,9 +56,16 @@ def cmd_up(args):
 
 def cmd_down(args):
     cluster = Cluster.load(args.lab_dir) or Cluster(3, args.lab_dir)
+    lab_dir = Path(args.lab_dir)
+    # The VM backend's network (netns pyha-vm) and fence agent are global: only a VM lab's
+    # `down` removes them (a namespace lab's `down` cut a running VM lab's network and
+    # deleted its fence agent under it).
+    vm_lab = cluster.backend == "vm" or (lab_dir / "power.pid").exists() or \
+        any(lab_dir.glob("*/vm.json"))
     cluster.destroy()
-    from .vm import vm_leftovers
-    vm_leftovers(args.lab_dir)
+    if vm_lab:
+        from .vm import vm_leftovers
+        vm_leftovers(args.lab_dir)
     say("lab removed")
 
 

@@ -17,6 +17,8 @@ from .util import LabError, run, step, wait_for
 # Where the DRBD emulator lives (rigs/drbd_emulator of this checkout unless
 # PYHA_LAB_DRBD_EMULATOR points elsewhere).
 EMULATOR_DIR = Path(os.environ.get("PYHA_LAB_DRBD_EMULATOR", drbd_emulator.HOME))
+# DRBD's split-brain handler as pcs-examples/drbd.sh advises (ocf:pyha:drbd's command).
+SPLIT_BRAIN_HANDLER = "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler"
 
 
 class Stack:
@@ -108,6 +110,7 @@ class DrbdMixin:
     drbd_resource = "r0"
     drbd_minor = 213            # /dev/drbd213: unlikely to collide with anything
     drbd_size = "64M"
+    drbd_port = 7789
 
     @property
     def drbd_device(self):
@@ -151,29 +154,67 @@ class DrbdMixin:
     def prepare_real_drbd(self, cluster):
         """The VM backend: the kernel's DRBD 8.4 on each node's second disk (/dev/vdb),
         the module loaded at boot, the resource in /etc/drbd.d on both nodes."""
-        nodes = cluster.nodes[:2]
-        hosts = "".join(f"    on {n.name} {{ address {n.address}:7789; }}\n" for n in nodes)
         files = cluster.setup.setdefault("files", {})
-        files[f"/etc/drbd.d/{self.drbd_resource}.res"] = {"text": (
-            f"resource {self.drbd_resource} {{\n    device {self.drbd_device};\n"
-            "    disk /dev/vdb;\n    meta-disk internal;\n"
-            # LINBIT's advice with Pacemaker: resource-level fencing through the CIB on
-            # top of STONITH, and a returning Secondary's changes after a cut (written
-            # before the power switch reached it) discarded, never a manual split brain.
-            "    disk { fencing resource-and-stonith; }\n"
-            "    handlers {\n"
-            '        fence-peer "/usr/lib/drbd/crm-fence-peer.sh";\n'
-            '        after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";\n'
-            "    }\n"
-            "    net {\n        protocol C;\n        after-sb-0pri discard-zero-changes;\n"
-            "        after-sb-1pri discard-secondary;\n        after-sb-2pri disconnect;\n"
-            "    }\n"
-            f"{hosts}}}\n")}
+        files[f"/etc/drbd.d/{self.drbd_resource}.res"] = {
+            "text": self.real_drbd_conf(cluster)}
         # No usage-count: the lab has no route to LINBIT's counter.
         files["/etc/drbd.d/global_common.conf"] = {"text": "global { usage-count no; }\n"
                                                             "common { }\n"}
         files["/etc/modules-load.d/pyha-lab-drbd.conf"] = {"text": "drbd\n"}
         cluster.save()
+
+    def real_drbd_conf(self, cluster, fencing=True, after_sb_1pri="discard-secondary"):
+        """drbd.conf's resource section for the VM nodes.  LINBIT's advice with Pacemaker
+        (the default): resource-level fencing through the CIB (crm-fence-peer places a
+        constraint, crm-unfence-peer removes it after the resync) on top of STONITH, and
+        a returning Secondary's changes after a cut (written before the power switch
+        reached it) discarded.  The split-brain handler is ocf:pyha:drbd's, as
+        pcs-examples/drbd.sh advises.  fencing=False and after_sb_1pri="disconnect"
+        (DRBD's default) let the split-brain test make a real one."""
+        hosts = "".join(f"    on {n.name} {{ address {n.address}:{self.drbd_port}; }}\n"
+                        for n in cluster.nodes[:2])
+        fence = ("    disk { fencing resource-and-stonith; }\n" if fencing
+                 else "    disk { fencing dont-care; }\n")
+        return (f"resource {self.drbd_resource} {{\n    device {self.drbd_device};\n"
+                "    disk /dev/vdb;\n    meta-disk internal;\n" + fence +
+                "    handlers {\n"
+                '        fence-peer "/usr/lib/drbd/crm-fence-peer.sh";\n'
+                '        after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";\n'
+                f'        split-brain "{SPLIT_BRAIN_HANDLER}";\n'
+                "    }\n"
+                "    net {\n        protocol C;\n        after-sb-0pri discard-zero-changes;\n"
+                f"        after-sb-1pri {after_sb_1pri};\n        after-sb-2pri disconnect;\n"
+                "    }\n"
+                f"{hosts}}}\n")
+
+    def apply_real_drbd_conf(self, cluster, text):
+        """A changed resource section on both nodes, applied to the running resource
+        (drbdadm adjust), as an administrator edits drbd.conf."""
+        path = f"/etc/drbd.d/{self.drbd_resource}.res"
+        for node in cluster.nodes[:2]:
+            node.write_file(path, text)
+        for node in cluster.nodes[:2]:
+            node.run(["drbdadm", "adjust", self.drbd_resource], timeout=60)
+
+    def cut_replication(self, cluster, node):
+        """Only DRBD's replication link of `node` goes down (its TCP port, both
+        directions, dropped on eth0 by tc: a firewall rule); corosync keeps talking."""
+        node.run(["tc", "qdisc", "add", "dev", "eth0", "clsact"])
+        for direction in ("ingress", "egress"):
+            for port in ("sport", "dport"):
+                node.run(["tc", "filter", "add", "dev", "eth0", direction, "protocol", "ip",
+                          "u32", "match", "ip", port, str(self.drbd_port), "0xffff",
+                          "action", "drop"])
+
+    def heal_replication(self, cluster, node):
+        node.run(["tc", "qdisc", "del", "dev", "eth0", "clsact"])
+
+    def proc_drbd(self, cluster, node):
+        """The resource's line of the kernel's /proc/drbd on node: cs:… ro:… ds:…"""
+        text = cluster.node(node).run(["cat", "/proc/drbd"], quiet=True).stdout
+        prefix = f"{self.drbd_minor}: "
+        return next((line.strip()[len(prefix):] for line in text.splitlines()
+                     if line.strip().startswith(prefix)), "")
 
     def init_real_drbd(self, cluster, mountpoint, subdirs=(), populate=""):
         """One-time: metadata on both disks, connected, the initial sync skipped (both

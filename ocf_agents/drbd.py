@@ -450,7 +450,12 @@ def stop(res):
 
 def promoted_elsewhere_notify(res):
     me = res.meta("on_node") or os.uname().nodename
-    return any(n != me for n in res.notify_unames("promoted") + res.notify_unames("promote"))
+    # A Primary that this transition stops (fenced after a power loss, put in standby) is
+    # no longer Primary: Pacemaker's promoted list is stale then (LINBIT's agent ignores
+    # it too). Outdating ourselves for it would leave nobody promotable.
+    leaving = set(res.notify_unames("stop"))
+    return any(n != me and n not in leaving
+               for n in res.notify_unames("promoted") + res.notify_unames("promote"))
 
 
 def promote(res):

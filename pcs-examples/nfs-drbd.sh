@@ -16,6 +16,22 @@
 # at boot (systemctl disable --now nfs-server: the cluster starts it), $VIP with
 # a name in /etc/hosts (sm-notify sends the name), and a working fence device
 # (DRBD without fencing risks split brain).
+#
+# DRBD's resource-level fencing (LINBIT's advice with Pacemaker) lives in drbd.conf, which
+# pcs cannot write: put this in the resource's file in /etc/drbd.d/ on BOTH nodes, then
+# `drbdadm adjust $DRBD_RESOURCE` (DRBD 9: fencing in net { }, handlers crm-fence-peer.9.sh
+# and unfence-peer "crm-unfence-peer.9.sh"):
+#     disk { fencing resource-and-stonith; }
+#     handlers {
+#         fence-peer "/usr/lib/drbd/crm-fence-peer.sh";
+#         after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";
+#         split-brain "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler";
+#     }
+# A broken replication link then freezes the Primary's I/O until crm-fence-peer has placed
+# a -INFINITY Promoted constraint for the other node in the CIB (stale data is never
+# promoted); the unfence handler removes it after the resync; the split-brain handler
+# makes ocf:pyha:drbd report a split brain at once (see pcs-examples/drbd.sh).  The
+# script warns when `drbdadm dump` on this node shows no fencing.
 set -euo pipefail
 
 NODES=${NODES:-"node1 node2"}            # the two nodes that hold the disk
@@ -45,6 +61,15 @@ MANAGE_NFS_SERVER=${MANAGE_NFS_SERVER:-yes}
 MKFS=${MKFS:-no}
 # PROC_DRBD (optional): where ocf:pyha:drbd reads the DRBD module version instead of
 # /proc/drbd (the namespace lab points it at the DRBD emulator's stand-in).
+
+# drbd.conf is not the cluster's: only warn (drbdadm may be missing here, or the resource
+# defined only on the cluster nodes when this runs on a management host).
+if command -v drbdadm >/dev/null 2>&1 && conf=$(drbdadm dump "$DRBD_RESOURCE" 2>/dev/null); then
+    if ! grep -Eq 'fencing[[:space:]]+"?resource-(only|and-stonith)' <<<"$conf"; then
+        echo "warning: DRBD resource $DRBD_RESOURCE has no resource-level fencing in drbd.conf" \
+             "(see the comment at the top of $0)" >&2
+    fi
+fi
 
 # 0. One-time: a filesystem on the replicated disk (the peer gets it by resync).
 if [ "$MKFS" = yes ]; then

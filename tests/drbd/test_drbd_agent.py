@@ -393,6 +393,22 @@ def test_notify_post_promote_outdates_disconnected_secondary(lab):
             assert lab.agent("node1", "notify", meta=m).returncode == 0
 
 
+def test_notify_naming_a_primary_that_is_being_stopped_does_not_outdate_the_survivor(lab):
+    # After a power loss Pacemaker fences the Primary and notifies the survivor of the dead
+    # instance's demote/stop with the promoted list still naming it (VM lab, DRBD 8.4):
+    # outdating there left nobody promotable.
+    params = {"stop_outdates_secondary": "true"}
+    start_pair(lab, params=params)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("crash", "node1")
+    meta = {"notify_type": "post", "notify_operation": "demote",
+            "notify_demote_uname": "node1", "notify_stop_uname": "node1",
+            "notify_master_uname": "node1"}
+    assert lab.agent("node2", "notify", params, meta).returncode == 0
+    assert "disk:UpToDate" in lab.run("node2", "drbdsetup", "status", "r0").stdout
+    assert lab.agent("node2", "promote", params).returncode == 0
+
+
 def test_failover_keeps_files_written_on_the_primary(lab):
     start_pair(lab, size="32M")
     dev = os.path.join(lab.dev, "drbd0")
