@@ -10,7 +10,12 @@ median wall time of the monitor, the programs it starts and the CIB writes (crm_
 --update/--delete) per monitor while nothing changes.
 
 - paired (pyha vs linbit): both agents' monitors on the same emulated resource, the same node,
-  the same environment and PATH, interleaved in one loop (the order flips every round).
+  the same environment and PATH, interleaved in one loop (the order flips every round); two
+  tables: drbdsetup/drbdadm are the emulator (a Python program, ~15-30 ms a call: LINBIT's
+  monitor makes three calls, pyha's one), then C stand-ins (compiled with cc, else sh) that
+  answer exactly the calls these monitors make with what the emulator answered (any other
+  call fails the run), which is closer to the real C tools. Each table also gives the ratio
+  of the two runs of every round (back to back), its median and quartiles: a check on noise.
   LINBIT's agent believes the DRBD module is loaded only if /proc/drbd exists, which only the
   kernel module provides. So this part runs in a private mount namespace (unshare(2) with
   CLONE_NEWNS, / made private recursively, so nothing propagates to the host) where a fresh
@@ -20,7 +25,9 @@ median wall time of the monitor, the programs it starts and the CIB writes (crm_
   DIR/realproc/self resolves per reading process (checked with a child `cat /proc/self/stat`);
   processes started after the set-up are reachable through /proc/self, not by listing /proc.
   The tmpfs is then remounted read-only. The namespace ends with its last process; the bench
-  then checks that no process is left in it and that no mount reached the host.
+  then checks that no process is left in it and that no mount reached the host. Both agents
+  run in it (pyha's proc_drbd is left at its default, /proc/drbd), so both see the same
+  "module". Needs root (unshare, mount), as the rest of the bench does for the emulator.
   Both agents get the same fake crm_attribute (node attributes kept as files, every call
   recorded; made of sh builtins only, so it starts no program of its own); LINBIT's
   crm_master is Pacemaker's real /usr/sbin/crm_master script, which calls it. The fake answers
@@ -72,6 +79,7 @@ except ImportError:     # the copy that a VM node runs with --worker has no chec
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"
 LINBIT_AGENT = "/usr/lib/ocf/resource.d/linbit/drbd"
+VM_PYHA_AGENT = "/usr/lib/ocf/resource.d/pyha/drbd"     # the lab links it to its ocf/ share
 CRM_FEATURE_SET = "3.16.2"      # what Pacemaker 2.1.5 (Debian 12) passes to agents
 # The calls a steady-state monitor makes (pyha: the first; LINBIT: all), answered by the
 # paired comparison's stand-ins as the emulator answered them; any other call fails (rc 20).
@@ -610,6 +618,13 @@ def paired_table(res, nodes, want, runs, labels=None):
               f"{res['cib_writes'][p]:12.1f}{res['cib_writes'][l]:14.1f}")
         ok &= ratio <= 0.5 and res["cib_writes"][p] == 0 and (pp is None or pp <= 1)
     for node in nodes:
+        per_round = [a / b for a, b in zip(res["wall"][f"pyha-{node}"],
+                                           res["wall"][f"linbit-{node}"])]
+        if len(per_round) >= 4:
+            q1, q2, q3 = statistics.quantiles(per_round, n=4)
+            print(f"  {node}: pyha/linbit per round (run back to back): median {q2:.2f}, "
+                  f"quartiles {q1:.2f}-{q3:.2f}")
+    for node in nodes:
         for name in ("pyha", "linbit"):
             key = f"{name}-{node}"
             if key in res["names"]:
@@ -634,13 +649,17 @@ def counted(names):
     return list(seen.items())
 
 
-def bench_vm(runs, lab_dir, resource):
-    """The paired comparison on the real DRBD module, inside each node of a running VM lab."""
-    sys.path.insert(0, REPO)
-    from lab.cluster import Cluster
-    cluster = Cluster.load(lab_dir)
-    if cluster is None or getattr(cluster, "backend", None) != "vm":
-        sys.exit(f"no VM lab in {lab_dir} (python3 -m lab up --backend vm --stack drbd)")
+def bench_vm(runs, lab_dir, resource, cluster=None, node_env=None):
+    """The paired comparison on the real DRBD module, inside each node of a running VM lab.
+
+    `cluster` and `node_env` (node name -> extra environment for both agents) are for a dry
+    run of this code path without VMs; by default the lab in `lab_dir`."""
+    if cluster is None:
+        sys.path.insert(0, REPO)
+        from lab.cluster import Cluster
+        cluster = Cluster.load(lab_dir)
+        if cluster is None or getattr(cluster, "backend", None) != "vm":
+            sys.exit(f"no VM lab in {lab_dir} (python3 -m lab up --backend vm --stack drbd)")
     here = f"/run/pyha-drbd-bench-{os.getpid()}"
     with open(os.path.abspath(__file__)) as f:
         source = f.read()
@@ -671,8 +690,9 @@ def bench_vm(runs, lab_dir, resource):
                       "OCF_RESKEY_CRM_meta_promotable": "true",
                       "OCF_RESKEY_CRM_meta_notify": "true",
                       "OCF_RESKEY_crm_feature_set": CRM_FEATURE_SET}
+            common.update(node_env(node.name) if node_env else {})
             items = []
-            for name, path in (("pyha", "/usr/lib/ocf/resource.d/pyha/drbd"),
+            for name, path in (("pyha", VM_PYHA_AGENT),
                                ("linbit", LINBIT_AGENT)):
                 key = f"{name}-{node.name}"
                 env = dict(common, PATH=f"{fake_dir}:{common['PATH']}",
