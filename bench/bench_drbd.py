@@ -34,10 +34,11 @@ median wall time of the monitor, the programs it starts and the CIB writes (crm_
   in ~1 ms where the real crm_attribute (C, a round trip to the CIB manager or attrd) takes
   longer: that favours LINBIT, which calls it on every monitor.
   Programs are counted with strace (`strace -f -e trace=execve,clone,clone3,fork,vfork`,
-  strace is in scripts/install-deps.sh): every successful execve below the agent except the
-  agent's own, where a stand-in (the emulator's drbdsetup/drbdadm, the fake crm_attribute)
-  counts as one program and whatever it runs itself is not counted (the real tools are single
-  C programs). Without strace the program columns say n/a.
+  strace is in scripts/install-deps.sh): every process below the agent that execs a program
+  (a re-exec in the same process, as drbd-utils 9 hands DRBD 8.4 over to drbdsetup-84, stays
+  one), where a stand-in (the emulator's drbdsetup/drbdadm, the fake crm_attribute) counts
+  as one program and whatever it runs itself is not counted (the real tools are single C
+  programs). Subshells that exec nothing are not programs. Without strace: n/a.
   Targets (issue 12): pyha <= 0.5x LINBIT's wall time, 1 program per monitor, 0 CIB writes
   when nothing changed.
 - emulator: pyha alone; drbdsetup is the Python emulator (~15 ms a call), so "agent own" =
@@ -52,7 +53,7 @@ median wall time of the monitor, the programs it starts and the CIB writes (crm_
 - vm: the paired comparison on the real kernel module (DRBD 8.4, real /proc/drbd, real
   drbdsetup/drbdadm) inside the nodes of a running VM lab
   (`python3 -m lab up --backend vm --stack drbd`, PYHA_LAB_DIR or --lab-dir), through the
-  lab's node.run: this file and a spec are copied to /run on each node and run there with
+  lab's node.run: this file and a spec are copied to /var/tmp on each node and run there with
   --worker; the same fake crm_attribute keeps Pacemaker's CIB untouched. Not in `all`.
 
 `all` (the default) = paired + emulator + stand-in; `both` = emulator + stand-in.
@@ -223,10 +224,12 @@ RESULT = re.compile(r"\) += (-?\d+)")
 
 
 def count_programs(trace_path, stand_ins):
-    """Programs started below the traced agent: (count, [basenames]).
+    """Programs started below the traced agent: (count, [names]).
 
-    Every successful execve except the first (the agent itself); a program in `stand_ins`
-    (real paths) counts once, what it starts does not (it stands for a single C program)."""
+    A program is a process below the agent that made a successful execve; one that execs
+    again (drbd-utils 9's drbdadm/drbdsetup hand DRBD 8.4 over to drbdadm-84/drbdsetup-84)
+    stays one program, named "drbdsetup>drbdsetup-84". A program in `stand_ins` (real paths)
+    counts once and what it starts does not (it stands for a single C program)."""
     parent, execs, pending = {}, [], {}
     with open(trace_path, errors="replace") as f:
         for line in f:
@@ -255,21 +258,20 @@ def count_programs(trace_path, stand_ins):
             elif call == "execve" and value == 0:
                 execs.append((pid, path))
     stand_ins = {os.path.realpath(p) for p in stand_ins}
-    inside, names = set(), []        # pids that became a stand-in
-    for i, (pid, path) in enumerate(execs):
-        p, hidden = pid, False
-        while p is not None:
-            if p in inside:
-                hidden = True
-                break
+    agent = execs[0][0] if execs else None
+    inside, labels = set(), {}          # pids that became a stand-in; pid -> "name[>name]"
+    for pid, path in execs:
+        p, hidden = pid, pid == agent
+        while p is not None and not hidden:
+            hidden = p in inside
             p = parent.get(p)
         if hidden:
             continue
+        name = os.path.basename(path)
+        labels[pid] = labels[pid] + ">" + name if pid in labels else name
         if os.path.realpath(path) in stand_ins:
             inside.add(pid)
-        if i:
-            names.append(os.path.basename(path))
-    return len(names), names
+    return len(labels), list(labels.values())
 
 
 def cib_writes(lines):
@@ -447,7 +449,8 @@ def make_answering_stand_in(path, answers):
     message on stderr, rc 20): compiled C if cc works, else sh. Returns its kind."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
-        rows = "".join("    {%s, %s, sizeof(%s) - 1},\n" % (c_literal(a), c_literal(o), c_literal(o))
+        rows = "".join("    {%s, %s, sizeof(%s) - 1},\n" % (c_literal(a), c_literal(o),
+                                                          c_literal(o))
                        for a, o in answers.items())
         with open(path + ".c", "w") as f:
             f.write(ANSWERING_C % rows)
@@ -660,7 +663,7 @@ def bench_vm(runs, lab_dir, resource, cluster=None, node_env=None):
         cluster = Cluster.load(lab_dir)
         if cluster is None or getattr(cluster, "backend", None) != "vm":
             sys.exit(f"no VM lab in {lab_dir} (python3 -m lab up --backend vm --stack drbd)")
-    here = f"/run/pyha-drbd-bench-{os.getpid()}"
+    here = f"/var/tmp/pyha-drbd-bench-{os.getpid()}"     # /run may be noexec on the nodes
     with open(os.path.abspath(__file__)) as f:
         source = f.read()
     want, results, version = {}, {}, ""
