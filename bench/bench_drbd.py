@@ -65,6 +65,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -118,11 +119,11 @@ esac
 """
 
 # Runs in a new process: a private mount namespace whose /proc is a read-only tmpfs holding
-# the given /proc/drbd text as a regular file and a symlink to a fresh procfs (mounted on
-# argv[1]) for every other entry; writes the namespace's id to argv[3], then execs argv[5:].
+# the given /proc/drbd text (argv[2]) as a regular file and a symlink to a fresh procfs
+# (mounted on argv[1]) for every other entry; then execs argv[4:].
 NS_SETUP = r"""
 import ctypes, os, sys
-real, text, note, sep, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+real, text, sep, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 assert sep == "--" and argv
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x20000, 1, 2, 4, 8
@@ -147,8 +148,6 @@ with open("/proc/drbd", "w") as f:
     f.write(text)
 os.chmod("/proc/drbd", 0o444)
 mount("pyha-proc", "/proc", None, MS_REMOUNT | MS_RDONLY | SAFE)
-with open(note, "w") as f:
-    f.write(os.readlink("/proc/self/ns/mnt"))
 os.execvp(argv[0], argv)
 """
 
@@ -157,46 +156,43 @@ def in_proc_namespace(argv, proc_drbd, workdir, env=None, **kwargs):
     """Run argv (a list) in a private mount namespace whose /proc/drbd is `proc_drbd` and whose
     other /proc entries are the real ones; wait for it and check that nothing is left.
 
-    `workdir` (a directory the caller removes) holds the mount point of the real procfs
-    (workdir/realproc, mounted only inside the namespace) and the namespace's id. Returns the
-    CompletedProcess; raises RuntimeError if a process was left in the namespace (it is killed)
-    or a mount of it is visible here.
+    `workdir` (a directory of the caller's, which it removes) holds workdir/realproc, where
+    the real procfs is mounted inside the namespace only. Returns the CompletedProcess; raises
+    RuntimeError if a process was left in the namespace (it is killed) or one of its mounts is
+    visible here.
     """
     real = os.path.join(workdir, "realproc")
-    note = os.path.join(workdir, "mntns")
     os.makedirs(real, exist_ok=True)
-    if os.path.exists(note):
-        os.unlink(note)
     try:
-        return subprocess.run([PYTHON, "-I", "-S", "-c", NS_SETUP, real, proc_drbd, note, "--",
-                               *argv], env=env, **kwargs)
-    finally:
-        check_namespace_gone(note, workdir)
+        p = subprocess.run([PYTHON, "-I", "-S", "-c", NS_SETUP, real, proc_drbd, "--", *argv],
+                           env=env, **kwargs)
+    except BaseException:       # interrupted: its first process was killed; end the rest
+        end_namespace(real, workdir, interrupted=True)
+        raise
+    end_namespace(real, workdir)
+    return p
 
 
-def check_namespace_gone(note, workdir):
-    try:
-        with open(note) as f:
-            ns = f.read()
-    except FileNotFoundError:
-        ns = None       # the set-up failed before the namespace had a process to speak of
+def end_namespace(real, workdir, interrupted=False):
+    """Kill what is left in the namespace: processes whose mount table has a mount on `real`
+    (a path of ours: no one else's namespace has it), and check none of it shows here."""
     left = []
-    if ns:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.readlink(f"/proc/{pid}/ns/mnt") == ns:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if any(line.split()[4] == real for line in f):
                     left.append(int(pid))
-            except OSError:
-                pass
-    for pid in left:    # started by us (descendants of the namespace's first process)
+        except OSError:
+            pass
+    for pid in left:
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
     with open("/proc/self/mountinfo") as f:
         leaked = [line for line in f if workdir in line or " pyha-proc " in line]
-    if left or leaked:
-        raise RuntimeError(f"namespace {ns} not clean: processes {left} (killed), "
+    if (left and not interrupted) or leaked:
+        raise RuntimeError(f"namespace with {real} not clean: processes {left} (killed), "
                            f"mounts visible here {leaked}")
 
 
@@ -379,6 +375,9 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker)
+    # SIGTERM unwinds like ^C: the finally clauses end the namespace's processes and remove
+    # the emulated resource, its loop devices and the temporary directory
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.mode == "vm":
         return bench_vm(args.runs, args.lab_dir, args.resource)
     base = tempfile.mkdtemp(prefix="pyha-drbd-bench-")
