@@ -496,7 +496,7 @@ def bench(base, runs, parts):
     env = {"PATH": f"{fake}:{EMU_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
            "DRBDEMU_STATE": base + "/state", "OCF_ROOT": "/usr/lib/ocf",
            "OCF_RESOURCE_TYPE": "drbd", "OCF_RESKEY_drbd_resource": "r0",
-           "OCF_RESKEY_wfc_timeout": "2", "OCF_RESKEY_proc_drbd": base + "/no-proc",
+           "OCF_RESKEY_wfc_timeout": "2",
            "OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone_node_max": "1",
            "OCF_RESKEY_CRM_meta_promoted_max": "1", "OCF_RESKEY_CRM_meta_promoted_node_max": "1",
            "OCF_RESKEY_CRM_meta_notify": "true", "OCF_RESKEY_CRM_meta_timeout": "20000"}
@@ -504,7 +504,9 @@ def bench(base, runs, parts):
                     "--device", base + "/dev/drbd0"], env=env, check=True)
     nodes = {}
     for i, node in enumerate(("node1", "node2")):
+        # the emulator's /proc/drbd stand-in for that node (the agent reads no other)
         nodes[node] = dict(env, DRBDEMU_NODE=node, OCF_RESKEY_CRM_meta_on_node=node,
+                           OCF_RESKEY_proc_drbd=f"{base}/state/proc/{node}/drbd",
                            HA_RSCTMP=f"{base}/rsc-{node}",
                            OCF_RESOURCE_INSTANCE=f"p_drbd_r0:{i}")
         subprocess.run([agent, "start"], env=nodes[node], check=True, capture_output=True)
