@@ -506,11 +506,13 @@ def test_a_staged_restore_whose_master_fails_to_start_leaves_data_path_as_it_was
         pytest.skip("the single-pass undo is tested above")
     crashed.kill()
     before = snapshot(crashed.data)
+    ready = lab.root / "port-blocker.ready"
     blocker = lab.spawn("port-blocker", [sys.executable, "-c",
-                        "import socket, time; s = socket.socket(); "
+                        "import socket, sys, time; s = socket.socket(); "
                         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-                        "s.bind(('0.0.0.0', 9421)); s.listen(); time.sleep(600)"])
-    time.sleep(0.5)
+                        "s.bind(('0.0.0.0', 9421)); s.listen(); "
+                        "open(sys.argv[1], 'w').close(); time.sleep(600)", str(ready)])
+    lab.wait_for(ready.exists, "the port blocker to listen", timeout=20)
     try:
         code, err = agent("start", config=crashed.primary, metadata_sources=crashed.metalogger,
                           timeout=30)
