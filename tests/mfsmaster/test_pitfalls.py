@@ -190,10 +190,7 @@ def test_metalogger_lag_is_refused_alone_and_healed_by_the_dead_masters_changelo
 def test_stale_data_directory_is_refused(lab, agent, crashed):
     lab.stop_daemon("metalogger")
     assert agent("stop", config=crashed.primary)[0] == 0   # clean stop: metadata.mfs
-    old = lab.master_cfg("old")
-    for path in crashed.data.iterdir():
-        shutil.copy(path, lab.root / "old" / path.name)
-        shutil.chown(lab.root / "old" / path.name, "mfs", "mfs")
+    old = copy_dir(lab, crashed.data, "old")
     assert agent("start", config=crashed.primary)[0] == 0
     make_dirs(crashed.mnt, "c", 3)
     assert agent("stop", config=crashed.primary)[0] == 0   # records the final version
@@ -323,10 +320,7 @@ def test_an_unreadable_record_refuses_the_start_of_stale_metadata(lab, agent, cr
     version back. Now it refuses, says why, and the record stays."""
     lab.stop_daemon("metalogger")
     assert agent("stop", config=crashed.primary)[0] == 0
-    old = lab.master_cfg("old")
-    for path in crashed.data.iterdir():
-        shutil.copy(path, lab.root / "old" / path.name)
-        shutil.chown(lab.root / "old" / path.name, "mfs", "mfs")
+    old = copy_dir(lab, crashed.data, "old")
     assert agent("start", config=crashed.primary)[0] == 0
     make_dirs(crashed.mnt, "c", 3)
     assert agent("stop", config=crashed.primary)[0] == 0
