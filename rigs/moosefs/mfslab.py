@@ -32,6 +32,15 @@ EMPTY_METADATA = Path("/var/lib/mfs/metadata.mfs.empty")
 MFS_USER = "mfs"
 
 
+def _exited(pid: int) -> bool:
+    """True once ``pid`` has released its files: a zombie, or reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 class MfsLab:
     def __init__(self, address: str = ADDRESS):
         self.address = address
@@ -191,7 +200,9 @@ class MfsLab:
         assert pids, f"no master running on {data_path}"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        self.wait_for(lambda: not self.master_pids(data_path), "killed master gone")
+        # /proc/PID/exe vanishes when the memory goes, before the sockets are closed: wait
+        # until each process is a zombie or gone, i.e. holds no port any more.
+        self.wait_for(lambda: all(_exited(pid) for pid in pids), "killed master gone")
 
     def stop_daemon(self, name: str, sig=signal.SIGTERM, timeout: float = 20) -> None:
         proc = self.daemons[name]

@@ -59,6 +59,22 @@ def snapshot(directory):
     return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
 
 
+PORT_BLOCKER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+for attempt in range(100):
+    try:
+        s.bind(("0.0.0.0", 9421))
+        break
+    except OSError:
+        time.sleep(0.1)
+s.listen()
+open(sys.argv[1], "w").close()
+time.sleep(600)
+"""
+
+
 @pytest.fixture
 def crashed(lab, agent):
     primary = lab.master_cfg("master")
@@ -501,11 +517,8 @@ def test_a_staged_restore_whose_master_fails_to_start_leaves_data_path_as_it_was
     crashed.kill()
     before = snapshot(crashed.data)
     ready = lab.root / "port-blocker.ready"
-    blocker = lab.spawn("port-blocker", [sys.executable, "-c",
-                        "import socket, sys, time; s = socket.socket(); "
-                        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-                        "s.bind(('0.0.0.0', 9421)); s.listen(); "
-                        "open(sys.argv[1], 'w').close(); time.sleep(600)", str(ready)])
+    # (binding retried: the killed master's orphaned connections may hold the port briefly)
+    blocker = lab.spawn("port-blocker", [sys.executable, "-c", PORT_BLOCKER, str(ready)])
     lab.wait_for(ready.exists, "the port blocker to listen", timeout=20)
     try:
         code, err = agent("start", config=crashed.primary, metadata_sources=crashed.metalogger,
