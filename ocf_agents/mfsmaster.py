@@ -19,7 +19,8 @@ files of different filesystems and metadata older than the version the cluster
 last saw (a crm_config attribute kept up to date by monitor), and accepts a
 restore only when its version covers the highest change present.  Two methods:
 
-* single-pass (default): the other sources' files are placed into DATA_PATH
+* single-pass (default): the newest metadata and every change after it, from all
+  sources, are placed into DATA_PATH under the names a metalogger downloads
   (originals kept), ``mfsmaster -a start`` restores while it starts, and the
   version it serves is checked over its client port before start returns -
   before the floating IP that follows it is up.  A refused master is killed
@@ -313,8 +314,10 @@ e.g. a metalogger's data directory or a copy of the dead master's changelogs -
 is used; torn last changelog lines are cut in copies; "-i" is never passed.
 Files of a different filesystem (metadata id), a changelog gap, or metadata
 older than the version the cluster last saw make start fail with the reason.
-restore_method=single-pass (default) puts the other sources' files into
-DATA_PATH (replaced originals are kept in DATA_PATH/pyha-replaced.*), runs
+restore_method=single-pass (default) puts the newest metadata (as
+metadata.mfs.back) and every change after it (one changelog.1.mfs) into
+DATA_PATH, where a metalogger started later finds them (replaced originals are
+kept in DATA_PATH/pyha-replaced.*), runs
 "mfsmaster -a start" and succeeds only when the version the master serves
 covers the highest change present (otherwise the master is killed unsaved and
 DATA_PATH restored). restore_method=staged runs "mfsmaster -a restore" on a
@@ -356,8 +359,8 @@ default and needs no VIP to start).
                            "the start instead, for an administrator to restore by hand."),
         Parameter("restore_method", default="single-pass", check=parse_restore_method,
                   shortdesc="How a restore runs: single-pass or staged",
-                  longdesc="single-pass: the sources' files are put into DATA_PATH (originals "
-                           "kept), mfsmaster -a start restores while starting, and start "
+                  longdesc="single-pass: the newest metadata and every later change of the "
+                           "sources are put into DATA_PATH (originals kept), mfsmaster -a start restores while starting, and start "
                            "succeeds only once the master serves the version the sources reach; "
                            "otherwise the master is killed unsaved and DATA_PATH put back. One "
                            "metadata load: failover as fast as a bare mfsmaster -a. Order "

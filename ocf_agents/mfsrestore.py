@@ -15,13 +15,15 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, change_digest, changelog_metaid, copy_owned, cut_after_change, cut_torn_line,
-    ends_torn,
-    find_change, is_changelog, is_metadata_file, kill_master, launch, lock_holder,
+    LOCK_FILE, change_digest, change_run_offsets, changelog_metaid, copy_owned,
+    cut_after_change, cut_torn_line, ends_torn, find_change, first_change, is_changelog,
+    is_metadata_file, kill_master, launch, lock_holder,
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
     wait_for_lock_release,
 )
-from ocf_agents.ocf import ERR_GENERIC, OCFError, read_file, write_file_atomically
+from ocf_agents.ocf import (
+    ERR_GENERIC, AttributeUnreadable, OCFError, read_file, write_file_atomically,
+)
 
 STAGING_DIR = "pyha-restore.staging"
 REPLACED_PREFIX = "pyha-replaced."
@@ -31,11 +33,6 @@ REPLACED_KEEP = 3
 # --- the cluster's record of the metadata version ---------------------------------------
 def record_name(res):
     return res.params.version_attribute or f"{res.instance_without_clone_suffix}-metadata-version"
-
-
-# crm_attribute's exit code for an attribute that is not set (Pacemaker 2.x: 105,
-# CRM_EX_NOSUCH; 1.1: 6, ENXIO). Anything else means the CIB did not answer.
-NOT_SET = (105, 6)
 
 
 class Record:
@@ -63,21 +60,15 @@ def read_record(res):
     metadata this node has, however old, and write the lower version back.
     """
     if not hasattr(res, "mfs_record"):
-        name = record_name(res)
-        result = res.run(["crm_attribute", "--quiet", "--type", "crm_config", "--name", name,
-                          "--query"], timeout=min(max(res.time_left() - 1, 1), 30), quiet=True)
-        if result.rc == 0:
-            res.mfs_record = parse_record(res, result.out.strip())
-        elif result.rc in NOT_SET and not result.timed_out:
-            res.mfs_record = None
-        else:
-            what = "timed out" if result.timed_out else f"exited {result.rc}"
-            detail = " ".join(result.err.split())[:200]
+        try:
+            value = res.cluster_attribute(record_name(res))
+        except AttributeUnreadable as err:
             raise OCFError(ERR_GENERIC,
-                           f"cannot read the cluster's record of the metadata version (crm_config "
-                           f"attribute {name}: crm_attribute {what}{': ' + detail if detail else ''}); "
-                           "refusing to start without it, since a master behind the record would "
-                           "lose files: start again once the CIB answers")
+                           f"cannot read the cluster's record of the metadata version "
+                           f"({err.reason}); refusing to start without it, since a master "
+                           "behind the record would lose files: start again once the CIB "
+                           "answers") from None
+        res.mfs_record = None if value is None else parse_record(res, value)
     return res.mfs_record
 
 
@@ -247,6 +238,8 @@ def restore(res, cfg, inventory, highest):
     expected = max(newest_metadata, 0 if highest is None else highest + 1)
     check_against_record(res, metaid, expected, "the metadata to restore")
     check_same_history(res, inventory, "the metadata to restore")
+    # (without any metadata file there is nothing to chain to: mfsmaster -a says so)
+    pieces = chain_changes(inventory, newest_metadata) if inventory.metadata else []
     res.log.info(f"restoring metadata from {len(inventory.metadata)} metadata file(s) and "
                  f"{len(inventory.changelogs)} changelog(s), changes up to {highest} "
                  f"({res.params.restore_method})")
@@ -267,7 +260,7 @@ def restore(res, cfg, inventory, highest):
             raise
         prune_replaced(cfg)
     else:
-        version = restore_while_starting(res, cfg, inventory, expected, metaid)
+        version = restore_while_starting(res, cfg, inventory, expected, metaid, pieces)
     res.log.notice(f"restored metadata version {version} in {cfg.data_path}")
     return metaid
 
@@ -280,19 +273,18 @@ def check_restored_version(res, version, expected, metaid, what):
     check_against_record(res, metaid, version, what)
 
 
-def restore_while_starting(res, cfg, inventory, expected, metaid):
-    """Give DATA_PATH every source's files, run mfsmaster -a start, check the version it serves.
+def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
+    """Give DATA_PATH the newest metadata and every change after it (place_sources), run
+    mfsmaster -a start, check the version it serves.
 
-    One metadata load instead of the staged method's two.  DATA_PATH's own files
-    stay as they are, except that a torn changelog gives way to a cut copy (the
-    original kept in pyha-replaced.*) and changelog.0.mfs is renamed, so that a
-    master which must be rolled back never appends to a file of the dead one.
+    One metadata load instead of the staged method's two. changelog.0.mfs is renamed,
+    so that a master which must be rolled back never appends to a file of the dead one.
     Until start returns the floating IP is not up, so nobody but this agent
     talks to the master before its version has been checked.
     """
     changes = DataPathChanges(cfg)
     try:
-        place_sources(res, cfg, inventory, changes)
+        place_sources(res, cfg, inventory, changes, pieces)
         launch(res, cfg, auto_restore=True, origins=changes.origins)
         _, info = master_status(res, cfg)
         if info is None:
@@ -324,9 +316,10 @@ class DataPathChanges:
         return name not in self.before and name not in self.added
 
     def free_name(self, template):
-        """template.format(n) for the first n >= 1 not in use."""
+        """template.format(n) for the first n >= 1 neither used before nor now."""
         number = 1
-        while template.format(number) in self.before or template.format(number) in self.added:
+        while (template.format(number) in self.before or template.format(number) in self.added
+               or os.path.lexists(self.cfg.path_in_data(template.format(number)))):
             number += 1
         return template.format(number)
 
@@ -340,10 +333,10 @@ class DataPathChanges:
         os.rename(self.cfg.path_in_data(name), target)
         self.moved.append((name, target))
 
-    def move_aside(self, name):
+    def move_aside(self, name, kept_as=None):
         if self.replaced is None:
             self.replaced = new_replaced_dir(self.cfg)
-        self.move(name, os.path.join(self.replaced, name))
+        self.move(name, os.path.join(self.replaced, kept_as or name))
         return self.replaced
 
     def undo(self):
@@ -387,47 +380,138 @@ def prune_replaced(cfg):
         shutil.rmtree(cfg.path_in_data(name), ignore_errors=True)
 
 
-def place_sources(res, cfg, inventory, changes):
-    """Copy (or hard-link) other sources' files into DATA_PATH; replace torn local changelogs."""
+def chain_changes(inventory, first_needed):
+    """Where each change from first_needed (the newest metadata's version: the first change
+    it lacks) to the highest one is read: [(path, first, last)], each change once.
+
+    At each point the changelog reaching furthest is taken; junk after a file's last good
+    change is left out. A change that no source holds is a gap: refused here, before
+    anything is touched (mfsmaster -a would stop there, and -i would skip it)."""
+    spans = []
+    for path in inventory.changelogs:
+        last = inventory.last_valid.get(path)
+        if last is None or last < first_needed:
+            continue
+        first = first_change(path)
+        if first is not None and first <= last:
+            spans.append((first, last, path))
+    pieces = []
+    wanted = first_needed
+    while True:
+        covering = [span for span in spans if span[0] <= wanted <= span[1]]
+        if not covering:
+            break
+        _, last, path = max(covering, key=lambda span: span[1])
+        pieces.append((path, wanted, last))
+        wanted = last + 1
+    later = [span for span in spans if span[1] >= wanted]
+    if later:
+        resume, _, path = min(later)
+        raise OCFError(ERR_GENERIC,
+                       f"changelog gap: changes {wanted}-{resume - 1} are in none of the "
+                       f"sources (the next, {resume}, is in {path}); refusing to restore past "
+                       "it (never -i): add the changelogs holding them to metadata_sources")
+    return pieces
+
+
+def write_chain(pieces, target, uid, gid):
+    """One changelog holding the pieces' changes in order (a new file owned by uid:gid)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o640)
+    with os.fdopen(fd, "wb") as out:
+        for path, first, last in pieces:
+            offsets = change_run_offsets(path, first, last)
+            if offsets is None:
+                raise OCFError(ERR_GENERIC, f"{path} changed while it was read (changes "
+                                            f"{first}-{last} no longer there)")
+            start, end = offsets
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start
+                while left:
+                    block = f.read(min(left, 1 << 20))
+                    if not block:
+                        raise OCFError(ERR_GENERIC, f"{path} shrank while it was read")
+                    out.write(block)
+                    left -= len(block)
+        os.fchown(out.fileno(), uid, gid)
+
+
+def place_sources(res, cfg, inventory, changes, pieces):
+    """Give DATA_PATH what mfsmaster -a start needs, where a metalogger looks for it.
+
+    A metalogger that connects downloads metadata.mfs.back, changelog.1.mfs and
+    changelog.0.mfs, nothing else (matomlserv.c). So the newest metadata becomes
+    metadata.mfs.back, and every change after it, from all sources, one new
+    changelog.1.mfs; the master writes its own changes to a new changelog.0.mfs. Left
+    in several files, the restored changes would be a gap in what a metalogger started
+    after the failover holds: it could not carry the next one.
+
+    DATA_PATH's own files stay, renamed where they hold those names; one with a torn
+    last line or junk is moved to pyha-replaced.* (its good changes are in the new
+    file: mfsmaster -a drops a whole changelog that ends in garbage). Each step keeps
+    every change present, so an agent killed half-way leaves a directory that restores.
+    """
     uid, gid = cfg.ids()
     staging = fresh_staging(cfg)
     try:
-        data_device = os.stat(cfg.data_path).st_dev
-        for path in inventory.metadata + inventory.changelogs:
-            name = os.path.basename(path)
-            local = os.path.dirname(path) == cfg.data_path
-            changelog = path in inventory.changelogs
-            junk = inventory.junk_after(path) if changelog else None
-            torn = changelog and (ends_torn(path) or junk is not None)
-            if local and not torn:
+        merged = os.path.join(staging, "changelog.merged")
+        if pieces:  # first: the pieces name files that are renamed below
+            write_chain(pieces, merged, uid, gid)
+        place_newest_metadata(res, cfg, inventory, changes, staging, uid, gid)
+        current = {}    # DATA_PATH's changelogs -> their name now
+        for path in inventory.changelogs:
+            if os.path.dirname(path) == cfg.data_path:
+                current[path] = os.path.basename(path)
+        for name in ("changelog.0.mfs", "changelog.1.mfs"):
+            if os.path.lexists(cfg.path_in_data(name)):
+                renamed = changes.free_name("changelog.{}.mfs")
+                changes.move(name, cfg.path_in_data(renamed))
+                changes.origins[renamed] = cfg.path_in_data(name)
+                current = {path: renamed if now == name else now for path, now in current.items()}
+        if pieces:
+            sources = list(dict.fromkeys(path for path, _, _ in pieces))
+            changes.add(merged, "changelog.1.mfs",
+                        sources[0] if len(sources) == 1 else f"[{' + '.join(sources)}]")
+        for path in inventory.changelogs:
+            now = cfg.path_in_data(current[path]) if path in current else path
+            junk = inventory.junk_after(path)
+            if junk is None and not ends_torn(now):
                 continue
-            staged = os.path.join(staging, f"{len(changes.added)}.{name}")
-            if not (not changelog and can_link(path, name, uid, data_device)
-                    and linked(path, staged)):
-                copy_owned(path, staged, uid, gid)
-                cut = cut_junk(staged, junk) if torn else 0
-                if cut:
-                    res.log.warning(f"{path}: cut a torn last line or junk after change {junk} "
-                                    f"({cut} bytes) in a copy")
-            if changelog:
-                changes.add(staged, changes.free_name("changelog.{}.mfs"), path)
-            elif path == inventory.newest_metadata and changes.free("metadata.mfs.back"):
-                # The name a normal start leaves (and bare -a start finds): what a
-                # metalogger downloads. Without it a metalogger started after the
-                # failover keeps no metadata until the master's first hourly save.
-                changes.add(staged, "metadata.mfs.back", path)
-            else:
-                changes.add(staged, changes.free_name("metadata.mfs.back.{}"), path)
-            if local:  # only now: killed in between, both are there and nothing is missing
-                target = changes.move_aside(name)
-                res.log.info(f"{path}: original kept in {target}")
-        if os.path.lexists(cfg.path_in_data("changelog.0.mfs")):  # not moved aside as torn
-            renamed = changes.free_name("changelog.{}.mfs")
-            changes.move("changelog.0.mfs", cfg.path_in_data(renamed))
-            changes.origins[renamed] = cfg.path_in_data("changelog.0.mfs")
+            after = f" after change {junk}" if junk is not None else ""
+            if path not in current:
+                res.log.warning(f"{path}: a torn last line or junk{after} left out of the "
+                                "restore")
+                continue
+            target = changes.move_aside(current[path], kept_as=os.path.basename(path))
+            res.log.warning(f"{path}: a torn last line or junk{after} left out of the restore; "
+                            f"the original is kept in {target}")
     finally:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def place_newest_metadata(res, cfg, inventory, changes, staging, uid, gid):
+    """Make the newest metadata metadata.mfs.back (the name a metalogger downloads): a
+    local metadata.mfs is renamed so by the master itself, if that name is free; a file
+    from elsewhere is linked or copied in; an older metadata.mfs.back gets a free
+    metadata.mfs.back.N name."""
+    newest = inventory.newest_metadata
+    back = cfg.path_in_data("metadata.mfs.back")
+    if newest is None or newest == back:
+        return
+    if os.path.lexists(back):
+        renamed = changes.free_name("metadata.mfs.back.{}")
+        changes.move("metadata.mfs.back", cfg.path_in_data(renamed))
+        changes.origins[renamed] = back
+    if newest == cfg.path_in_data("metadata.mfs"):
+        return
+    staged = os.path.join(staging, "metadata.newest")
+    name = os.path.basename(newest)
+    if not (can_link(newest, name, uid, os.stat(cfg.data_path).st_dev)
+            and linked(newest, staged)):
+        copy_owned(newest, staged, uid, gid)
+    changes.add(staged, "metadata.mfs.back", newest)
 
 
 def cut_junk(path, last_good):

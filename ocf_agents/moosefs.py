@@ -255,6 +255,36 @@ def last_valid_change(path):
     return None, list(reversed(skipped))
 
 
+def first_change(path):
+    """Number of the first change line of a changelog (None if its head holds none)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    for line in head.split(b"\n")[:-1]:
+        number = decode_change_number(line)
+        if number is not None:
+            return number
+    return None
+
+
+def change_run_offsets(path, first, last):
+    """(start, end): the bytes of a changelog from the line of change `first` through the
+    line of change `last`, both included, or None if either line is not there."""
+    import mmap
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        def line_start(number, since):
+            head = b"%d: " % number
+            if data[since:since + len(head)] == head:
+                return since
+            found = data.find(b"\n" + head, since)
+            return None if found < 0 else found + 1
+        start = line_start(first, 0)
+        begin_last = None if start is None else line_start(last, start)
+        if begin_last is None:
+            return None
+        end = data.find(b"\n", begin_last)
+        return None if end < 0 else (start, end + 1)
+
+
 def newest_change(data_path):
     """(number, line) of the newest change the master wrote to DATA_PATH's changelogs
     (changelog.0.mfs, or changelog.1.mfs right after a rotation), or None."""
@@ -435,6 +465,7 @@ class Inventory:
         self.changelogs = []   # paths
         self.skipped = []      # (path, line) of lines that are no changes of the sequence
         self.ends_with_junk = {}   # path -> its last good change
+        self.last_valid = {}       # path -> its last change continuing the sequence
         self.newest_metadata = None    # path, once the versions were read (mfsrestore)
         for directory in directories:
             try:
@@ -466,6 +497,7 @@ class Inventory:
             self.skipped += [(path, line) for line in skipped]
             if number is not None:
                 numbers.append(number)
+                self.last_valid[path] = number
                 if skipped:
                     self.ends_with_junk[path] = number
         return max(numbers) if numbers else None
