@@ -20,9 +20,9 @@ import sys
 import time
 
 from ocf_agents.ocf import (
-    ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
-    SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, OCFError, Parameter, have_binary,
-    read_file, read_head, shown, write_file_atomically,
+    ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING,
+    RUNNING_PROMOTED, SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, AttributeUnreadable,
+    OCFError, Parameter, have_binary, read_file, read_head, shown, write_file_atomically,
 )
 
 from ocf_agents.drbdstate import (
@@ -304,7 +304,10 @@ def split_brain_evidence(res, drbd, st, version):
     for peer in st.standalone_peers:
         if peer.name == res.node_name:
             continue
-        theirs = decode_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
+        try:
+            theirs = decode_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
+        except AttributeUnreadable:     # the CIB not answering now: as if not published yet
+            theirs = None
         if theirs is None:
             continue
         if uuids_diverged(mine, theirs):

@@ -96,6 +96,16 @@ class OCFError(Exception):
         self.reason = reason
 
 
+class AttributeUnreadable(OCFError):
+    """crm_attribute could not answer a query (the CIB is unreachable, it hung): not the
+    same as an attribute that is not set, which a caller may take for a default."""
+
+
+# crm_attribute --query of an attribute that is not set: CRM_EX_NOSUCH (105) in Pacemaker
+# 2.x, 6 (ENXIO) in 1.1. Anything else means the CIB did not answer.
+ATTRIBUTE_NOT_SET = (105, 6)
+
+
 def have_binary(name):
     """Whether name is an executable on PATH (without forking).
 
@@ -538,14 +548,16 @@ class Resource:
         return FileLock(path, self.time_left() - 1 if timeout is None else timeout)
 
     def node_attribute(self, name, value=None, delete=False, lifetime="reboot", node=None):
-        """Set, delete or (value None) read a node attribute with crm_attribute."""
+        """Set, delete or (value None) read a node attribute with crm_attribute (None when
+        not set; AttributeUnreadable when crm_attribute cannot answer)."""
         return self._crm_attribute(["--lifetime", lifetime], name,
                                    ["--node", node or self.node_name], value, delete)
 
     def cluster_attribute(self, name, value=None, delete=False):
         """Set, delete or (value None) read a cluster-wide crm_config attribute.
 
-        Reading an attribute that is not set returns None (crm_attribute exits 6).
+        Reading an attribute that is not set returns None; one that cannot be read
+        raises AttributeUnreadable.
         """
         return self._crm_attribute(["--type", "crm_config"], name, [], value, delete)
 
@@ -560,7 +572,14 @@ class Resource:
         result = self.run(argv, timeout=min(max(self.time_left() - 1, 1), 30),
                           quiet=value is None and not delete)
         if value is None and not delete:
-            return result.out.strip() if result.rc == 0 else None
+            if result.rc == 0:
+                return result.out.strip()
+            if result.rc in ATTRIBUTE_NOT_SET and not result.timed_out:
+                return None
+            what = "timed out" if result.timed_out else f"exited {result.rc}"
+            detail = " ".join(result.err.split())[:200]
+            raise AttributeUnreadable(ERR_GENERIC, f"crm_attribute --query {name}: {what}"
+                                                   f"{': ' + detail if detail else ''}")
         return result.rc == 0
 
     def set_promotion_score(self, score):

@@ -404,3 +404,32 @@ def test_a_huge_parameter_value_is_shown_shortened_with_its_length(monkeypatch, 
     assert code == 6
     assert reason == ("parameter count: '" + "9" * ocf.SHOWN_MAX + "'... (100000 characters) "
                       "is not an integer")
+
+
+@pytest.mark.parametrize("script,expected", [
+    ("echo 4711", "4711"),                                       # set
+    ("echo 'Error performing operation: No such device or address' >&2; exit 105", None),
+    ("exit 6", None),                                            # not set (Pacemaker 1.1)
+])
+def test_an_attribute_query_tells_a_value_from_not_set(monkeypatch, tmp_path, script, expected):
+    fake = tmp_path / "crm_attribute"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    res = ocf.Resource(toy_agent(), "start")
+    assert res.cluster_attribute("x") == expected
+
+
+@pytest.mark.parametrize("script", [
+    "echo 'Could not connect to the CIB: Transport endpoint is not connected' >&2; exit 102",
+    "exit 1"])
+def test_an_attribute_that_cannot_be_read_is_not_taken_for_not_set(monkeypatch, tmp_path, script):
+    """A CIB that does not answer raised nothing and read as "not set": mfsmaster's start
+    then served stale metadata (issue 13.2); the shim now says which it is."""
+    fake = tmp_path / "crm_attribute"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    res = ocf.Resource(toy_agent(), "start")
+    with pytest.raises(ocf.AttributeUnreadable, match="crm_attribute --query x: exited"):
+        res.node_attribute("x")
