@@ -18,26 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from rigs import debian_package
 from rigs.agents import REPO
+from rigs.debian_package import CLEAN_ENV, PACKAGE
 from rigs.nfs import Node
 
 pytestmark = pytest.mark.packaging
 
-PACKAGE = "ocf-agents-pyha"
-VERSION = "0.1.0-1"
 AGENTS = ("nfsserver", "nfsexport", "nfsnotify", "drbd", "mfsmaster")
 PROVIDER_DIR = Path("/usr/lib/ocf/resource.d/pyha")
 SITE = Path("/usr/lib/python3/dist-packages")
 DOC = Path("/usr/share/doc") / PACKAGE
 KEEP = PROVIDER_DIR / ".pyha-packaging-test-keep"
-# Debian's tools only: no pyenv or venv python3 ahead of /usr/bin on PATH.
-CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-             "DEBIAN_FRONTEND": "noninteractive"}
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=120"]
-# What a working tree may hold that is no source: VCS, caches, earlier builds.
-NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
-                                   ".pytest_cache", ".hypothesis", ".benchmarks", ".pybuild",
-                                   "*.deb", "*.buildinfo", "*.changes")
 
 
 def run(argv, timeout=120, **kwargs):
@@ -75,18 +68,11 @@ def package():
     before = sorted(os.listdir(PROVIDER_DIR)) if had_dir else None
     info = {"tmp": tmp, "had_dir": had_dir, "before": before}
     try:
-        src = tmp / "ocf-agents"
-        shutil.copytree(REPO, src, ignore=NOT_SOURCE, symlinks=True)
         started = time.monotonic()
-        build = run(["dpkg-buildpackage", "-b", "-us", "-uc"], cwd=src, timeout=300,
-                    env={"HOME": str(tmp)})
+        info["deb"] = debian_package.build(tmp)
         info["build_seconds"] = time.monotonic() - started
-        assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-        deb = tmp / f"{PACKAGE}_{VERSION}_all.deb"
-        assert deb.exists(), sorted(os.listdir(tmp))
-        info["deb"] = deb
         started = time.monotonic()
-        install = run([*APT, "install", "--no-install-recommends", str(deb)], timeout=300)
+        install = run([*APT, "install", "--no-install-recommends", str(info["deb"])], timeout=300)
         info["install_seconds"] = time.monotonic() - started
         assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-4000:]
         yield info
