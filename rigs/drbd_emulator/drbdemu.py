@@ -45,10 +45,12 @@ import json
 import os
 import sys
 import time
+from emudevices import detach_devices
 from emustate import (
-    Failure, GIT_HASH, KERNEL_VERSION, Store, UTILS_VERSION, all_vols, detach_devices,
-    image_path, local_disk, local_node, log_event, minor_of, new_uuid, node_id, peer_view,
-    peers_of, reconcile, vol, volumes)
+    Failure, GIT_HASH, KERNEL_VERSION, Store, UTILS_VERSION, image_path, local_node, log_event,
+    new_uuid, reconcile)
+from emutopo import (
+    all_vols, local_disk, minor_of, node_id, peer_view, peers_of, vol, volumes)
 from emuactions import (
     act_attach, act_connect, act_detach, act_disconnect, act_down, act_invalidate,
     act_outdate, act_primary, act_resume_io, act_secondary, act_suspend_io, act_up,

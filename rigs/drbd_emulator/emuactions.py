@@ -7,12 +7,14 @@ import time
 from emustate import (
     FENCING_TRIED, Failure, NeedFencing, SS_CONNECTED_OUTDATES, SS_DEVICE_IN_USE,
     SS_NO_LOCAL_DISK, SS_NO_QUORUM, SS_NO_UP_TO_DATE_DISK, SS_PRIMARY_NOP, SS_TWO_PRIMARIES,
-    Store, all_vols, apply_fence_result, arm_new_current_uuid, connected, connected_peers,
-    data_accessible, detach_device, detach_devices, disarm_new_current_uuid, do_attach,
-    has_quorum, helper_environment, local_disk, log_helper_call, log_helper_response,
-    make_pending_generations, peer_view, peers_of, reconcile, run_helper,
-    set_device_read_only, start_sync, syncing_into, vol, volumes)
-from emudevices import device_in_use, open_device_for_primary
+    Store, apply_fence_result, arm_new_current_uuid, disarm_new_current_uuid, do_attach,
+    helper_environment, log_helper_call, log_helper_response, make_pending_generations,
+    reconcile, run_helper, start_sync, syncing_into)
+from emudevices import (
+    detach_device, detach_devices, device_in_use, open_device_for_primary, set_device_read_only)
+from emutopo import (
+    all_vols, connected, connected_peers, data_accessible, has_quorum, local_disk, peer_view,
+    peers_of, vol, volumes)
 
 
 def fence_before_promote(nf):
@@ -229,7 +231,8 @@ def act_invalidate(res, me, v, now):
             raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "invalidate")
         if not syncing_into(res, me, w):
             V["uuid"] = "0" * 16        # forces the full sync (no common generation)
-            start_sync(res, sources[0], me, w, now)
+            for source in sources:      # the first resyncs, the others wait (dependency)
+                start_sync(res, source, me, w, now)
 
 
 def act_suspend_io(res, me, now):

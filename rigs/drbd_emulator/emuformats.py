@@ -2,10 +2,11 @@
 --verbose, --json), sh-status, /proc/drbd, get-gi/show-gi, drbdadm dump."""
 
 from emustate import (
-    Failure, GIT_HASH, KERNEL_VERSION, connected, generation_ids, has_quorum, image_path,
-    local_disk, local_node, may_promote, minor_of, node_id, peer_is_client, peer_view,
-    peers_of, promotion_score, resync_suspended, suspended_words, suspension, vol, volumes,
+    Failure, GIT_HASH, KERNEL_VERSION, generation_ids, image_path, local_node, suspended_words,
     yn)
+from emutopo import (
+    connected, has_quorum, local_disk, may_promote, minor_of, node_id, peer_is_client,
+    peer_view, peers_of, promotion_score, resync_suspended, suspension, vol, volumes)
 from emuactions import unknown_resource
 
 def format_gi(res, me, peer, now, v9, v=0):

@@ -7,14 +7,12 @@ import json
 import os
 import time
 
-from emudevices import (                                # noqa: F401 (re-exported)
-    Failure, adopt_image, detach_device, detach_devices, image_path, set_device_read_only,
-    settle_io, sparse_copy, split_images, state_dir, writes_through_device)
-from emutopo import (                                   # noqa: F401 (re-exported)
-    all_vols, conn_of, connected, connected_peers, data_accessible, device_of, has_quorum,
-    local_disk, may_promote, minor_of, node_id, node_of, pair_key, pairs, peer_is_client,
-    peer_view, peers_of, promotion_score, quorum_suspends, resync_suspended, sync_done, vol,
-    suspension, volumes, wants_connection)
+from emudevices import (
+    Failure, adopt_image, image_path, set_device_read_only, settle_io, split_images, state_dir,
+    writes_through_device)
+from emutopo import (
+    all_vols, conn_of, connected, connected_peers, local_disk, minor_of, node_id, pair_key,
+    pairs, peer_view, peers_of, suspension, sync_done, vol, volumes, wants_connection)
 
 # ----------------------------------------------------------------------------- constants
 
@@ -239,18 +237,26 @@ def disarm_new_current_uuid(st):
 
 
 def notice_first_writes(res):
-    """A pending new current UUID becomes real once the Primary's volume data changed."""
+    """A pending new current UUID becomes real once the Primary's volume data changed.  It
+    is pending while some peer does not replicate the volume: not connected, or connected
+    with that volume detached (drbd_state.c: a peer disk lost while Primary)."""
     for name in res["nodes"]:
         st = res["node"][name]
-        if not any(V.get("new_cur_uuid") for V in all_vols(st)):
-            continue
-        if not (st["up"] and st["role"] == "Primary") or \
-                all(connected(res, name, p) for p in peers_of(res, name)):
-            disarm_new_current_uuid(st)
-            continue
+        primary = st["up"] and st["role"] == "Primary"
         for v in volumes(res):
             V = vol(st, v)
-            if V.get("new_cur_uuid") and image_signature(res, V) != V.get("write_mark"):
+            lagging = primary and any(
+                not connected(res, name, p) or (not res["node"][p].get("client") and
+                                                not vol(res["node"][p], v)["attached"])
+                for p in peers_of(res, name))
+            if not lagging:
+                V["new_cur_uuid"], V["write_mark"] = False, None
+                continue
+            if not V.get("new_cur_uuid"):
+                if V["attached"] and all(connected(res, name, p) for p in peers_of(res, name)):
+                    arm_new_current_uuid(res, V)    # a connected peer's volume detached
+                continue
+            if image_signature(res, V) != V.get("write_mark"):
                 V["new_cur_uuid"], V["write_mark"] = False, None
                 new_generation(V)
                 share_generation(res, name, v)
