@@ -45,12 +45,16 @@ import json
 import os
 import sys
 import time
+from emudevices import detach_devices
 from emustate import (
-    Failure, GIT_HASH, KERNEL_VERSION, Store, UTILS_VERSION, act_attach, act_connect,
-    act_detach, act_disconnect, act_down, act_outdate, act_primary, act_resume_io,
-    act_secondary, act_suspend_io, act_up, detach_device, image_path, local_disk, local_node,
-    log_event, new_uuid, node_id, peer_view, peers_of, reconcile, retry_after_fencing,
-    wait_connect)
+    Failure, GIT_HASH, KERNEL_VERSION, Store, UTILS_VERSION, image_path, local_node, log_event,
+    new_uuid, reconcile)
+from emutopo import (
+    all_vols, local_disk, minor_of, node_id, peer_view, peers_of, vol, volumes)
+from emuactions import (
+    act_attach, act_connect, act_detach, act_disconnect, act_down, act_invalidate,
+    act_outdate, act_primary, act_resume_io, act_secondary, act_suspend_io, act_up,
+    retry_after_fencing, wait_connect)
 from emuformats import (
     cstate84, format_dump, format_events2, format_sh_status, format_status, format_status_json,
     format_status_verbose, gi_output, peer84)
@@ -91,34 +95,47 @@ def admin_init(store, args):
     ap.add_argument("--on-no-quorum", default="suspend-io", choices=("suspend-io", "io-error"))
     ap.add_argument("--diskless", metavar="NODE,...", default="",
                     help="nodes configured with `disk none` (diskless clients)")
+    ap.add_argument("--volumes", type=int, default=1,
+                    help="volumes 0..N-1, minors MINOR..MINOR+N-1 (device drbdM+v)")
     o = ap.parse_args(args)
     if not o.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Failure("drbdemu: bad resource name %r" % o.name, 2)
     if store.load(o.name):
         raise Failure("drbdemu: resource %s exists (destroy it first)" % o.name, 1)
     nodes = [n for n in o.nodes.split(",") if n]
-    if not 1 <= len(nodes) <= 2:
-        raise Failure("drbdemu: 1 or 2 nodes supported", 2)
+    # DRBD 8.4 pairs two nodes; DRBD 9 meshes more (the emulator: up to 4)
+    if not 1 <= len(nodes) <= (2 if o.mode == "8.4" else 4):
+        raise Failure("drbdemu: 1 or 2 nodes supported (DRBD 9: up to 4)", 2)
+    if not 1 <= o.volumes <= 8:
+        raise Failure("drbdemu: 1 to 8 volumes supported", 2)
     size = parse_size(o.size)
     uuid = new_uuid()
+    device = o.device or "/dev/drbd%d" % o.minor
+    # volume v: minor+v; its device beside volume 0's (.../drbdM -> .../drbd<M+v>)
+    vols = [{"minor": o.minor + v, "device": device if v == 0 else os.path.join(
+        os.path.dirname(device), "drbd%d" % (o.minor + v))} for v in range(o.volumes)]
     res = {"name": o.name, "mode": o.mode, "minor": o.minor, "nodes": nodes,
-           "device": o.device or "/dev/drbd%d" % o.minor, "size_kib": size,
+           "device": device, "size_kib": size, "vols": vols,
            "allow_two_primaries": o.allow_two_primaries, "fencing": o.fencing,
-           "resync_seconds": o.resync_seconds, "link_cut": False, "conn": None,
+           "resync_seconds": o.resync_seconds, "link_cut": False, "cut_nodes": [], "conns": {},
            "quorum": o.quorum, "on_no_quorum": o.on_no_quorum,
            "addresses": dict(kv.split("=", 1) for kv in o.addresses.split(",")) if o.addresses
            else {}, "port": o.port, "events": [], "node": {},
            "handlers": {k: v for k, v in (("split-brain", o.split_brain_handler),
                                           ("fence-peer", o.fence_peer_handler)) if v}}
     for n in nodes:
-        img = "%s.%s.img" % (o.name, n)
-        with open(image_path(res, img), "wb") as f:
-            f.truncate(size * 1024)
-        res["node"][n] = {"up": False, "attached": False, "failed": False, "net": False,
-                          "discard": False, "standalone_reason": None, "role": "Secondary",
-                          "disk": "Inconsistent" if o.inconsistent else "UpToDate",
-                          "uuid": uuid, "history": [], "image": img, "loop": None, "rdev": None,
-                          "client": n in o.diskless.split(",")}
+        per_volume = []
+        for v in range(o.volumes):
+            img = "%s.%s.img" % (o.name, n) if v == 0 else "%s.%s.v%d.img" % (o.name, n, v)
+            with open(image_path(res, img), "wb") as f:
+                f.truncate(size * 1024)
+            per_volume.append({"attached": False, "failed": False,
+                               "disk": "Inconsistent" if o.inconsistent else "UpToDate",
+                               "uuid": uuid, "history": [], "image": img, "loop": None,
+                               "rdev": None})
+        res["node"][n] = dict(per_volume[0], up=False, net=False, discard=False, standalone={},
+                              role="Secondary", client=n in o.diskless.split(","),
+                              vols=per_volume[1:])
     store.create(res)
 
 
@@ -130,8 +147,9 @@ def admin(argv):
               "               [--split-brain-handler COMMAND] [--fence-peer-handler COMMAND]\n"
               "               [--diskless NODE,...] [--quorum majority|all|N]\n"
               "               [--on-no-quorum suspend-io|io-error]\n"
-              "       drbdemu cut|heal RES\n"
-              "       drbdemu fail-disk|repair-disk RES [NODE]\n"
+              "               [--volumes N]\n"
+              "       drbdemu cut|heal RES [NODE]    (every link, or NODE's links to its peers)\n"
+              "       drbdemu fail-disk|repair-disk RES [NODE [VOLUME]]\n"
               "       drbdemu unconfigure RES [NODE]  (gone from NODE's drbd.conf: drbdadm\n"
               "                                       refuses it, the kernel keeps it up)\n"
               "       drbdemu crash NODE [RES...]\n"
@@ -158,10 +176,11 @@ def admin(argv):
                 reconcile(res, now)
                 M = res["node"][node]
                 was_up = M["up"]
-                M.update(up=False, attached=False, net=False, discard=False,
-                         standalone_reason=None)
-                reconcile(res, now)      # the peer loses the connection; images split
-                detach_device(res, M)
+                M.update(up=False, net=False, discard=False, standalone={})
+                for V in all_vols(M):
+                    V["attached"] = False
+                reconcile(res, now)      # the peers lose the connection; images split
+                detach_devices(res, M)
                 M["role"] = "Secondary"
                 if was_up:
                     log_event(res, node, "crash")
@@ -179,21 +198,31 @@ def admin(argv):
             resources.append(res)
         res = resources[0] if resources else None
         node = args[1] if len(args) > 1 else local_node()
+        volume = int(args[2]) if len(args) > 2 and cmd.endswith("-disk") else None
         if cmd == "cut":
-            res["link_cut"] = True
+            if len(args) > 1:           # isolate one node from all its peers
+                if node not in res["cut_nodes"]:
+                    res["cut_nodes"].append(node)
+            else:
+                res["link_cut"] = True
         elif cmd == "heal":
-            res["link_cut"] = False
+            if len(args) > 1:
+                res["cut_nodes"] = [n for n in res["cut_nodes"] if n != node]
+            else:
+                res["link_cut"], res["cut_nodes"] = False, []
         elif cmd == "fail-disk":
             M = res["node"][node]
-            M["attached"], M["failed"] = False, True
+            for v in ([volume] if volume is not None else list(volumes(res))):
+                vol(M, v)["attached"], vol(M, v)["failed"] = False, True
         elif cmd == "unconfigure":
             res.setdefault("unconfigured", [])
             if node not in res["unconfigured"]:
                 res["unconfigured"].append(node)
         elif cmd == "repair-disk":
             M = res["node"][node]
-            M["failed"] = False
-            M["disk"] = "Inconsistent"
+            for v in ([volume] if volume is not None else list(volumes(res))):
+                vol(M, v)["failed"] = False
+                vol(M, v)["disk"] = "Inconsistent"
         elif cmd == "set":
             for kv in args[1:]:
                 k, v = kv.split("=", 1)
@@ -215,8 +244,8 @@ def admin(argv):
             print(image_path(res, res["node"][node]["image"]))
         elif cmd == "destroy":
             for n in res["nodes"]:
-                detach_device(res, res["node"][n])
-            images = {res["node"][n]["image"] for n in res["nodes"]}
+                detach_devices(res, res["node"][n])
+            images = {V["image"] for n in res["nodes"] for V in all_vols(res["node"][n])}
             for f in os.listdir(store.dir):
                 if f.startswith(res["name"] + ".") and f.endswith(".img"):
                     images.add(f)
@@ -241,8 +270,17 @@ def find_resource(store, obj, me):
         res = store.load(name)
         if me not in res["nodes"]:
             continue
-        if obj in (name, str(res["minor"]), res["device"]):
+        if obj == name or object_volume(res, obj) is not None:
             return res
+    return None
+
+
+def object_volume(res, obj):
+    """The volume a drbdsetup minor or device path names (None: not one of res's)."""
+    for v in volumes(res):
+        if obj in (str(minor_of(res, v)), res["vols"][v]["device"] if res.get("vols")
+                   else res["device"]):
+            return v
     return None
 
 
@@ -292,6 +330,8 @@ def drbdsetup(argv):
 
 def run_drbdsetup(cmd, args, opts, targets, me, now, out):
     res = targets[0] if targets else None
+    # attach/detach/dstate/outdate take a minor: that volume only
+    volume = object_volume(res, args[1]) if res and len(args) > 1 else None
     M = res["node"][me] if res else None
     v9only = ("events2", "status", "wait-connect-resource", "wait-connect-connection")
     if res and res["mode"] == "8.4" and cmd in v9only:
@@ -347,10 +387,13 @@ def run_drbdsetup(cmd, args, opts, targets, me, now, out):
                 out.append("Unconfigured\n")
                 return 0
             raise Failure("%d: Failure: (127) Device minor not allocated" % res["minor"], 10)
-        parts = [local_disk(M)] + [peer_view(res, me, p, now)[3] for p in peers_of(res, me)]
-        if res["mode"] == "8.4" and len(parts) == 1:
-            parts.append("DUnknown")
-        out.append("/".join(parts) + "\n")
+        # per minor: local disk, then each peer's; a resource name: every volume (drbdadm)
+        for v in ([volume] if volume is not None else list(volumes(res))):
+            parts = [local_disk(M, v)] + [peer_view(res, me, p, now, v)[3]
+                                          for p in peers_of(res, me)]
+            if res["mode"] == "8.4" and len(parts) == 1:
+                parts.append("DUnknown")
+            out.append("/".join(parts) + "\n")
         return 0
     if cmd in ("get-gi", "show-gi"):
         out.append(gi_output(res, me, now, args, pretty=cmd == "show-gi"))
@@ -368,10 +411,13 @@ def run_drbdsetup(cmd, args, opts, targets, me, now, out):
         M["up"] = True
         return 0
     if cmd == "attach":
-        act_attach(res, me, now)
+        act_attach(res, me, now, volume)
         return 0
     if cmd == "detach":
-        act_detach(res, me, now)
+        act_detach(res, me, now, volume)
+        return 0
+    if cmd == "invalidate":
+        act_invalidate(res, me, volume, now)
         return 0
     if cmd == "connect":
         act_connect(res, me, now, discard="--discard-my-data" in opts)
@@ -441,7 +487,7 @@ def stream_events(targets, me):
 # ----------------------------------------------------------------------------- drbdadm
 
 def drbdadm_resources(store, spec, me):
-    name = spec.split(":", 1)[0]
+    name = spec.split(":", 1)[0].split("/", 1)[0]
     if name == "all":
         return [r for r in (store.load(n) for n in store.names()) if me in r["nodes"]]
     res = store.load(name)
@@ -488,7 +534,13 @@ def drbdadm(argv):
                     for res in drbdadm_resources(store, spec, me):
                         reconcile(res, now)
                         peer = spec.split(":", 1)[1].split("/")[0] if ":" in spec else None
-                        run_drbdadm(cmd, res, me, opts, now, out, peer or None)
+                        # RES/VOL (or RES:PEER/VOL): one volume
+                        vnr = spec.rsplit("/", 1)[1] if "/" in spec else None
+                        if vnr is not None and (not vnr.isdigit() or
+                                                int(vnr) not in volumes(res)):
+                            raise Failure("%s: no volume %s" % (res["name"], vnr), 10)
+                        run_drbdadm(cmd, res, me, opts, now, out, peer or None,
+                                    None if vnr is None else int(vnr))
                         reconcile(res, now)
             finally:
                 store.save_all()
@@ -497,7 +549,7 @@ def drbdadm(argv):
     return retry_after_fencing(attempt)
 
 
-def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
+def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None, volume=None):
     mode = res["mode"]
     M = res["node"][me]
     obj = res["name"] if mode == "9" else str(res["minor"])
@@ -530,9 +582,11 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
     elif cmd in ("new-resource", "new-minor"):
         M["up"] = True
     elif cmd == "attach":
-        wrapped(act_attach, res, me, now)
+        wrapped(act_attach, res, me, now, volume)
     elif cmd == "detach":
-        wrapped(act_detach, res, me, now)
+        wrapped(act_detach, res, me, now, volume)
+    elif cmd == "invalidate":
+        wrapped(act_invalidate, res, me, volume, now)
     elif cmd == "connect":
         wrapped(act_connect, res, me, now, discard="--discard-my-data" in opts)
     elif cmd == "disconnect":
@@ -574,7 +628,7 @@ def run_drbdadm(cmd, res, me, opts, now, out, opts_peer=None):
             peer = opts_peer or (peers[0] if peers else None)
             if peer not in peers:
                 raise Failure("%s: no connection to %s" % (res["name"], peer), 10)
-            args = [cmd, res["name"], str(node_id(res, peer)), "0"]
+            args = [cmd, res["name"], str(node_id(res, peer)), str(volume or 0)]
         else:
             args = [cmd, str(res["minor"])]
         out.append(gi_output(res, me, now, args, pretty=cmd == "show-gi"))

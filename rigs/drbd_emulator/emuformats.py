@@ -2,21 +2,25 @@
 --verbose, --json), sh-status, /proc/drbd, get-gi/show-gi, drbdadm dump."""
 
 from emustate import (
-    Failure, GIT_HASH, KERNEL_VERSION, connected, generation_ids, has_quorum, image_path,
-    local_disk, local_node, may_promote, node_id, peer_is_client, peer_view, peers_of,
-    promotion_score, suspended_words, suspension, unknown_resource, yn)
+    Failure, GIT_HASH, KERNEL_VERSION, generation_ids, image_path, local_node, suspended_words,
+    yn)
+from emutopo import (
+    connected, has_quorum, local_disk, may_promote, minor_of, node_id, peer_is_client,
+    peer_view, peers_of, promotion_score, resync_suspended, suspension, vol, volumes)
+from emuactions import unknown_resource
 
-def format_gi(res, me, peer, now, v9):
+def format_gi(res, me, peer, now, v9, v=0):
     """One get-gi line: drbd-utils 9.22 dt_print_v9_uuids (4 UUIDs, 7 device flags, 5 peer
     flags) or, for 8.4, dt_print_uuids (4 UUIDs, 7 flags)."""
     M = res["node"][me]
-    disk = M["disk"] if M["attached"] else "Diskless"
+    V = vol(M, v)
+    disk = V["disk"] if V["attached"] else "Diskless"
     conn = bool(peer) and connected(res, me, peer)
     consistent = disk in ("UpToDate", "Consistent", "Outdated")
     primary = M["role"] == "Primary"
-    line = "%s:%s:%s:%s:" % generation_ids(M)
+    line = "%s:%s:%s:%s:" % generation_ids(V)
     if v9:
-        P = res["node"][peer] if peer else None
+        P = vol(res["node"][peer], v) if peer else None
         peer_outdated = bool(P) and P["disk"] in ("Outdated", "Inconsistent")
         flags = [consistent, disk == "UpToDate", primary, False, not primary, False, False,
                  conn, peer_outdated, res["fencing"] != "dont-care", False, bool(P)]
@@ -64,26 +68,32 @@ def gi_output(res, me, now, args, pretty):
     M = res["node"][me]
     if not M["up"]:
         raise unknown_resource(res)
-    if not M["attached"]:
-        raise Failure("%d: Failure: (112) Device has no disk" % res["minor"], 10)
     v9 = res["mode"] == "9"
     peer = None
     peers = peers_of(res, me)
+    v = 0
     if v9:
         if len(args) < 4:
             raise Failure("USAGE: drbdsetup %s {resource} {peer_node_id} {volume}" % args[0], 20)
         peer = next((p for p in peers if str(node_id(res, p)) == args[2]), None)
-        if peer is None or args[3] != "0":
+        if peer is None or not args[3].isdigit() or int(args[3]) not in volumes(res):
             raise Failure("%s: Failure: (162) Invalid configuration request" % res["name"], 10)
-    elif peers:
-        peer = peers[0]
-    line = format_gi(res, me, peer, now, v9)
+        v = int(args[3])
+    else:
+        v = next((w for w in volumes(res) if str(minor_of(res, w)) == args[1]), 0)
+        peer = peers[0] if peers else None
+    if not vol(M, v)["attached"]:
+        raise Failure("%d: Failure: (112) Device has no disk" % minor_of(res, v), 10)
+    line = format_gi(res, me, peer, now, v9, v)
     if not pretty:
         return line
     return V9_GI_HEAD + line + (V9_GI_TAIL if v9 else V84_GI_TAIL)
 
 
 def format_events2(res, me, now, statistics=False):
+    """events2 --now for one resource (kernel 9.1 get_initial_state order): resource,
+    connections, paths, devices (by volume), then peer devices by volume, each volume's
+    connections in order."""
     M = res["node"][me]
     if not M["up"]:
         return ""
@@ -97,31 +107,12 @@ def format_events2(res, me, now, statistics=False):
                                                      promotion_score(res, me, now))
     out.append(line)
     peers = peers_of(res, me)
-    views = {p: peer_view(res, me, p, now) for p in peers}
     for p in peers:
-        cstate, prole = views[p][:2]
+        cstate, prole = peer_view(res, me, p, now)[:2]
         line = "exists connection name:%s peer-node-id:%d conn-name:%s connection:%s role:%s" % (
             name, node_id(res, p), p, cstate, prole)
         if statistics:
             line += " congested:no ap-in-flight:0 rs-in-flight:0"
-        out.append(line)
-    disk = local_disk(M)
-    line = "exists device name:%s volume:0 minor:%d backing_dev:%s disk:%s client:%s quorum:%s" % (
-        name, res["minor"], image_path(res, M["image"]) if M["attached"] else "none", disk,
-        yn(M.get("client")), yn(has_quorum(res, me)))
-    if statistics:
-        line += (" size:%d read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0"
-                 " lower-pending:0 al-suspended:no blocked:no" % res["size_kib"])
-    out.append(line)
-    for p in peers:
-        cstate, prole, repl, pdisk, done = views[p]
-        line = ("exists peer-device name:%s peer-node-id:%d conn-name:%s volume:0 replication:%s"
-                " peer-disk:%s peer-client:%s resync-suspended:no" % (
-                    name, node_id(res, p), p, repl, pdisk, yn(peer_is_client(res, me, p))))
-        if done is not None:
-            line += " done:%.2f" % done
-        if statistics:
-            line += " received:0 sent:0 out-of-sync:%d pending:0 unacked:0" % out_of_sync(res, done)
         out.append(line)
     addrs = res.get("addresses") or {}
     for p in peers:
@@ -129,7 +120,30 @@ def format_events2(res, me, now, statistics=False):
             out.append("exists path name:%s peer-node-id:%d conn-name:%s local:ipv4:%s:%d "
                        "peer:ipv4:%s:%d established:%s" % (
                            name, node_id(res, p), p, addrs[me], res["port"], addrs[p],
-                           res["port"], yn(views[p][0] == "Connected")))
+                           res["port"], yn(connected(res, me, p))))
+    for v in volumes(res):
+        V = vol(M, v)
+        line = ("exists device name:%s volume:%d minor:%d backing_dev:%s disk:%s client:%s "
+                "quorum:%s" % (name, v, minor_of(res, v),
+                               image_path(res, V["image"]) if V["attached"] else "none",
+                               local_disk(M, v), yn(M.get("client")), yn(has_quorum(res, me, v))))
+        if statistics:
+            line += (" size:%d read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0"
+                     " lower-pending:0 al-suspended:no blocked:no" % res["size_kib"])
+        out.append(line)
+    for v in volumes(res):
+        for p in peers:
+            cstate, prole, repl, pdisk, done = peer_view(res, me, p, now, v)
+            line = ("exists peer-device name:%s peer-node-id:%d conn-name:%s volume:%d "
+                    "replication:%s peer-disk:%s peer-client:%s resync-suspended:%s" % (
+                        name, node_id(res, p), p, v, repl, pdisk,
+                        yn(peer_is_client(res, me, p)), resync_suspended(res, me, p, v)))
+            if done is not None:
+                line += " done:%.2f" % done
+            if statistics:
+                line += " received:0 sent:0 out-of-sync:%d pending:0 unacked:0" % \
+                    out_of_sync(res, done)
+            out.append(line)
     return "".join(l + "\n" for l in out)
 
 
@@ -140,34 +154,42 @@ def out_of_sync(res, done):
 
 
 def format_status(res, me, now):
+    """drbdsetup status (not a tty): with one volume 0 the volume numbers are left out,
+    otherwise every device and peer device line starts with volume:N (drbdsetup.c
+    device_status/peer_device_status); a connection that is not Connected shows no peer
+    devices (connection_status)."""
     M = res["node"][me]
+    single = len(volumes(res)) == 1
     head = "%s role:%s" % (res["name"], M["role"])
     if any(suspension(M)):
         head += " suspended:%s" % suspended_words(M)
-    out = [head, "  disk:%s" % local_disk(M) + client_word(M) +
-           ("" if has_quorum(res, me) else " quorum:no")]
+    out = [head]
+    for v in volumes(res):
+        out.append(("  disk:" if single else "  volume:%d disk:" % v) + local_disk(M, v) +
+                   client_word(M, v) + ("" if has_quorum(res, me, v) else " quorum:no"))
     for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
-        if cstate == "Connected":
-            out.append("  %s role:%s" % (p, prole))
-        else:
+        cstate, prole = peer_view(res, me, p, now)[:2]
+        if cstate != "Connected":
             out.append("  %s connection:%s" % (p, cstate))
-        # drbd-utils peer_device_status: a peer device line once anything is known of it
-        if repl == "Off" and pdisk == "DUnknown":
             continue
-        line = "    "
-        if repl not in ("Off", "Established"):
-            line += "replication:%s " % repl
-        line += "peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk)
-        if done is not None:
-            line += " done:%.2f" % done
-        out.append(line)
+        out.append("  %s role:%s" % (p, prole))
+        for v in volumes(res):
+            repl, pdisk, done = peer_view(res, me, p, now, v)[2:]
+            words = [] if single else ["volume:%d" % v]
+            if repl not in ("Off", "Established"):
+                words.append("replication:%s" % repl)
+            words.append("peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk))
+            if done is not None:
+                words.append("done:%.2f" % done)
+            if resync_suspended(res, me, p, v) != "no":
+                words.append("resync-suspended:%s" % resync_suspended(res, me, p, v))
+            out.append("    " + " ".join(words))
     return "\n".join(out) + "\n\n"
 
 
-def client_word(M):
+def client_word(M, v=0):
     """drbd-utils device_status: a Diskless disk says whether it is intentionally so."""
-    return " client:%s" % yn(M.get("client")) if local_disk(M) == "Diskless" else ""
+    return " client:%s" % yn(M.get("client")) if local_disk(M, v) == "Diskless" else ""
 
 
 def peer_client_word(res, me, peer, pdisk):
@@ -202,28 +224,34 @@ def format_status_verbose(res, me, now, statistics):
     main = [res["name"], "node-id:%d" % node_id(res, me), "role:%s" % M["role"],
             "suspended:%s" % suspended_words(M), "force-io-failures:no"]
     out = _wrap("", main, ["write-ordering:flush"] if statistics else ())
-    main = ["volume:0", "minor:%d" % res["minor"], "disk:%s" % local_disk(M) + client_word(M),
-            "backing_dev:%s" % (image_path(res, M["image"]) if M["attached"] else "none"),
-            "quorum:%s" % yn(has_quorum(res, me))]
-    stats = ["size:%d" % res["size_kib"], "read:0", "written:0", "al-writes:0", "bm-writes:0",
-             "upper-pending:0", "lower-pending:0", "al-suspended:no", "blocked:no"]
-    out += _wrap("  ", main, stats if statistics else ())
+    for v in volumes(res):
+        V = vol(M, v)
+        main = ["volume:%d" % v, "minor:%d" % minor_of(res, v),
+                "disk:%s" % local_disk(M, v) + client_word(M, v),
+                "backing_dev:%s" % (image_path(res, V["image"]) if V["attached"] else "none"),
+                "quorum:%s" % yn(has_quorum(res, me, v))]
+        stats = ["size:%d" % res["size_kib"], "read:0", "written:0", "al-writes:0",
+                 "bm-writes:0", "upper-pending:0", "lower-pending:0", "al-suspended:no",
+                 "blocked:no"]
+        out += _wrap("  ", main, stats if statistics else ())
     for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
+        cstate, prole = peer_view(res, me, p, now)[:2]
         main = [p, "node-id:%d" % node_id(res, p), "connection:%s" % cstate,
                 "role:%s" % prole, "congested:no"]
         out += _wrap("  ", main, ["ap-in-flight:0", "rs-in-flight:0"] if statistics else ())
-        main = ["volume:0", "replication:%s" % repl,
-                "peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk)]
-        if done is not None:
-            main.append("done:%.2f" % done)
-        main.append("resync-suspended:no")
-        stats = ["received:0", "sent:0", "out-of-sync:%d" % out_of_sync(res, done),
-                 "pending:0", "unacked:0"]
-        if done is not None:
-            stats += ["dbdt1:0.24", "eta:%d" % max(
-                0, int(float(res["resync_seconds"]) * (100 - done) / 100))]
-        out += _wrap("    ", main, stats if statistics else ())
+        for v in volumes(res):
+            repl, pdisk, done = peer_view(res, me, p, now, v)[2:]
+            main = ["volume:%d" % v, "replication:%s" % repl,
+                    "peer-disk:%s" % pdisk + peer_client_word(res, me, p, pdisk)]
+            if done is not None:
+                main.append("done:%.2f" % done)
+            main.append("resync-suspended:%s" % resync_suspended(res, me, p, v))
+            stats = ["received:0", "sent:0", "out-of-sync:%d" % out_of_sync(res, done),
+                     "pending:0", "unacked:0"]
+            if done is not None:
+                stats += ["dbdt1:0.24", "eta:%d" % max(
+                    0, int(float(res["resync_seconds"]) * (100 - done) / 100))]
+            out += _wrap("    ", main, stats if statistics else ())
     return "\n".join(out) + "\n\n"
 
 
@@ -232,6 +260,8 @@ def _jb(v):
 
 
 def format_status_json_one(res, me, now):
+    """drbdsetup status --json (drbdsetup.c status_cmd: devices joined by ",", each
+    connection's peer devices joined by ",")."""
     M = res["node"][me]
     L = ['{', '  "name": "%s",' % res["name"], '  "node-id": %d,' % node_id(res, me),
          '  "role": "%s",' % M["role"]]
@@ -239,53 +269,66 @@ def format_status_json_one(res, me, now):
     for k, v in zip(("suspended", "suspended-user", "suspended-no-data", "suspended-fencing",
                      "suspended-quorum", "force-io-failures"), (any(flags),) + flags + (False,)):
         L.append('  "%s": %s,' % (k, _jb(v)))
-    L += ['  "write-ordering": "flush",', '  "devices": [', '    {',
-          '      "volume": 0,', '      "minor": %d,' % res["minor"],
-          '      "disk-state": "%s",' % local_disk(M),
-          '      "client": %s,' % _jb(M.get("client")),
-          '      "quorum": %s,' % _jb(has_quorum(res, me)), '      "size": %d,' % res["size_kib"],
-          '      "read": 0,', '      "written": 0,', '      "al-writes": 0,',
-          '      "bm-writes": 0,', '      "upper-pending": 0,', '      "lower-pending": 0',
-          '    } ],', '  "connections": [']
+    L += ['  "write-ordering": "flush",', '  "devices": [']
+    devices = []
+    for v in volumes(res):
+        devices.append("\n".join([
+            '    {', '      "volume": %d,' % v, '      "minor": %d,' % minor_of(res, v),
+            '      "disk-state": "%s",' % local_disk(M, v),
+            '      "client": %s,' % _jb(M.get("client")),
+            '      "quorum": %s,' % _jb(has_quorum(res, me, v)),
+            '      "size": %d,' % res["size_kib"], '      "read": 0,', '      "written": 0,',
+            '      "al-writes": 0,', '      "bm-writes": 0,', '      "upper-pending": 0,',
+            '      "lower-pending": 0', '    }']))
+    L.append(",\n".join(devices) + " ],")
+    L.append('  "connections": [')
     conns = []
     for p in peers_of(res, me):
-        cstate, prole, repl, pdisk, done = peer_view(res, me, p, now)
+        cstate, prole = peer_view(res, me, p, now)[:2]
         C = ['    {', '      "peer-node-id": %d,' % node_id(res, p), '      "name": "%s",' % p,
              '      "connection-state": "%s", ' % cstate, '      "congested": false,',
              '      "peer-role": "%s",' % prole, '      "ap-in-flight": 0,',
-             '      "rs-in-flight": 0,', '      "peer_devices": [', '        {',
-             '          "volume": 0,', '          "replication-state": "%s",' % repl,
-             '          "peer-disk-state": "%s",' % pdisk,
-             '          "peer-client": %s,' % _jb(peer_is_client(res, me, p)),
-             '          "resync-suspended": "no",', '          "received": 0,',
-             '          "sent": 0,', '          "out-of-sync": %d,' % out_of_sync(res, done),
-             '          "pending": 0,', '          "unacked": 0,',
-             '          "has-sync-details": %s,' % _jb(done is not None),
-             '          "has-online-verify-details": false,']
-        if done is None:
-            C.append('          "percent-in-sync": 100.00')
-        else:
-            total = res["size_kib"] * 2
-            C += ['          "percent-in-sync": %.2f,' % done,
-                  '          "rs-total": %d,' % total, '          "rs-dt-start-ms": 0,',
-                  '          "rs-paused-ms": 0,', '          "rs-dt0-ms": 0,',
-                  '          "rs-db0-sectors": 0,', '          "rs-dt1-ms": 100,',
-                  '          "rs-db1-sectors": 50,', '          "rs-failed": 0,',
-                  '          "rs-same-csum": 0,', '          "want": 0.00,',
-                  '          "db0/dt0 [MiB/s]": 0.00,', '          "db1/dt1 [MiB/s]": 0.24,',
-                  '          "estimated-seconds-to-finish": %d,' % max(
-                      0, int(float(res["resync_seconds"]) * (100 - done) / 100)),
-                  '          "db/dt [MiB/s]": 1.00,',
-                  '          "percent-resync-done": %.2f' % done]
-        C += ['        } ]', '    }']
+             '      "rs-in-flight": 0,', '      "peer_devices": [']
+        pds = [peer_device_json(res, me, p, v, now) for v in volumes(res)]
+        C.append(",\n".join(pds) + " ]")
+        C.append('    }')
         conns.append("\n".join(C))
     if conns:
         L.append(",\n".join(conns) + " ]")
-        L[-1] = L[-1]
     else:
         L[-1] = '  "connections": [ ]'
     L.append('}')
     return "\n".join(L)
+
+
+def peer_device_json(res, me, p, v, now):
+    repl, pdisk, done = peer_view(res, me, p, now, v)[2:]
+    C = ['        {', '          "volume": %d,' % v, '          "replication-state": "%s",' % repl,
+         '          "peer-disk-state": "%s",' % pdisk,
+         '          "peer-client": %s,' % _jb(peer_is_client(res, me, p)),
+         '          "resync-suspended": "%s",' % resync_suspended(res, me, p, v),
+         '          "received": 0,', '          "sent": 0,',
+         '          "out-of-sync": %d,' % out_of_sync(res, done),
+         '          "pending": 0,', '          "unacked": 0,',
+         '          "has-sync-details": %s,' % _jb(done is not None),
+         '          "has-online-verify-details": false,']
+    if done is None:
+        C.append('          "percent-in-sync": 100.00')
+    else:
+        total = res["size_kib"] * 2
+        C += ['          "percent-in-sync": %.2f,' % done,
+              '          "rs-total": %d,' % total, '          "rs-dt-start-ms": 0,',
+              '          "rs-paused-ms": 0,', '          "rs-dt0-ms": 0,',
+              '          "rs-db0-sectors": 0,', '          "rs-dt1-ms": 100,',
+              '          "rs-db1-sectors": 50,', '          "rs-failed": 0,',
+              '          "rs-same-csum": 0,', '          "want": 0.00,',
+              '          "db0/dt0 [MiB/s]": 0.00,', '          "db1/dt1 [MiB/s]": 0.24,',
+              '          "estimated-seconds-to-finish": %d,' % max(
+                  0, int(float(res["resync_seconds"]) * (100 - done) / 100)),
+              '          "db/dt [MiB/s]": 1.00,',
+              '          "percent-resync-done": %.2f' % done]
+    C.append('        }')
+    return "\n".join(C)
 
 
 def format_status_json(resources, me, now):
@@ -295,37 +338,42 @@ def format_status_json(resources, me, now):
     return "[\n" + ",\n".join(objs) + "\n]\n"
 
 
-def cstate84(res, me, now):
+def cstate84(res, me, now, v=0):
     M = res["node"][me]
     if not M["up"]:
         return "Unconfigured"
     p = peers_of(res, me)
     if not p:
         return "StandAlone"
-    cstate, prole, repl, pdisk, done = peer_view(res, me, p[0], now)
+    cstate, prole, repl, pdisk, done = peer_view(res, me, p[0], now, v)
     if cstate == "Connected":
         return "Connected" if repl == "Established" else repl
     return "WFConnection" if cstate == "Connecting" else "StandAlone"
 
 
-def peer84(res, me, now):
+def peer84(res, me, now, v=0):
     p = peers_of(res, me)
     if not p:
         return "Unknown", "DUnknown", None
-    v = peer_view(res, me, p[0], now)
-    return v[1], v[3], v[4]
+    view = peer_view(res, me, p[0], now, v)
+    return view[1], view[3], view[4]
 
 
 def format_sh_status(res, me, now):
+    """8.4 sh-status: one block per volume (minor)."""
+    return "".join(sh_status_block(res, me, now, v) for v in volumes(res))
+
+
+def sh_status_block(res, me, now, v):
     M = res["node"][me]
-    head = "_minor=%d\n_res_name=%s\n_volume=0\n" % (res["minor"], res["name"])
+    head = "_minor=%d\n_res_name=%s\n_volume=%d\n" % (minor_of(res, v), res["name"], v)
     if not M["up"]:
         return head + "_known=Unconfigured\n\n_sh_status_process\n\n\n"
-    prole, pdisk, done = peer84(res, me, now)
+    prole, pdisk, done = peer84(res, me, now, v)
     return head + ("_known=Configured\n\n_cstate=%s\n_role=%s\n_peer=%s\n_disk=%s\n_pdsk=%s\n\n"
                    "_flags_susp=\n_flags_aftr_isp=\n_flags_peer_isp=\n_flags_user_isp=\n\n"
                    "_resynced_percent=%s\n\n_sh_status_process\n\n\n") % (
-        cstate84(res, me, now), M["role"], prole, local_disk(M), pdisk,
+        cstate84(res, me, now, v), M["role"], prole, local_disk(M, v), pdisk,
         "" if done is None else "%.1f" % done)
 
 
@@ -338,13 +386,13 @@ def format_proc_drbd(resources, me, now):
     if mode == "9":
         out.append("Transports (api:18): tcp (%s)" % ver)
         return "\n".join(out) + "\n"
-    for res in sorted(mine, key=lambda r: r["minor"]):
+    minors = sorted((minor_of(r, v), r, v) for r in mine for v in volumes(r)
+                    if r["node"][me]["up"] and r["mode"] == "8.4")
+    for minor, res, v in minors:
         M = res["node"][me]
-        if not M["up"] or res["mode"] != "8.4":
-            continue
-        prole, pdisk, done = peer84(res, me, now)
+        prole, pdisk, done = peer84(res, me, now, v)
         out.append(" %d: cs:%s ro:%s/%s ds:%s/%s C r-----" % (
-            res["minor"], cstate84(res, me, now), M["role"], prole, local_disk(M), pdisk))
+            minor, cstate84(res, me, now, v), M["role"], prole, local_disk(M, v), pdisk))
         oos = out_of_sync(res, done)
         out.append("    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:%d" % oos)
         if done is not None:
@@ -361,11 +409,14 @@ def format_dump(res):
     L = ["# resource %s on %s: not ignored, not stacked" % (res["name"], local_node()),
          "# defined at /etc/drbd.d/%s.res:1" % res["name"], "resource %s {" % res["name"]]
     for i, n in enumerate(res["nodes"]):
-        L += ["    on %s {" % n, "        node-id %d;" % i, "        volume 0 {",
-              "            device       minor %d;" % res["minor"],
-              "            disk         %s;" % ("none" if res["node"][n].get("client")
-                                                 else image_path(res, res["node"][n]["image"])),
-              "            meta-disk    internal;", "        }"]
+        L += ["    on %s {" % n, "        node-id %d;" % i]
+        for v in volumes(res):
+            L += ["        volume %d {" % v,
+                  "            device       minor %d;" % minor_of(res, v),
+                  "            disk         %s;" % (
+                      "none" if res["node"][n].get("client")
+                      else image_path(res, vol(res["node"][n], v)["image"])),
+                  "            meta-disk    internal;", "        }"]
         addr = (res.get("addresses") or {}).get(n)
         if addr:
             L.append("        address          ipv4 %s:%d;" % (addr, res["port"]))

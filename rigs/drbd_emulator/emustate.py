@@ -1,10 +1,18 @@
 """DRBD emulator, the state model: the shared state store, data images and devices, the
-state machine (handshake, resync, new data generations, fencing, quorum), handlers and the
-actions behind drbdadm/drbdsetup.  Front ends: drbdemu.py; output formats: emuformats.py."""
+state machine (handshake, resync, new data generations, fencing) and handlers.  Topology,
+views and quorum: emutopo.py; the actions behind drbdadm/drbdsetup: emuactions.py; front
+ends: drbdemu.py; output formats: emuformats.py."""
 
 import json
 import os
 import time
+
+from emudevices import (
+    Failure, adopt_image, image_path, set_device_read_only, settle_io, split_images, state_dir,
+    writes_through_device)
+from emutopo import (
+    all_vols, conn_of, connected, connected_peers, local_disk, minor_of, node_id, pair_key,
+    pairs, peer_view, peers_of, suspension, sync_done, vol, volumes, wants_connection)
 
 # ----------------------------------------------------------------------------- constants
 
@@ -40,23 +48,7 @@ class NeedFencing(Exception):
         self.name, self.node, self.peers = name, node, peers
 
 
-class Failure(Exception):
-    """A command failed: message for stderr, exit code."""
-
-    def __init__(self, message, rc):
-        super().__init__(message)
-        self.message = message
-        self.rc = rc
-
-
 # ----------------------------------------------------------------------------- state store
-
-def state_dir():
-    d = os.environ.get("DRBDEMU_STATE")
-    if not d:
-        raise Failure("drbdemu: DRBDEMU_STATE is not set", 20)
-    return d
-
 
 def local_node():
     return os.environ.get("DRBDEMU_NODE") or os.uname().nodename
@@ -144,292 +136,156 @@ def new_uuid():
     return os.urandom(8).hex().upper()
 
 
-def image_path(res, image):
-    return os.path.join(state_dir(), image)
-
-
-def sparse_copy(src, dst):
-    """Copy an image keeping holes (images are mostly empty)."""
-    with open(src, "rb") as fi, open(dst + ".tmp", "wb") as fo:
-        size = os.fstat(fi.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                data_start = os.lseek(fi.fileno(), offset, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = os.lseek(fi.fileno(), data_start, os.SEEK_HOLE)
-            os.lseek(fi.fileno(), data_start, os.SEEK_SET)
-            os.lseek(fo.fileno(), data_start, os.SEEK_SET)
-            remaining = hole - data_start
-            while remaining:
-                n = os.copy_file_range(fi.fileno(), fo.fileno(), remaining)
-                if n <= 0:
-                    break
-                remaining -= n
-            offset = hole
-        fo.truncate(size)
-    os.replace(dst + ".tmp", dst)
-
-
-def peers_of(res, node):
-    return [p for p in res["nodes"] if p != node]
-
-
-def node_id(res, node):
-    return res["nodes"].index(node)
-
-
-def connected(res, a, b):
-    c = res.get("conn")
-    return bool(c) and a in c["nodes"] and b in c["nodes"]
-
-
 def log_event(res, node, line):
     res.setdefault("events", []).append({"t": time.time(), "node": node, "line": line})
     del res["events"][:-50]
 
 
-# ----------------------------------------------------------------------------- devices
-
-def _run(argv):
-    import subprocess
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-
-
-def device_in_use(st):
-    """True when the Primary's device is mounted or opened exclusively (like DRBD's open count)."""
-    if not st.get("loop"):
-        return False
-    try:
-        fd = os.open(st["loop"], os.O_RDONLY | os.O_EXCL)
-    except OSError as e:
-        import errno
-        return e.errno == errno.EBUSY
-    os.close(fd)
-    return False
-
-
-def attach_device(res, st):
-    img = image_path(res, st["image"])
-    p = _run(["losetup", "--find", "--show", img])
-    if p.returncode != 0:
-        raise Failure("%s: losetup failed: %s" % (res["name"], p.stderr.strip()), 20)
-    loop = p.stdout.strip()
-    rdev = os.stat(loop).st_rdev
-    path = res["device"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    import stat
-    os.mknod(path, stat.S_IFBLK | 0o660, rdev)
-    st["loop"], st["rdev"], st["loop_image"] = loop, rdev, st["image"]
-    set_device_read_only(st, False)     # a reused loop may still carry an old read-only flag
-
-
-def device_is_ours(res, st):
-    try:
-        return bool(st.get("rdev")) and os.stat(res["device"]).st_rdev == st["rdev"]
-    except FileNotFoundError:
-        return False
-
-
-def set_device_read_only(st, read_only):
-    if st.get("loop"):
-        _run(["blockdev", "--setro" if read_only else "--setrw", st["loop"]])
-        st["device_read_only"] = read_only
-
-
-def device_writable(res, name):
-    """Writes reach the data only on a Primary whose I/O is not suspended (user, fencing,
-    quorum), that has quorum and, if diskless, a peer."""
-    st = res["node"][name]
-    if not (st["up"] and st["role"] == "Primary") or not has_quorum(res, name) or \
-            any(suspension(st)):
-        return False
-    return not st.get("client") or any(connected(res, name, p) for p in peers_of(res, name))
-
-
-def settle_io(res):
-    """Suspension or quorum changed: a Primary without quorum suspends its I/O (on-no-quorum
-    suspend-io: suspended:quorum) or fails it (io-error); the device stands in for a freeze
-    and for failing I/O alike by refusing writes until quorum returns / I/O resumes."""
-    for name in res["nodes"]:
-        st = res["node"][name]
-        st["susp_quorum"] = quorum_suspends(res, name)
-        if st.get("loop"):
-            read_only = not device_writable(res, name)
-            if st.get("device_read_only") != read_only:
-                set_device_read_only(st, read_only)
-
-
-def open_device_for_primary(res, st):
-    """Promote: the device kept since the last demote becomes writable again, unless its
-    data file changed (resync, split) or another node's device took the path meanwhile."""
-    if st.get("client"):
-        me = [n for n in res["nodes"] if res["node"][n] is st][0]
-        servers = [p for p in peers_of(res, me) if connected(res, me, p)
-                   and res["node"][p]["attached"]]
-        if servers:
-            st["image"] = res["node"][servers[0]]["image"]
-    if st.get("loop") and st.get("loop_image") == st["image"] and device_is_ours(res, st):
-        set_device_read_only(st, False)
-        return
-    detach_device(res, st)
-    attach_device(res, st)
-
-
-def refresh_kept_device(res, st):
-    """A Secondary keeps its device (read-only) until down; when its data file is replaced,
-    the device follows (if the path is still its own) or is let go."""
-    if not st.get("loop") or st["role"] == "Primary" or st.get("loop_image") == st["image"]:
-        return
-    ours = device_is_ours(res, st)
-    detach_device(res, st)
-    if ours and st["up"]:
-        attach_device(res, st)
-        set_device_read_only(st, True)
-
-
-def writes_through_device(st):
-    return bool(st.get("loop")) and st["role"] == "Primary"
-
-
-def detach_device(res, st):
-    """Remove our device node (only if it still is ours) and release the loop device."""
-    path = res["device"]
-    try:
-        if os.stat(path).st_rdev == st.get("rdev"):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    if st.get("loop"):
-        set_device_read_only(st, False)
-        p = _run(["losetup", "-d", st["loop"]])
-        if p.returncode != 0:       # busy (crash with a mount): auto-clear on last close
-            _run(["losetup", "--detach", st["loop"]])
-    st["loop"] = st["rdev"] = st["device_read_only"] = None
-
-
 # ----------------------------------------------------------------------------- state machine
 
-def local_disk(st):
-    if not st["up"]:
-        return "Unconfigured"
-    return st["disk"] if st["attached"] else "Diskless"
-
-
 def reconcile(res, now):
-    """Bring the shared resource state up to date: first writes, connect, disconnect, resync
-    progress."""
+    """Bring the shared resource state up to date: first writes, then per connection (each
+    pair of nodes: DRBD 9 is a full mesh) disconnect, resync progress, connect."""
     notice_first_writes(res)
-    nodes = res["nodes"]
-    if len(nodes) == 2:
-        a, b = nodes
-        A, B = res["node"][a], res["node"][b]
-        want = A["up"] and B["up"] and A["net"] and B["net"] and not res["link_cut"]
-        if res.get("conn"):
-            if not want:
-                lose_connection(res, now)
-            else:
-                advance_sync(res, now)
-        elif want:
-            handshake(res, now)
+    res.setdefault("conns", {})
+    for a, b in pairs(res):             # losses first: a handshake must see them
+        if connected(res, a, b) and not wants_connection(res, a, b):
+            lose_connection(res, a, b, now)
+    for a, b in pairs(res):
+        if connected(res, a, b):
+            advance_sync(res, a, b, now)
+        elif wants_connection(res, a, b):
+            handshake(res, a, b, now)
     settle_io(res)
 
 
-def sync_done(res, now):
-    s = res["conn"]["sync"]
-    secs = float(res["resync_seconds"])
-    if secs <= 0:
-        return 100.0
-    return min(100.0, 100.0 * (now - s["start"]) / secs)
+def advance_sync(res, a, b, now):
+    syncs = conn_of(res, a, b)["sync"]
+    for key, s in list(syncs.items()):
+        T = vol(res["node"][s["target"]], int(key))
+        if s.get("paused"):
+            if T["disk"] == "UpToDate":      # the other source finished it
+                del syncs[key]
+            elif not any(o for o in syncing_into(res, s["target"], int(key)) if o is not s):
+                s.update(paused=False, start=now)   # the active source went away
+            continue
+        if sync_done(res, s, now) >= 100.0:
+            T["disk"] = "UpToDate"
+            del syncs[key]
+            log_event(res, s["target"], "change peer-device name:%s volume:%s "
+                      "replication:Established" % (res["name"], key))
 
 
-def advance_sync(res, now):
-    s = res["conn"].get("sync")
-    if s and sync_done(res, now) >= 100.0:
-        res["node"][s["target"]]["disk"] = "UpToDate"
-        res["conn"]["sync"] = None
-        log_event(res, s["target"], "change peer-device name:%s volume:0 replication:Established"
-                  % res["name"])
+def syncing_into(res, target, v):
+    """The resyncs (of any connection) whose target is volume v of `target`."""
+    found = []
+    for c in (res.get("conns") or {}).values():
+        s = (c.get("sync") or {}).get(str(v))
+        if s and s["target"] == target:
+            found.append(s)
+    return found
 
 
-def lose_connection(res, now):
-    conn = res["conn"]
-    sync = conn.get("sync")
-    res["conn"] = None
-    if sync:
-        target = res["node"][sync["target"]]
-        if target["disk"] == "UpToDate":
-            target["disk"] = "Inconsistent"
+def lose_connection(res, a, b, now):
+    conn = res["conns"].pop(pair_key(res, a, b))
+    for key, sync in (conn.get("sync") or {}).items():
+        T = vol(res["node"][sync["target"]], int(key))
+        if T["disk"] == "UpToDate" and not sync.get("paused"):
+            T["disk"] = "Inconsistent"
     split_images(res)
-    for name in res["nodes"]:
+    for name in (a, b):
         st = res["node"][name]
-        if st["up"] and st["role"] == "Primary" and st.get("client"):
-            # a diskless Primary without peers has no data: writes fail
-            # (on-no-data-accessible io-error, the default)
-            set_device_read_only(st, True)
-        elif st["up"] and st["role"] == "Primary":
-            arm_new_current_uuid(res, st)
-            if res["fencing"] != "dont-care":
-                start_async_fencing(res, name, now)
+        if not (st["up"] and st["role"] == "Primary"):
+            continue
+        for v in volumes(res):
+            V = vol(st, v)
+            if not V["attached"] and not any(vol(res["node"][p], v)["attached"]
+                                             for p in connected_peers(res, name)):
+                # a diskless Primary without a peer with data: writes fail
+                # (on-no-data-accessible io-error, the default)
+                set_device_read_only(V, True)
+            elif V["attached"]:
+                arm_new_current_uuid(res, V)
+        if res["fencing"] != "dont-care" and not st.get("client"):
+            start_async_fencing(res, name, now)
 
 
-# New data generation (drbd_state.c finish_state_change sets NEW_CUR_UUID when a Primary
-# loses its peer or is promoted without one; drbd_req.c inc_ap_bio_cond turns it into
-# drbd_uuid_new_current at the first write; Primary -> Secondary clears it).  A "write" is
-# a change of the Primary's image file (mtime/size), i.e. a bio that reached the loop device.
+# New data generation (drbd_state.c finish_state_change sets NEW_CUR_UUID on every device
+# when a Primary loses a peer or is promoted without all of them; drbd_req.c
+# inc_ap_bio_cond turns it into drbd_uuid_new_current at the device's first write, and the
+# connected peers take the new UUID; Primary -> Secondary clears it).  A "write" is a change
+# of the volume's image file (mtime/size), i.e. a bio that reached the loop device.
 
-def image_signature(res, st):
+def image_signature(res, V):
     try:
-        s = os.stat(image_path(res, st["image"]))
+        s = os.stat(image_path(res, V["image"]))
     except FileNotFoundError:
         return None
     return [s.st_mtime_ns, s.st_size]
 
 
-def arm_new_current_uuid(res, st):
-    if not st.get("new_cur_uuid"):
-        st["new_cur_uuid"] = True
-        st["write_mark"] = image_signature(res, st)
+def arm_new_current_uuid(res, V):
+    if not V.get("new_cur_uuid"):
+        V["new_cur_uuid"] = True
+        V["write_mark"] = image_signature(res, V)
 
 
 def disarm_new_current_uuid(st):
-    st["new_cur_uuid"] = False
-    st["write_mark"] = None
+    for V in all_vols(st):
+        V["new_cur_uuid"] = False
+        V["write_mark"] = None
 
 
 def notice_first_writes(res):
-    """A pending new current UUID becomes real once the Primary's data changed."""
+    """A pending new current UUID becomes real once the Primary's volume data changed.  It
+    is pending while some peer does not replicate the volume: not connected, or connected
+    with that volume detached (drbd_state.c: a peer disk lost while Primary)."""
     for name in res["nodes"]:
         st = res["node"][name]
-        if not st.get("new_cur_uuid"):
-            continue
-        if not (st["up"] and st["role"] == "Primary") or \
-                any(connected(res, name, p) for p in peers_of(res, name)):
-            disarm_new_current_uuid(st)
-        elif image_signature(res, st) != st.get("write_mark"):
-            disarm_new_current_uuid(st)
-            new_generation(st)
+        primary = st["up"] and st["role"] == "Primary"
+        for v in volumes(res):
+            V = vol(st, v)
+            lagging = primary and any(
+                not connected(res, name, p) or (not res["node"][p].get("client") and
+                                                not vol(res["node"][p], v)["attached"])
+                for p in peers_of(res, name))
+            if not lagging:
+                V["new_cur_uuid"], V["write_mark"] = False, None
+                continue
+            if not V.get("new_cur_uuid"):
+                if V["attached"] and all(connected(res, name, p) for p in peers_of(res, name)):
+                    arm_new_current_uuid(res, V)    # a connected peer's volume detached
+                continue
+            if image_signature(res, V) != V.get("write_mark"):
+                V["new_cur_uuid"], V["write_mark"] = False, None
+                new_generation(V)
+                share_generation(res, name, v)
 
 
-def new_generation(st):
-    """A new current UUID; the first one since the peer was last seen keeps the old current
+def new_generation(V):
+    """A new current UUID; the first one since a peer was last seen keeps the old current
     as the bitmap UUID (the base of the changes the peer lacks), as DRBD does."""
-    if not st.get("bitmap"):
-        st["bitmap"] = st["uuid"]
-    st["history"] = ([st["uuid"]] + st["history"])[:4]
-    st["uuid"] = new_uuid()
+    if not V.get("bitmap"):
+        V["bitmap"] = V["uuid"]
+    V["history"] = ([V["uuid"]] + V["history"])[:4]
+    V["uuid"] = new_uuid()
 
 
-def generation_ids(st):
+def share_generation(res, name, v):
+    """drbd_uuid_new_current sends the new UUIDs to the connected peers; those replicating
+    this volume (same data) take them over."""
+    V = vol(res["node"][name], v)
+    for p in connected_peers(res, name):
+        P = vol(res["node"][p], v)
+        if P["attached"] and P["image"] == V["image"]:
+            P["uuid"], P["history"], P["bitmap"] = V["uuid"], list(V["history"]), V["bitmap"]
+
+
+def generation_ids(V):
     """(current, bitmap, history1, history2) as drbdsetup get-gi shows them."""
-    bitmap = st.get("bitmap") or ZERO_UUID
-    history = [h for h in st["history"] if h != bitmap] + [ZERO_UUID, ZERO_UUID]
-    return st["uuid"], bitmap, history[0], history[1]
+    bitmap = V.get("bitmap") or ZERO_UUID
+    history = [h for h in V["history"] if h != bitmap] + [ZERO_UUID, ZERO_UUID]
+    return V["uuid"], bitmap, history[0], history[1]
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -461,10 +317,12 @@ def helper_environment(res, node, helper, peer):
         env.update(DRBD_MY_ADDRESS=addrs[node], DRBD_MY_AF="ipv4",
                    DRBD_PEER_ADDRESS=addrs[peer], DRBD_PEER_AF="ipv4")
     env["DRBD_CSTATE"] = peer_view(res, node, peer, time.time())[0]
+    # drbdadm adm_khelper: DRBD_MINOR_<vnr> / DRBD_BACKING_DEV_<vnr> for every volume
+    for v in volumes(res):
+        env["DRBD_MINOR_%d" % v] = str(minor_of(res, v))
+        if vol(M, v)["attached"]:
+            env["DRBD_BACKING_DEV_%d" % v] = image_path(res, vol(M, v)["image"])
     disk = image_path(res, M["image"]) if M["attached"] else "none"
-    env["DRBD_MINOR_0"] = str(res["minor"])
-    if M["attached"]:
-        env["DRBD_BACKING_DEV_0"] = disk
     env.update(DRBD_MINOR=str(res["minor"]), DRBD_VOLUME="0", DRBD_LL_DISK=disk)
     if "fence" in helper:
         mask = 1 << node_id(res, node)
@@ -536,15 +394,25 @@ def apply_fence_result(res, me, peer, rc, now):
         if local_disk(M) == "UpToDate":
             fenced[peer] = "Outdated"
     elif rc == FENCE_PEER_PRIMARY:
-        if M["role"] == "Secondary" and M["disk"] in ("UpToDate", "Consistent"):
-            M["disk"] = "Outdated"
+        for V in all_vols(M):
+            if M["role"] == "Secondary" and V["disk"] in ("UpToDate", "Consistent"):
+                V["disk"] = "Outdated"
     ok = peer in fenced
     if ok and M.get("susp_fencing"):
         M["susp_fencing"] = False
-        if M.get("new_cur_uuid"):
-            disarm_new_current_uuid(M)
-            new_generation(M)
+        make_pending_generations(res, me)
     return ok
+
+
+def make_pending_generations(res, me):
+    """Resume after a suspension: every volume with a pending new current UUID gets it now."""
+    M = res["node"][me]
+    for v in volumes(res):
+        V = vol(M, v)
+        if V.get("new_cur_uuid"):
+            V["new_cur_uuid"], V["write_mark"] = False, None
+            new_generation(V)
+            share_generation(res, me, v)
 
 
 def start_async_fencing(res, node, now):
@@ -560,138 +428,93 @@ def start_async_fencing(res, node, now):
         queue_handler(res, node, "fence-peer", peer)
 
 
-def fence_before_promote(nf):
-    """Run fence-peer for each unknown peer of a node being promoted, synchronously (the
-    promote waits for it, drbd_nl.c drbd_set_role), then record what the kernel made of it."""
-    FENCING_TRIED.add(nf.name)
-    jobs = []
-    with Store() as store:
-        res = store.load(nf.name)
-        for peer in nf.peers:
-            log_helper_call(res, nf.node, "fence-peer", peer)
-            jobs.append((peer, (res.get("handlers") or {}).get("fence-peer"),
-                         helper_environment(res, nf.node, "fence-peer", peer)))
-        store.save_all()
-    for peer, command, env in jobs:
-        rc = run_helper(command, env)
-        with Store() as store:
-            res = store.load(nf.name)
-            log_helper_response(res, nf.node, "fence-peer", peer, rc)
-            apply_fence_result(res, nf.node, peer, rc, time.time())
-            store.save_all()
-
-
-def retry_after_fencing(command):
-    while True:
-        try:
-            return command()
-        except NeedFencing as nf:
-            if nf.name in FENCING_TRIED:
-                raise AssertionError("fence-peer requested twice")
-            fence_before_promote(nf)
-
-
-def split_images(res):
-    """After a disconnect each node needs its own copy of the (so far shared) data."""
-    a, b = res["nodes"]
-    A, B = res["node"][a], res["node"][b]
-    if A["image"] != B["image"] or A.get("client") or B.get("client"):
-        return
-    # the Primary (writing through its loop device) keeps the file
-    if writes_through_device(B) and not writes_through_device(A):
-        keeper, other, oname = B, A, a
-    else:
-        keeper, other, oname = A, B, b
-    if writes_through_device(other):    # dual-primary: both hold it; nothing sane to do
-        return
-    res["serial"] = res.get("serial", 0) + 1
-    new = "%s.%s.%d.img" % (res["name"], oname, res["serial"])
-    sparse_copy(image_path(res, keeper["image"]), image_path(res, new))
-    other["image"] = new
-    refresh_kept_device(res, other)
-
-
-def adopt_image(res, target, source):
-    """target now uses source's data; drop target's old file if nobody uses it."""
-    T, S = res["node"][target], res["node"][source]
-    old = T["image"]
-    T["image"] = S["image"]
-    refresh_kept_device(res, T)
-    if old != T["image"] and all(res["node"][n]["image"] != old for n in res["nodes"]):
-        try:
-            os.unlink(image_path(res, old))
-        except FileNotFoundError:
-            pass
-
-
-def go_standalone(res, names, reason, now):
+def go_standalone(res, a, b, names, reason, now):
+    """The connection a-b goes StandAlone on the side(s) `names` (DRBD 9: per connection;
+    the node's other connections are untouched)."""
     for n in names:
         st = res["node"][n]
-        st["net"] = False
+        peer = b if n == a else a
+        st.setdefault("standalone", {})[peer] = reason
         st["discard"] = False
-        st["standalone_reason"] = reason
         if reason == "split-brain":
-            peer = peers_of(res, n)[0]
             log_event(res, n, "call helper name:%s peer-node-id:%d conn-name:%s helper:split-brain"
                       % (res["name"], node_id(res, peer), peer))
             queue_handler(res, n, "split-brain", peer)
 
 
-def handshake(res, now):
-    a, b = res["nodes"]
+def sync_plan(res, a, b):
+    """drbd_sync_handshake per volume: {volume: source} for the volumes to resync, the
+    volumes whose data is equal, or a reason to refuse the connection."""
     A, B = res["node"][a], res["node"][b]
-    source = None
-    if A["discard"] and B["discard"]:
-        return go_standalone(res, [a, b], "discard-both", now)
-    if A["attached"] and B["attached"]:
+    plan, equal = {}, []
+    for v in volumes(res):
+        VA, VB = vol(A, v), vol(B, v)
+        if not (VA["attached"] and VB["attached"]):
+            continue
         if A["discard"] or B["discard"]:
-            source = b if A["discard"] else a
-        elif A["uuid"] == B["uuid"]:
-            inc_a, inc_b = A["disk"] == "Inconsistent", B["disk"] == "Inconsistent"
+            plan[v] = b if A["discard"] else a
+        elif VA["uuid"] == VB["uuid"]:
+            inc_a, inc_b = VA["disk"] == "Inconsistent", VB["disk"] == "Inconsistent"
             if inc_a and not inc_b:
-                source = b
+                plan[v] = b
             elif inc_b and not inc_a:
-                source = a
+                plan[v] = a
             elif not inc_a:
-                # same generation, nobody inconsistent: the data is the same
-                settle_equal_disks(A, B)
-        elif A["uuid"] in B["history"]:
-            source = b
-        elif B["uuid"] in A["history"]:
-            source = a
+                equal.append(v)     # same generation, nobody inconsistent: same data
+        elif VA["uuid"] in VB["history"]:
+            plan[v] = b
+        elif VB["uuid"] in VA["history"]:
+            plan[v] = a
         else:
-            common = ({A["uuid"]} | set(A["history"])) & ({B["uuid"]} | set(B["history"]))
-            return go_standalone(res, [a, b], "split-brain" if common else "unrelated-data", now)
-    if source:
-        target = b if source == a else a
-        if res["node"][target]["role"] == "Primary":
-            # "I shall become SyncTarget, but I am primary!"
-            return go_standalone(res, [target], "primary-sync-target", now)
-    elif A["role"] == B["role"] == "Primary" and not res["allow_two_primaries"]:
+            common = ({VA["uuid"]} | set(VA["history"])) & ({VB["uuid"]} | set(VB["history"]))
+            return None, None, "split-brain" if common else "unrelated-data"
+    return plan, equal, None
+
+
+def handshake(res, a, b, now):
+    A, B = res["node"][a], res["node"][b]
+    if A["discard"] and B["discard"]:
+        return go_standalone(res, a, b, [a, b], "discard-both", now)
+    plan, equal, refusal = sync_plan(res, a, b)
+    if refusal:
+        return go_standalone(res, a, b, [a, b], refusal, now)
+    targets = {b if s == a else a for s in plan.values()}
+    primary_targets = [t for t in targets if res["node"][t]["role"] == "Primary"]
+    if primary_targets:
+        # "I shall become SyncTarget, but I am primary!"
+        return go_standalone(res, a, b, primary_targets, "primary-sync-target", now)
+    if not plan and A["role"] == B["role"] == "Primary" and not res["allow_two_primaries"]:
         # same data, both Primary: the connect's state change fails with SS_TWO_PRIMARIES
         # and, rr-conflict not being retry-connect, both disconnect (drbd_receiver.c
         # connect_work); no split brain, nothing diverged
-        return go_standalone(res, [a, b], "two-primaries", now)
-    for st in (A, B):
+        return go_standalone(res, a, b, [a, b], "two-primaries", now)
+    for me, peer in ((a, b), (b, a)):
+        st = res["node"][me]
         st["discard"] = False
-        st["standalone_reason"] = None
-        st["bitmap"] = None     # the peer has (or is about to get) the changes
-        st["fenced"] = {}
-        st["outdated_peers"] = []
+        (st.get("standalone") or {}).pop(peer, None)
+        (st.get("fenced") or {}).pop(peer, None)
+        if peer in (st.get("outdated_peers") or ()):
+            st["outdated_peers"].remove(peer)
         st["susp_fencing"] = False
-    res["conn"] = {"nodes": [a, b], "sync": None, "since": now}
-    for client, server in ((A, B), (B, A)):
-        if client.get("client") and server["attached"]:
-            client["image"] = server["image"]   # a client reads and writes the peer's data
-            if client["role"] == "Primary":
-                set_device_read_only(client, False)
-    if source:
-        start_sync(res, source, target, now)
-    elif A["attached"] and B["attached"]:
-        keeper, other = (b, a) if writes_through_device(B) and not writes_through_device(A) \
-            else (a, b)
-        if not writes_through_device(res["node"][other]):
-            adopt_image(res, other, keeper)
+        for V in all_vols(st):
+            V["bitmap"] = None      # the peer has (or is about to get) the changes
+    res["conns"][pair_key(res, a, b)] = {"sync": {}, "since": now}
+    for v in volumes(res):
+        for client, server in ((a, b), (b, a)):
+            C, S = vol(res["node"][client], v), vol(res["node"][server], v)
+            if not C["attached"] and S["attached"]:
+                C["image"] = S["image"]   # a diskless volume reads and writes the peer's data
+                if res["node"][client]["role"] == "Primary":
+                    set_device_read_only(C, False)
+        if v in plan:
+            source = plan[v]
+            start_sync(res, source, b if source == a else a, v, now)
+        elif v in equal:
+            settle_equal_disks(vol(A, v), vol(B, v))
+            keeper, other = (b, a) if writes_through_device(B, vol(B, v)) and \
+                not writes_through_device(A, vol(A, v)) else (a, b)
+            if not writes_through_device(res["node"][other], vol(res["node"][other], v)):
+                adopt_image(res, other, keeper, v)
 
 
 def settle_equal_disks(A, B):
@@ -704,153 +527,51 @@ def settle_equal_disks(A, B):
     for me, peer in ((A, B), (B, A)):
         if me["disk"] == "Outdated" and peer["disk"] in ("Consistent", "UpToDate"):
             me["disk"] = peer["disk"]
-    for st in (A, B):
-        if st["disk"] == "Consistent":
-            st["disk"] = "UpToDate"
+    for V in (A, B):
+        if V["disk"] == "Consistent":
+            V["disk"] = "UpToDate"
 
 
-def start_sync(res, source, target, now):
-    S, T = res["node"][source], res["node"][target]
-    T["disk"] = "Inconsistent"
-    T["uuid"], T["history"] = S["uuid"], list(S["history"])
-    T["bitmap"] = S["bitmap"] = None
-    adopt_image(res, target, source)
-    res["conn"]["sync"] = {"source": source, "target": target, "start": now,
-                           "total_kib": res["size_kib"]}
-    advance_sync(res, now)
+def start_sync(res, source, target, v, now):
+    """Resync volume v from source to target; a target already resyncing that volume from
+    another peer waits for it (PausedSyncT, resync-suspended:dependency)."""
+    S, T = vol(res["node"][source], v), vol(res["node"][target], v)
+    busy = syncing_into(res, target, v)
+    sync = {"source": source, "target": target, "start": now, "total_kib": res["size_kib"]}
+    if busy:
+        sync["paused"] = True
+    else:
+        T["disk"] = "Inconsistent"
+        T["uuid"], T["history"] = S["uuid"], list(S["history"])
+        T["bitmap"] = S["bitmap"] = None
+        adopt_image(res, target, source, v)
+    conn_of(res, source, target)["sync"][str(v)] = sync
+    advance_sync(res, source, target, now)
 
 
-def do_attach(res, st, now):
-    if st["attached"] or st.get("client"):      # `disk none`: nothing to attach
+def do_attach(res, me, v, now):
+    st = res["node"][me]
+    V = vol(st, v)
+    if V["attached"] or st.get("client"):      # `disk none`: nothing to attach
         return
-    if st["failed"]:
-        raise Failure("%d: Failure: (104) Can not open backing device." % res["minor"], 10)
-    st["attached"] = True
-    d = st["disk"]
+    if V["failed"]:
+        raise Failure("%d: Failure: (104) Can not open backing device." % minor_of(res, v), 10)
+    V["attached"] = True
+    d = V["disk"]
     if res["fencing"] == "dont-care" and d == "Consistent":
         d = "UpToDate"
     elif res["fencing"] != "dont-care" and d == "UpToDate":
         d = "Consistent"
-    st["disk"] = d
-    me = [n for n in res["nodes"] if res["node"][n] is st][0]
-    for peer in peers_of(res, me):
-        P = res["node"][peer]
-        if connected(res, me, peer) and P["attached"] and P["disk"] == "UpToDate":
-            if st["uuid"] != P["uuid"] or d != "UpToDate":
-                start_sync(res, peer, me, now)
-
-
-# ----------------------------------------------------------------------------- views
-
-def peer_view(res, me, peer, now):
-    """Connection as seen from `me`: (cstate, peer_role, repl, peer_disk, done)."""
-    M, P = res["node"][me], res["node"][peer]
-    if connected(res, me, peer):
-        sync = res["conn"].get("sync")
-        repl, done = "Established", None
-        if sync:
-            repl = "SyncSource" if sync["source"] == me else "SyncTarget"
-            done = sync_done(res, now)
-        pdisk = P["disk"] if P["attached"] else "Diskless"
-        return "Connected", P["role"], repl, pdisk, done
-    cstate = "Connecting" if M["net"] else "StandAlone"
-    return cstate, "Unknown", "Off", (M.get("fenced") or {}).get(peer, "DUnknown"), None
-
-
-def promotion_score(res, me, now):
-    M = res["node"][me]
-    if not M["attached"]:
-        return 0
-    score = 10000
-    if M["disk"] == "UpToDate":
-        score += 100
-    replicas = 1 if M["disk"] == "UpToDate" else 0
-    for p in peers_of(res, me):
-        if peer_view(res, me, p, now)[3] == "UpToDate":
-            replicas += 1
-    return score + replicas
-
-
-def may_promote(res, me, now):
-    M = res["node"][me]
-    if M["role"] == "Primary" or local_disk(M) != "UpToDate":
-        return False
-    return all(peer_view(res, me, p, now)[1] != "Primary" for p in peers_of(res, me))
-
-
-def has_quorum(res, me):
-    """drbd_state.c calc_quorum for this node's volume (quorum off: always true).  Voters are
-    the diskful nodes; an absent peer whose disk is known Outdated (fenced, or it left
-    gracefully as a Secondary: MDF_PEER_OUTDATED) is no voter when no voter is unknown; a
-    connected diskless client breaks an even tie."""
-    if res.get("quorum", "off") == "off":
-        return True
-    M = res["node"][me]
-    up_to_date = present = outdated = unknown = diskless = 0
-    if M["attached"]:
-        if M["disk"] == "UpToDate":
-            up_to_date += 1
-        else:
-            present += 1
-    elif M.get("client"):
-        diskless += 1
-    else:
-        unknown += 1
-    for p in peers_of(res, me):
-        P = res["node"][p]
-        if connected(res, me, p):
-            if P.get("client"):
-                diskless += 1
-            elif P["attached"] and P["disk"] == "UpToDate":
-                up_to_date += 1
-            elif P["attached"]:
-                present += 1
-            else:
-                unknown += 1
-        elif P.get("client"):
-            continue                    # an absent client is no voter
-        elif peer_view(res, me, p, time.time())[3] in ("Outdated", "Inconsistent") or \
-                p in (M.get("outdated_peers") or ()):
-            outdated += 1
-        else:
-            unknown += 1
-    voters = outdated + unknown + up_to_date + present if unknown else up_to_date + present
-    need = quorum_at(res["quorum"], voters)
-    if up_to_date + present >= need:
-        return True
-    # an even number of voters, one vote short: connected diskless nodes break the tie
-    return voters != 0 and voters % 2 == 0 and up_to_date + present == need - 1 and \
-        diskless >= quorum_at("majority", diskless) and diskless > 0
-
-
-def quorum_at(setting, voters):
-    if setting == "majority":
-        return voters // 2 + 1
-    if setting == "all":
-        return voters
-    return int(setting)
-
-
-def quorum_suspends(res, me):
-    """A Primary without quorum and on-no-quorum suspend-io has its I/O suspended."""
-    M = res["node"][me]
-    return M["up"] and M["role"] == "Primary" and not has_quorum(res, me) and \
-        res.get("on_no_quorum", "suspend-io") == "suspend-io"
-
-
-def peer_is_client(res, me, peer):
-    """peer-client: known only while connected (the peer says it is intentionally diskless)."""
-    return connected(res, me, peer) and bool(res["node"][peer].get("client"))
+    V["disk"] = d
+    for peer in connected_peers(res, me):
+        P = vol(res["node"][peer], v)
+        if P["attached"] and P["disk"] == "UpToDate" and not syncing_into(res, me, v):
+            if V["uuid"] != P["uuid"] or d != "UpToDate":
+                start_sync(res, peer, me, v, now)
 
 
 def yn(v):
     return "yes" if v else "no"
-
-
-def suspension(M):
-    """(user, no-data, fencing, quorum) I/O suspension flags of a node's resource."""
-    return (bool(M.get("susp_user")), False, bool(M.get("susp_fencing")),
-            bool(M.get("susp_quorum")))
 
 
 def suspended_words(M):
@@ -859,199 +580,3 @@ def suspended_words(M):
     return ",".join(words) or "no"
 
 
-# ----------------------------------------------------------------------------- actions
-
-def state_failure(res, rc_code_text, mode, cmd):
-    rc, code, text = rc_code_text
-    who = res["name"] if mode == "9" else str(res["minor"])
-    return Failure("%s: State change failed: (%d) %s" % (who, code, text), rc)
-
-
-def unknown_resource(res):
-    if res["mode"] == "9":
-        return Failure("%s: Failure: (158) Unknown resource\nadditional info from kernel:\n"
-                       "unknown resource" % res["name"], 10)
-    return Failure("%d: Failure: (127) Device minor not allocated\nadditional info from kernel:\n"
-                   "unknown minor" % res["minor"], 10)
-
-
-def act_primary(res, me, now, force=False):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["role"] == "Primary":
-        return
-    for p in peers_of(res, me):
-        if connected(res, me, p) and res["node"][p]["role"] == "Primary" \
-                and not res["allow_two_primaries"]:
-            raise state_failure(res, SS_TWO_PRIMARIES, res["mode"], "primary")
-    disk = local_disk(M)
-    if not has_quorum(res, me) and not force and (disk == "UpToDate" or any(
-            connected(res, me, p) and peer_view(res, me, p, now)[3] == "UpToDate"
-            for p in peers_of(res, me))):
-        raise state_failure(res, SS_NO_QUORUM, res["mode"], "primary")
-    if res["fencing"] != "dont-care" and disk in ("UpToDate", "Consistent"):
-        # drbd_state.c is_valid_state: SS_PRIMARY_NOP while a peer is neither connected nor
-        # known Outdated; drbd_nl.c drbd_set_role then runs fence-peer once and retries
-        unknown = [p for p in peers_of(res, me) if not connected(res, me, p)
-                   and peer_view(res, me, p, now)[3] not in ("Outdated", "Inconsistent")]
-        if unknown and res["name"] not in FENCING_TRIED:
-            raise NeedFencing(res["name"], me, unknown)
-        disk = local_disk(M)        # fence-peer exit 6 outdated us
-        if unknown and not force:
-            raise state_failure(res, SS_PRIMARY_NOP if disk == "UpToDate"
-                                else SS_NO_UP_TO_DATE_DISK, res["mode"], "primary")
-        lonely = [p for p in peers_of(res, me) if not connected(res, me, p)]
-        if disk == "Consistent" and lonely and len(lonely) == len(peers_of(res, me)) \
-                and not unknown:
-            M["disk"] = disk = "UpToDate"   # every peer fenced: CS_FP_LOCAL_UP_TO_DATE
-    peer_uptodate = any(connected(res, me, p) and peer_view(res, me, p, now)[3] == "UpToDate"
-                        for p in peers_of(res, me))
-    if disk != "UpToDate" and not peer_uptodate:
-        if force and M["attached"] and disk in ("Consistent", "Outdated", "Inconsistent"):
-            M["disk"] = "UpToDate"
-            for p in peers_of(res, me):
-                if connected(res, me, p) and res["node"][p]["attached"] and \
-                        res["node"][p]["disk"] != "UpToDate" and not res["conn"].get("sync"):
-                    start_sync(res, me, p, now)
-        else:
-            raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "primary")
-    open_device_for_primary(res, M)
-    M["role"] = "Primary"
-    if not any(connected(res, me, p) for p in peers_of(res, me)):
-        arm_new_current_uuid(res, M)
-
-
-def act_secondary(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["role"] == "Secondary":
-        return
-    if device_in_use(M):
-        raise state_failure(res, SS_DEVICE_IN_USE, res["mode"], "secondary")
-    # /dev/drbdN stays until down (DRBD 9 keeps the minor; only writes are refused)
-    set_device_read_only(M, True)
-    M["role"] = "Secondary"
-    disarm_new_current_uuid(M)
-
-
-def leave_gracefully(res, me):
-    """A Secondary that disconnects on purpose is recorded as outdated by the peers it
-    leaves (MDF_PEER_OUTDATED): they keep quorum ("if you disconnect all secondary nodes
-    gracefully a single primary continues to operate", drbd.conf quorum)."""
-    M = res["node"][me]
-    if M["role"] != "Secondary":
-        return
-    for p in peers_of(res, me):
-        if connected(res, me, p):
-            gone = res["node"][p].setdefault("outdated_peers", [])
-            if me not in gone:
-                gone.append(me)
-
-
-def act_down(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        return
-    act_secondary(res, me, now)
-    leave_gracefully(res, me)
-    detach_device(res, M)
-    M.update(up=False, attached=False, net=False, discard=False, standalone_reason=None)
-    reconcile(res, now)
-
-
-def act_up(res, me, now, skip_net=False, adjust=True):
-    M = res["node"][me]
-    if M["up"] and not adjust:
-        raise Failure("%s: Failure: (161) Minor or volume exists already (delete it first)"
-                      % res["name"], 10)
-    M["up"] = True
-    reconcile(res, now)
-    if not M["attached"]:
-        do_attach(res, M, now)
-    if not skip_net and not M["net"]:
-        M["net"] = True
-    reconcile(res, now)
-
-
-def act_connect(res, me, now, discard=False):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M["net"]:
-        raise Failure("%s: Failure: (125) Device has a net-config (use disconnect first)"
-                      % res["name"], 10)
-    M["net"] = True
-    M["discard"] = discard
-    reconcile(res, now)
-
-
-def act_disconnect(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    leave_gracefully(res, me)
-    M["net"] = False
-    M["discard"] = False
-    reconcile(res, now)
-
-
-def act_outdate(res, me, now):
-    M = res["node"][me]
-    if M["up"]:
-        if M["role"] == "Primary":
-            raise state_failure(res, SS_NO_UP_TO_DATE_DISK, res["mode"], "outdate")
-        if any(connected(res, me, p) for p in peers_of(res, me)):
-            raise state_failure(res, SS_CONNECTED_OUTDATES, res["mode"], "outdate")
-    if M["disk"] in ("UpToDate", "Consistent"):
-        M["disk"] = "Outdated"
-
-
-def act_suspend_io(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    M["susp_user"] = True
-
-
-def act_resume_io(res, me, now):
-    """drbd_nl.c drbd_adm_resume_io: a pending new current UUID is made now, and every
-    suspension (user, no-data, fencing, quorum) ends."""
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    if M.get("new_cur_uuid"):
-        disarm_new_current_uuid(M)
-        new_generation(M)
-    M["susp_user"] = M["susp_fencing"] = False
-
-
-def act_attach(res, me, now):
-    if not res["node"][me]["up"]:
-        raise unknown_resource(res)
-    do_attach(res, res["node"][me], now)
-
-
-def act_detach(res, me, now):
-    M = res["node"][me]
-    if not M["up"]:
-        raise unknown_resource(res)
-    M["attached"] = False
-
-
-def wait_connect(name, me, timeout):
-    deadline = time.time() + timeout if timeout > 0 else None
-    while True:
-        with Store() as store:
-            res = store.load(name)
-            now = time.time()
-            reconcile(res, now)
-            store.save_all()
-            if not res["node"][me]["up"]:
-                return 10
-            if any(connected(res, me, p) for p in peers_of(res, me)) or not peers_of(res, me):
-                return 0
-        if deadline is not None and time.time() >= deadline:
-            return 5
-        time.sleep(0.1)
