@@ -8,26 +8,25 @@ in the agent's state directory, so a steady-state monitor is one drbdsetup call 
 write.
 
 Split brain is reported loudly (ocf-exit-reason, a crit log line, the node attribute
-``drbd-<resource>-split-brain``) on evidence, not on a StandAlone connection alone: DRBD's
-split-brain handler ran (``drbd split-brain-handler``, below, leaves a flag file), or the
-generation UUIDs diverged (``drbdsetup get-gi``, exchanged through a node attribute; only
-while a peer is not connected). Data is discarded only with
-split_brain_recovery=discard-secondary.
+``drbd-<resource>-split-brain``) on evidence, not on a StandAlone connection alone
+(drbdsplitbrain.py). Data is discarded only with split_brain_recovery=discard-secondary.
+The resource itself (drbdadm, drbdsetup, the device) is drbdresource.py; the pure state
+decoders and LINBIT's score rules are drbdstate.py.
 """
 
 import os
-import sys
 import time
 
-from ocf_agents.ocf import (
-    ERR_ARGS, ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING,
-    RUNNING_PROMOTED, SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, AttributeUnreadable,
-    OCFError, Parameter, have_binary, read_file, read_head, shown, write_file_atomically,
+from ocf_agents.drbdresource import Drbd, holders_text
+from ocf_agents.drbdsplitbrain import (
+    clear_split_brain, recover_split_brain, report_split_brain, split_brain_evidence,
+    split_brain_handler,
 )
-
-from ocf_agents.drbdstate import (
-    UNCHANGED, compute_score, decode_drbdadm_84, decode_events2, decode_gi,
-    decode_kernel_version, decode_proc_drbd, decode_sh_status, uuids_diverged,
+from ocf_agents.drbdstate import UNCHANGED, compute_score, decode_kernel_version
+from ocf_agents.ocf import (
+    ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, FAILED_PROMOTED, NOT_RUNNING, RUNNING_PROMOTED,
+    SUCCESS, DEGRADED, DEGRADED_PROMOTED, Action, Agent, OCFError, Parameter, have_binary,
+    shown,
 )
 
 PROC_DRBD = "/proc/drbd"
@@ -114,112 +113,6 @@ def parse_recovery(value):
     return value
 
 
-# --- talking to DRBD ----------------------------------------------------------
-class Drbd:
-    """drbdadm/drbdsetup for one resource, plus the agent's small persistent memory."""
-
-    def __init__(self, res):
-        self.res = res
-        self.name = res.params.drbd_resource
-        self.memory_path = res.state_path(f"{res.instance_without_clone_suffix}.state")
-        self.memory = self._load_memory()
-
-    # memory: key=value lines in the state directory (cleared at reboot)
-    def _load_memory(self):
-        memory = {}
-        for line in (read_file(self.memory_path, "") or "").splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                memory[key] = value
-        return memory
-
-    def remember(self, **values):
-        changed = False
-        for key, value in values.items():
-            if value is None:
-                changed |= self.memory.pop(key, None) is not None
-            elif self.memory.get(key) != str(value):
-                self.memory[key] = str(value)
-                changed = True
-        if changed:
-            write_file_atomically(self.memory_path,
-                                  "".join(f"{k}={v}\n" for k, v in sorted(self.memory.items())))
-
-    def forget(self):
-        self.memory = {}
-        try:
-            os.unlink(self.memory_path)
-        except FileNotFoundError:
-            pass
-
-    @property
-    def stacked(self):
-        """A DRBD 8.4 resource stacked on another one (found at start/validate-all)."""
-        return self.memory.get("stacked") == "1"
-
-    # commands
-    def adm_argv(self, *args):
-        # drbdadm 8.4 answers "'<res>' is a stacked resource, and not available in
-        # normal mode" to every command on a stacked resource without -S.
-        stacked = ["-S"] if self.stacked else []
-        return ["drbdadm", "-c", self.res.params.drbdconf, *stacked, *args, self.name]
-
-    def adm(self, *args, timeout=None, quiet=False, env=None):
-        return self.res.run(self.adm_argv(*args), timeout=timeout, quiet=quiet, env=env)
-
-    def kernel_version(self):
-        """DRBD module version (tuple) or None when the module is not loaded.
-
-        The module creates /proc/drbd when it loads: no file means not loaded, decided
-        without a fork (every probe on a node without DRBD asks this; drbd-utils' tools
-        would each try modprobe). Only a /proc/drbd without a readable version line makes
-        us ask drbdadm --version.
-        """
-        proc = self.res.params.proc_drbd
-        text = read_head(proc)
-        if text:
-            version = decode_proc_drbd(text)[0]
-            if version:
-                return version
-        elif not os.path.exists(proc):
-            return None
-        result = self.res.run(["drbdadm", "--version"], timeout=10, quiet=True)
-        return decode_kernel_version(result.out)
-
-    def state(self, version):
-        """Read the resource's state: exactly one drbdsetup call in the normal case."""
-        if version[0] >= 9:
-            result = self.res.run(["drbdsetup", "events2", "--now", self.name], timeout=15,
-                                  quiet=True)
-            if result.rc != 0:
-                raise OCFError(ERR_GENERIC, f"drbdsetup events2 failed (rc {result.rc}): "
-                                            f"{result.err.strip()}")
-            return decode_events2(result.out, self.name)
-        result = self.res.run(["drbdsetup", "sh-status", self.name], timeout=15, quiet=True)
-        if result.rc == 0 and "_known=" in result.out:
-            return decode_sh_status(result.out)
-        outs = [self.adm(word, timeout=15, quiet=True).out for word in ("role", "cstate",
-                                                                        "dstate")]
-        return decode_drbdadm_84(*outs)
-
-
-    def generation_ids(self, version, st, peer_id):
-        """This node's data generation UUIDs towards one peer (first volume), or None.
-
-        DRBD 9: ``drbdsetup get-gi <res> <peer-node-id> <volume>``; 8.4:
-        ``drbdsetup get-gi <minor>``. Only called while a peer is not connected.
-        """
-        if version[0] >= 9:
-            volume = st.volumes[0] if st.volumes else "0"
-            argv = ["drbdsetup", "get-gi", self.name, str(peer_id), volume]
-        elif st.minors and st.minors[0].isdigit():
-            argv = ["drbdsetup", "get-gi", st.minors[0]]
-        else:
-            return None
-        result = self.res.run(argv, timeout=15, quiet=True)
-        return decode_gi(result.out) if result.rc == 0 else None
-
-
 def update_score(res, drbd, st, force=False):
     """Write master-<resource> only when it differs from what we wrote last."""
     promoted_elsewhere = None
@@ -268,92 +161,6 @@ def pacemaker_promoted_elsewhere(res):
         if ("Master" in line or "Promoted" in line) and me not in line.split():
             return True
     return False
-
-
-def split_brain_flag(res, name):
-    """Written by the split-brain handler (run by DRBD) in the agent's state directory."""
-    return res.state_path(f"{name}.split-brain")
-
-
-def split_brain_evidence(res, drbd, st, version):
-    """(why it is a split brain or None, what the disconnect is otherwise).
-
-    Three signals: DRBD's split-brain handler ran (flag file), this agent already decided
-    so, or the generation UUIDs of the two sides diverged. Each side publishes its UUIDs in
-    the node attribute drbd-<resource>-gi while a peer is not connected (once per change),
-    so the other side can compare. A StandAlone peer without any of these is an
-    administrative disconnect (drbdadm disconnect), not a split brain.
-    """
-    if drbd.memory.get("split_brain") == "1":
-        return drbd.memory.get("split_brain_why", "split brain"), None
-    if os.path.exists(split_brain_flag(res, drbd.name)):
-        return "DRBD's split-brain handler reported it", None
-    peers = st.disconnected_peers
-    peer_id = next(i for i, p in st.peers.items() if p is peers[0])
-    mine = drbd.generation_ids(version, st, peer_id)
-    if mine is None:
-        return None, "own generation UUIDs unavailable"
-    attribute = f"drbd-{drbd.name}-gi"
-    published = ":".join(mine)
-    if drbd.memory.get("gi") != published:
-        if res.node_attribute(attribute, value=published):
-            drbd.remember(gi=published)
-    if version[0] < 9:
-        return None, "DRBD 8.4 does not name the peer's node; no split brain reported by DRBD"
-    note = "peer's generation UUIDs not known yet; no split brain reported by DRBD"
-    for peer in st.standalone_peers:
-        if peer.name == res.node_name:
-            continue
-        try:
-            theirs = decode_gi((res.node_attribute(attribute, node=peer.name) or "") + ":")
-        except AttributeUnreadable:     # the CIB not answering now: as if not published yet
-            theirs = None
-        if theirs is None:
-            continue
-        if uuids_diverged(mine, theirs):
-            return (f"generation UUIDs diverged: this node {mine[0]}, {peer.name} "
-                    f"{theirs[0]}, neither has seen the other's data"), None
-        note = "disconnected by an administrator; generation UUIDs not diverged"
-    return None, note
-
-
-def report_split_brain(res, drbd, st, why):
-    names = ", ".join(p.name for p in st.disconnected_peers) or "the peer"
-    message = (f"DRBD resource {drbd.name}: SPLIT BRAIN with {names} ({why}); resolve "
-               "manually: drbdadm secondary + drbdadm connect --discard-my-data on the victim, "
-               "drbdadm connect on the survivor")
-    if drbd.memory.get("split_brain") != "1":
-        res.log.crit(message)
-        res.node_attribute(f"drbd-{drbd.name}-split-brain", value=1)
-        drbd.remember(split_brain=1, split_brain_why=why)
-    return message
-
-
-def clear_split_brain(res, drbd):
-    """All peers connected again: drop the split-brain marks and the published UUIDs."""
-    flag = split_brain_flag(res, drbd.name)
-    flagged = os.path.exists(flag)
-    if drbd.memory.get("split_brain") or flagged:
-        res.node_attribute(f"drbd-{drbd.name}-split-brain", delete=True)
-        if flagged:
-            os.unlink(flag)
-        drbd.remember(split_brain=None, split_brain_why=None)
-        res.log.notice(f"DRBD resource {drbd.name}: connected again, split brain cleared")
-    if drbd.memory.get("gi"):
-        res.node_attribute(f"drbd-{drbd.name}-gi", delete=True)
-        drbd.remember(gi=None)
-
-
-def recover_split_brain(res, drbd, st):
-    """split_brain_recovery=discard-secondary: the Secondary throws its changes away."""
-    if res.params.split_brain_recovery != "discard-secondary":
-        return
-    if st.primary:
-        args = ("connect",)
-    else:
-        args = ("connect", "--discard-my-data")
-    res.log.warning(f"split_brain_recovery: drbdadm {' '.join(args)} {drbd.name}")
-    drbd.adm(*args, quiet=True)
 
 
 # --- actions --------------------------------------------------------------------
@@ -727,80 +534,6 @@ def check_resource_defined(res, drbd):
         raise OCFError(ERR_INSTALLED, f"DRBD resource {res.params.drbd_resource} is not "
                                       f"defined for this host in {res.params.drbdconf}: "
                                       f"{result.err.strip()}")
-
-
-def holders_text(res, drbd):
-    """Who holds the device open: mounts (any mount namespace) and processes."""
-    result = drbd.adm("sh-dev", quiet=True)
-    holders = device_holders(result.out.strip().splitlines()[0] if result.out.strip() else "")
-    return f"(held open by: {', '.join(holders)})" if holders else ""
-
-
-def device_holders(device):
-    try:
-        rdev = os.stat(device).st_rdev
-    except (OSError, ValueError):
-        return []
-    majmin = f"{os.major(rdev)}:{os.minor(rdev)}"
-    found, seen_ns = [], set()
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            ns = os.readlink(f"/proc/{pid}/ns/mnt")
-            if ns not in seen_ns:
-                seen_ns.add(ns)
-                for line in (read_file(f"/proc/{pid}/mountinfo", "") or "").splitlines():
-                    fields = line.split()
-                    if len(fields) > 4 and fields[2] == majmin:
-                        found.append(f"mount {fields[4]}")
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    if os.stat(f"/proc/{pid}/fd/{fd}").st_rdev == rdev:
-                        comm = (read_file(f"/proc/{pid}/comm", "?") or "?").strip()
-                        found.append(f"{comm}[{pid}]")
-                        break
-                except OSError:
-                    continue
-        except OSError:
-            continue
-    return sorted(set(found))
-
-
-# --- DRBD's split-brain handler --------------------------------------------------
-def split_brain_handler(argv):
-    """drbd.conf: handlers { split-brain "/usr/lib/ocf/resource.d/pyha/drbd split-brain-handler"; }
-
-    DRBD (drbdadm, on behalf of the kernel) runs it on each node the moment it detects a
-    split brain and drops the connection, with DRBD_RESOURCE, DRBD_PEER_NODE_ID,
-    DRBD_MY_NODE_ID and DRBD_NODE_ID_<id>=<host> in the environment (8.4: DRBD_MINOR, no
-    node ids). It records the split brain at once: a crit log line (syslog, facility
-    daemon unless HA_LOGFACILITY says otherwise), the node attribute
-    drbd-<resource>-split-brain=1, and a flag file the agent's monitor reads without forking.
-    """
-    from ocf_agents.ocf import Resource, write_file_atomically as write
-    env = os.environ
-    try:
-        name = parse_resource_name(env.get("DRBD_RESOURCE", ""))
-    except ValueError as err:
-        sys.stderr.write(f"drbd split-brain-handler: DRBD_RESOURCE: {err}\n")
-        return ERR_ARGS
-    env.setdefault("HA_LOGFACILITY", "daemon")
-    res = Resource(AGENT, "split-brain-handler")
-    try:
-        my_id = env.get("DRBD_MY_NODE_ID", "")
-        node = env.get(f"DRBD_NODE_ID_{my_id}") if my_id.isdigit() else None
-        if node:
-            res._node_name = node     # the host name DRBD knows = the cluster node name
-        peer_id = env.get("DRBD_PEER_NODE_ID", "")
-        peer = (env.get(f"DRBD_NODE_ID_{peer_id}") if peer_id.isdigit() else None) or \
-            (f"node-id {peer_id}" if peer_id else "the peer")
-        res.log.crit(f"DRBD resource {name}: SPLIT BRAIN detected by DRBD with {peer}; the "
-                     "connection is StandAlone until resolved (drbdadm connect "
-                     "--discard-my-data on the victim, drbdadm connect on the survivor)")
-        write(split_brain_flag(res, name), f"peer={peer}\ntime={int(time.time())}\n")
-        ok = res.node_attribute(f"drbd-{name}-split-brain", value=1)
-        return SUCCESS if ok else ERR_GENERIC
-    finally:
-        res.close()
 
 
 AGENT = Agent(
