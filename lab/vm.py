@@ -22,6 +22,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from rigs import debian_package
 from rigs.vm import kernel as vmkernel, machine as vmmachine, net as vmnet, power
 from rigs.vm.channel import ChannelError
 
@@ -195,6 +196,17 @@ class VmNode(VmMachine):
         super().__init__(f"node{index}", f"{SUBNET}.{index}", lab_dir, setup)
         self.index = index
 
+    def install_package(self, deb):
+        """The ocf-agents-pyha package, as a user installs it: dpkg -i in the node's own
+        root (its overlay), once per built package (the copy kept in the node says which)."""
+        installed = "/var/lib/pyha-lab/ocf-agents-pyha.deb"
+        self.run(["sh", "-ec", 'cmp -s "$1" "$2" && exit 0\n'
+                  # a node seeded by an older lab linked the provider directory to the share
+                  'if [ -L "$3" ]; then rm "$3"; fi\n'
+                  'dpkg -i "$1" >/dev/null\n'
+                  'mkdir -p "${2%/*}" && cp "$1" "$2"',
+                  "sh", deb, installed, PYHA_OCF_DIR], timeout=600)
+
     def start_stack(self):
         self.run(["systemctl", "start", "corosync"], timeout=120)
 
@@ -265,14 +277,19 @@ class VmCluster(Cluster):
         self.client_setup.setdefault("files", {})["/etc/hosts"] = hosts
 
     def install_agents(self):
-        """ocf:pyha agents from this checkout into LAB/ocf; every node links
-        /usr/lib/ocf/resource.d/pyha to them (the lab share)."""
+        """The nodes get the Debian package built from this checkout (LAB/package/*.deb,
+        installed with dpkg -i at each start: issue 14); pcs on the host reads the agents'
+        meta-data from a checkout install in LAB/ocf (host_pcs)."""
         ocf_root = self.lab_dir / "ocf"
         run(["/usr/bin/python3", "-m", "ocf_agents", "install", "--ocf-root", ocf_root],
             env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             cwd=REPO_ROOT)
-        self.setup.setdefault("files", {})[PYHA_OCF_DIR] = {
-            "link": str(ocf_root / "resource.d" / "pyha")}
+        workdir = self.lab_dir / "package"
+        workdir.mkdir(exist_ok=True)
+        try:
+            debian_package.build(workdir)
+        except debian_package.BuildError as exc:
+            raise LabError(f"building the Debian package: {exc}") from None
 
     def start_power_switch(self):
         pidfile = self.lab_dir / "power.pid"
@@ -306,6 +323,7 @@ class VmCluster(Cluster):
                 machine.power_on()
             for machine in nodes + clients:
                 machine.wait_ready()
+            self.install_package(nodes)
             for machine in nodes + clients:
                 machine.start_services()
         say(f"VMs up in {time.monotonic() - t0:.1f}s")
@@ -316,6 +334,17 @@ class VmCluster(Cluster):
             for node in nodes:
                 node.start_pacemaker()
         self.wait_online(nodes, timeout)
+
+    def install_package(self, nodes):
+        """dpkg -i of LAB/package's .deb on the nodes, side by side (a minute each under
+        emulation, most of it byte-compiling)."""
+        from concurrent.futures import ThreadPoolExecutor
+        deb = self.lab_dir / "package" / debian_package.DEB_NAME
+        if not deb.exists():
+            raise LabError(f"{deb} is missing: recreate the lab (python3 -m lab down; up)")
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            for done in [pool.submit(node.install_package, deb) for node in nodes]:
+                done.result()
 
     # ---- pcs: built on the host, pushed on a node ---------------------------------------
     def cib_fetch(self, dest, via=None):

@@ -41,6 +41,20 @@ def test_proc_drbd_is_the_real_module_and_crm_mon_shows_the_scores(drbd):
               if "master-drbd_r0" in line]
     assert len(scores) == 2 and all(score > 0 for score in scores), attrs
 
+
+def test_the_nodes_run_the_agents_of_the_installed_debian_package(drbd):
+    """Issue 14: the real-kernel lab's nodes use the package (dpkg -i in their own root),
+    not the checkout: the provider directory belongs to ocf-agents-pyha, and the agent
+    Pacemaker runs imports ocf_agents from dist-packages."""
+    cluster, _ = drbd
+    for node in cluster.nodes:
+        status = node.run(["dpkg-query", "-W", "-f=${Status}", "ocf-agents-pyha"]).stdout
+        assert status == "install ok installed", status
+        owner = node.run(["dpkg", "-S", "/usr/lib/ocf/resource.d/pyha/drbd"]).stdout
+        assert owner.startswith("ocf-agents-pyha:"), owner
+        wrapper = node.run(["cat", "/usr/lib/ocf/resource.d/pyha/drbd"]).stdout
+        assert "sys.path.insert(0, '/usr/lib/python3/dist-packages')" in wrapper, wrapper
+
 # ---- resource-level fencing, stop_outdates_secondary and split brain on the real module ----
 # Only DRBD's replication link is cut (its TCP port dropped by tc on the Primary's eth0):
 # corosync keeps talking, so nothing is STONITHed and DRBD's own fencing has to do the work.
