@@ -580,16 +580,29 @@ def wait_for_lock_release(res, cfg, seconds):
         time.sleep(0.1)
 
 
-def kill_master(pid):
-    """SIGKILL the master and its children (the metadata writer).
-
-    Only a process called mfsmaster: whatever else holds a lock on the file
-    named by a (mis)configured DATA_PATH is never killed."""
-    import signal
+def check_is_master(pid, doing):
+    """Only a process called mfsmaster is signalled: whatever else holds a lock on the file
+    named by a (mis)configured DATA_PATH is left alone."""
     name = (read_file(f"/proc/{pid}/comm", "") or "").strip()
     if name != "mfsmaster":
         raise OCFError(ERR_GENERIC, f"the lock on DATA_PATH is held by pid {pid} ({name or '?'}), "
-                                    "which is not mfsmaster: not killing it")
+                                    f"which is not mfsmaster: not {doing} it")
+
+
+def terminate_master(pid):
+    """SIGTERM: the master saves its metadata and exits (what mfsmaster stop sends)."""
+    import signal
+    check_is_master(pid, "stopping")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def kill_master(pid):
+    """SIGKILL the master and its children (the metadata writer)."""
+    import signal
+    check_is_master(pid, "killing")
     children = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():

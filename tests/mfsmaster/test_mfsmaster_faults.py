@@ -34,8 +34,8 @@ def running_with_dirs(lab, agent):
     return cfg, lab.root / "master"
 
 
-def kill_agent_at(lab, agent, action, stand_in, reached, **params):
-    proc = subprocess.Popen(agent.argv(action), env=agent.env(dict(params, mfsmaster=stand_in)),
+def kill_agent_at(lab, agent, action, stand_in, reached, tool="mfsmaster", **params):
+    proc = subprocess.Popen(agent.argv(action), env=agent.env(dict(params, **{tool: stand_in})),
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     kill_both_when_reached(proc, reached, timeout=30)
@@ -72,15 +72,23 @@ def test_start_killed_mid_restore_keeps_originals_and_start_again_loses_nothing(
     assert agent("monitor", config=cfg).returncode == 0
 
 
-@pytest.mark.parametrize("before", [True, False], ids=["before-stop", "after-stop"])
-def test_stop_killed_midway_then_stop_again_and_nothing_lost(mfs, tmp_path, before,
+@pytest.mark.parametrize("when", ["while-the-master-exits", "while-recording"])
+def test_stop_killed_midway_then_stop_again_and_nothing_lost(mfs, tmp_path, when,
                                                             record_property):
     lab, agent = mfs
     cfg, data = running_with_dirs(lab, agent)
-    reached = tmp_path / "reached"
-    stand_in = hanging_tool(tmp_path, "mfsmaster", "/usr/sbin/mfsmaster", " stop",
-                            reached, before=before)
-    kill_agent_at(lab, agent, "stop", stand_in, reached, config=cfg)
+    if when == "while-recording":   # the master is gone, mfsmetadump reads its version
+        reached = tmp_path / "reached"
+        stand_in = hanging_tool(tmp_path, "mfsmetadump", "/usr/sbin/mfsmetadump",
+                                "metadata.mfs", reached)
+        kill_agent_at(lab, agent, "stop", stand_in, reached, tool="mfsmetadump", config=cfg)
+    else:   # SIGTERM sent, the master takes ~3 s to exit: the agent dies in between
+        proc = subprocess.Popen(agent.argv("stop"), env=agent.env({"config": cfg}),
+                                start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(1.0)   # (if the agent was slower to send it, this is another midway)
+        kill_all(proc.pid)
+        proc.wait()
     result = agent("stop", config=cfg)
     assert result.returncode == 0, result.stderr
     assert agent("monitor", config=cfg).returncode == 7
