@@ -157,7 +157,40 @@ def start(res):
     _, info = master_status(res, cfg)
     if info is not None:
         write_record(res, cfg.data_path, metaid, info.metaversion, now=True)
+    tickle_old_connections(res, cfg)
     return SUCCESS
+
+
+# The clients, chunkservers and metaloggers connected to the master, recorded by monitor
+# in DATA_PATH (it moves with the service) for the node that takes over.
+CONNECTIONS_FILE = "pyha-connections"
+
+
+def record_connections(res, cfg):
+    """Keep DATA_PATH/pyha-connections up to date (read from /proc/net/tcp: no fork;
+    written only when the connections changed)."""
+    from ocf_agents.tickle import record_connections as record
+    try:
+        record(cfg.path_in_data(CONNECTIONS_FILE), cfg.ports, write_file_atomically)
+    except OSError as err:      # a full disk must not fail the monitor for this
+        res.log.debug(f"could not record the master's connections: {err}")
+
+
+def tickle_old_connections(res, cfg):
+    """Once the floating address is here, make the peers recorded by the previous master
+    drop their dead connections at once (tickle ACKs, see tickle.py) instead of after
+    their next backed-off TCP retransmission: 1-3.5 s measured. Started detached:
+    the address comes up after this start returns."""
+    path = cfg.path_in_data(CONNECTIONS_FILE)
+    if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) == 0:
+        return
+    from ocf_agents.tickle import start_tickler
+    try:
+        pid = start_tickler(path)
+        res.log.info(f"tickling the previous master's connections once the address is here "
+                     f"(pid {pid})")
+    except OSError as err:
+        res.log.warning(f"could not start the tickler: {err}")
 
 
 def create_filesystem(res, cfg):
@@ -200,6 +233,7 @@ def monitor(res):
             remember_metaid(res, metaid)
     check_changelog_follows(res, cfg, info.metaversion)
     write_record(res, cfg.data_path, metaid, info.metaversion)
+    record_connections(res, cfg)
     if deep and info.chunkservers < res.params.min_chunkservers:
         shortfall = (f"{info.chunkservers} chunkserver(s) connected, "
                      f"fewer than min_chunkservers={res.params.min_chunkservers}")
@@ -328,6 +362,12 @@ staging copy, checks the result with mfsmetadump, installs it and starts.
 While the master runs, monitor records its metadata id and version in the
 crm_config attribute version_attribute, so a node with older metadata refuses
 to start (the split brain MooseFS itself does not prevent).
+
+Monitor also records the clients', chunkservers' and metaloggers' connections in
+DATA_PATH/pyha-connections (only when they change); after a failover start
+tickles them once the floating address is up (a TCP ACK that makes their
+kernels learn the old connection is gone), so they reconnect at once instead of
+at their next backed-off retransmission.
 
 Monitor: the master holds the fcntl lock on DATA_PATH/.mfsmaster.lock and
 answers an info request on its client port (MATOCL_LISTEN_PORT), in-process.

@@ -26,6 +26,8 @@ CONFIG_DEFAULTS = {
     "WORKING_GROUP": "",
     "MATOCL_LISTEN_HOST": "*",
     "MATOCL_LISTEN_PORT": "9421",
+    "MATOCS_LISTEN_PORT": "9420",
+    "MATOML_LISTEN_PORT": "9419",
     "METADATA_SAVE_FREQ": "1",
 }
 
@@ -49,6 +51,9 @@ class MasterConfig:
         self.client_host = "127.0.0.1" if host in ("*", "0.0.0.0", "") else host
         try:
             self.client_port = int(values["MATOCL_LISTEN_PORT"])
+            # clients, chunkservers, metaloggers: the connections a failover leaves dangling
+            self.ports = {self.client_port, int(values["MATOCS_LISTEN_PORT"]),
+                          int(values["MATOML_LISTEN_PORT"])}
             self.save_freq_hours = float(values["METADATA_SAVE_FREQ"])
         except ValueError as err:
             raise OCFError(ERR_CONFIGURED, f"{path}: {err}") from None

@@ -142,3 +142,22 @@ def lab_ids():
     import pwd
     user = pwd.getpwnam("mfs")
     return user.pw_uid, user.pw_gid
+
+
+def test_monitor_records_the_masters_connections_for_the_node_taking_over(lab, agent, running):
+    """What a failover leaves dangling: the connections of clients and metaloggers (and
+    chunkservers) to the master's ports, recorded in DATA_PATH (it moves with the service)
+    from /proc/net/tcp, rewritten only when they changed; the next start tickles them."""
+    lab.mount()
+    lab.start_metalogger()
+    recorded = lab.root / "master" / "pyha-connections"
+    lab.wait_for(lambda: agent("monitor", config=running)[0] == 0 and recorded.exists()
+                 and {line.split()[1] for line in recorded.read_text().splitlines()}
+                 == {"9419", "9421"}, "the client and the metalogger recorded")
+    assert all(line.split()[0] == lab.address for line in recorded.read_text().splitlines())
+    written = recorded.stat().st_mtime_ns
+    assert agent("monitor", config=running)[0] == 0
+    assert recorded.stat().st_mtime_ns == written                # unchanged: not rewritten
+    assert agent("stop", config=running)[0] == 0
+    code, err = agent("start", config=running)
+    assert code == 0 and "tickling the previous master's connections" in err, err
