@@ -95,7 +95,9 @@ def run_once(cluster, stack, scenario, log_path):
     inject, recover, _ = SCENARIOS[scenario]
     active = stack.wait_active(cluster)
     peers = [n for n in cluster.running_nodes() if n is not active]
-    time.sleep(2)   # the sampler's steady state before the failure
+    # Steady state before the failure: the sampler running, and a monitor (every 10 s)
+    # has recorded the connections since the last failover.
+    time.sleep(12)
     t0 = time.time()
     inject(cluster, stack, active)
 
