@@ -180,3 +180,13 @@ def test_a_list_someone_else_wrote_is_not_acted_on(tmp_path, capsys):
     os.chown(listed, 0, 0)
     listed.chmod(0o666)
     assert tickle.main([str(listed), "0"]) == 1
+
+
+def test_no_connections_leave_the_last_recorded_list(tmp_path):
+    """A master just started has no peers yet: its first monitor must not wipe the list
+    the next failover needs."""
+    listed = tmp_path / "connections"
+    listed.write_text("10.213.0.240 9421 10.213.0.251 41668\n")
+    writes = []
+    assert not tickle.record_connections(str(listed), {1}, lambda p, t: writes.append(t))
+    assert writes == [] and listed.read_text().startswith("10.213.0.240 9421")
