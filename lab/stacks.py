@@ -400,8 +400,10 @@ class NfsDrbdStack(DrbdMixin, Stack):
         script = self.vm_script
         with step(f"configuring the NFS stack with {script.name}", cluster.explain):
             cluster.run_pcs_script(script, self.vm_script_variables(cluster))
+        # Under emulation the whole stack's first start takes 2-3 minutes (measured: the
+        # resource-agents recipe's was still starting its export after 120 s in CI).
         with step("waiting for the NFS service", cluster.explain):
-            self.wait_active(cluster, timeout=120)
+            self.wait_active(cluster, timeout=300)
         for client in cluster.clients:
             with step(f"mounting {self.vip}:{self.export_dir} on {client.name} (NFSv3, hard)",
                       cluster.explain):
