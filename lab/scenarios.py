@@ -198,6 +198,17 @@ def _read_json(machine, path):
     return json.loads(machine.run(["cat", path], quiet=True).stdout)
 
 
+def _stop_applications(pid_files):
+    """Kill the client applications whose JSON state files are given, as far as they
+    can be found; never raises (it runs while another error is going up)."""
+    for client, path in pid_files:
+        try:
+            pid = _read_json(client, path)["pid"]
+            client.run(["kill", "-9", str(pid)], check=False, quiet=True)
+        except Exception:    # noqa: BLE001 - best effort on the way out
+            pass
+
+
 def run_client_scenario(cluster, stack, name, timeout=180):
     """run_scenario with applications on two client VMs: client 1 (NFSv3) and client 2
     (NFSv4.1, where the stack mounts it) each lock a file and append + fsync to it
@@ -234,7 +245,14 @@ def run_client_scenario(cluster, stack, name, timeout=180):
         for client, proto, _, _ in apps:
             wait_for(lambda: _read_json(client, f"/tmp/ack-{proto}")["n"] > 20, 60,
                      f"the {proto} application's first writes")
-    result = run_scenario(cluster, stack, name, timeout=timeout)
+    try:
+        result = run_scenario(cluster, stack, name, timeout=timeout)
+    except BaseException:
+        # Applications left writing would load the next test's stack (on a slow
+        # machine enough to fail it too): stop them before the error goes up.
+        _stop_applications([(c, f"/tmp/ack-{p}") for c, p, _, _ in apps]
+                           + [(client2, "/tmp/probe")])
+        raise
     seen = []
     with step(f"[{stack.name}/{name}] what the clients saw", cluster.explain):
         for client, proto, _, other in apps:

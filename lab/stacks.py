@@ -53,7 +53,11 @@ class Stack:
         """True when a recovered node is back as a healthy standby."""
         return node.name in (cluster.status(quiet=True) or {"online": ()})["online"]
 
-    def wait_active(self, cluster, timeout=60):
+    def wait_active(self, cluster, timeout=None):
+        if timeout is None:
+            # Under TCG on a loaded 2-core machine each Pacemaker operation of the NFS
+            # stack took ~10 s (CI's run of 2026-12-01): a VM stack gets three minutes.
+            timeout = 180 if cluster.backend == "vm" else 60
         def active():
             name = self.active_node(cluster)
             return name if name and self.service_ok(cluster, cluster.node(name)) else None
@@ -454,8 +458,9 @@ class NfsDrbdStack(DrbdMixin, Stack):
             return True
         # Verified = the client reads through the floating address.  While its hard
         # mount retries against the new server a read blocks: "not yet".
-        proc = client.run(["timeout", "-s", "KILL", "3", "cat", f"{self.client_mnt}/.probe"],
-                          check=False, quiet=True, timeout=10)
+        # 10 s: under emulation with the applications fsyncing, a healthy read took > 3 s.
+        proc = client.run(["timeout", "-s", "KILL", "10", "cat", f"{self.client_mnt}/.probe"],
+                          check=False, quiet=True, timeout=20)
         return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
     def write_data(self, cluster, tag):
@@ -707,8 +712,9 @@ class MfsDrbdStack(DrbdMixin, Stack):
         # can hang: that is "not yet", and the caller polls until its deadline.
         # SIGKILL: a read waiting on the FUSE daemon ignores TERM.
         try:
-            proc = client.run(["timeout", "-s", "KILL", "2", "cat", f"{self.mnt}/.probe"],
-                              check=False, quiet=True, timeout=5)
+            # 10 s: a healthy read under emulation and client load can take seconds.
+            proc = client.run(["timeout", "-s", "KILL", "10", "cat", f"{self.mnt}/.probe"],
+                              check=False, quiet=True, timeout=20)
         except LabError:
             return False
         return proc.returncode == 0 and proc.stdout.strip() == "ok"
