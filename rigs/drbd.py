@@ -187,6 +187,21 @@ class Lab(Emu):
         return subprocess.run([self.agent_path, action], env=self.agent_env(node, params, meta),
                               capture_output=True, text=True, timeout=timeout)
 
+    def ocf_tester(self):
+        """ocf-tester's whole sequence against this lab's agent on a single-node
+        resource r0 (nothing degraded), as Pacemaker would run it: only the parameters
+        ocf-tester passes (its own OCF_RESKEY_*), the emulator first on PATH."""
+        self.init("r0", nodes=local_node_name())
+        env = self.agent_env(local_node_name())
+        for k in list(env):
+            if k.startswith("OCF_RESKEY") or k == "OCF_RESOURCE_INSTANCE":
+                del env[k]
+        env.pop("DRBDEMU_NODE", None)
+        return subprocess.run(["ocf-tester", "-n", "p_drbd_r0", "-o", "drbd_resource=r0",
+                               "-o", "wfc_timeout=0", "-o", "proc_drbd=" + self.proc_drbd(None),
+                               self.agent_path],
+                              env=env, capture_output=True, text=True, timeout=120)
+
     def crm_calls(self, since=0):
         with open(self.crm_log) as f:
             return f.read().splitlines()[since:]

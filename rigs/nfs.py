@@ -123,6 +123,14 @@ class StatdSandbox:
         return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-n", "--"] + argv,
                               **kwargs)
 
+    def ocf_tester(self):
+        """ocf-tester's whole sequence against agents_dir's nfsnotify, inside the sandbox
+        (its rpc.statd, its /var/lib/nfs)."""
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HA_RSCTMP": str(self.rsctmp)}
+        return self.inside(["ocf-tester", "-n", "notify", "-o", "source_host=10.213.0.241",
+                            str(self.agents_dir / "nfsnotify")], env=env, text=True,
+                           capture_output=True, timeout=120)
+
     def start_statd(self):
         log = open(self.statd_log, "a")
         self.statd = subprocess.Popen(

@@ -50,6 +50,15 @@ class AgentRunner:
                                               path_first))
         return result.returncode, result.stderr
 
+    def ocf_tester(self, cfg):
+        """ocf-tester's whole sequence against this agent with MooseFS config cfg (an empty
+        filesystem created at the first start), in the lab's namespace."""
+        argv = ["ocf-tester", "-n", "mfs", "-o", f"config={cfg}", "-o",
+                "create_filesystem=true", str(self.path)]
+        env = self.env({}, timeout=60)
+        del env["OCF_RESKEY_CRM_meta_timeout"], env["OCF_RESKEY_CRM_meta_interval"]
+        return self.lab.ns_run(argv, check=False, timeout=240, env=env)
+
     def recorded(self):
         try:
             store = json.loads(self.cib.read_text())

@@ -428,16 +428,7 @@ def test_failover_keeps_files_written_on_the_primary(lab):
 # ------------------------------------------------------------------- ocf-tester
 
 def test_ocf_tester_passes_under_the_emulator(lab):
-    lab.init("r0", nodes=os.uname().nodename)      # single node: nothing is degraded
-    env = lab.agent_env(os.uname().nodename)
-    for k in list(env):
-        if k.startswith("OCF_RESKEY") or k in ("OCF_RESOURCE_INSTANCE",):
-            del env[k]
-    env.pop("DRBDEMU_NODE", None)
-    p = subprocess.run(["ocf-tester", "-n", "p_drbd_r0", "-o", "drbd_resource=r0",
-                        "-o", "wfc_timeout=0", "-o",
-                        "proc_drbd=" + lab.proc_drbd(None), lab.agent_path],
-                       env=env, capture_output=True, text=True, timeout=120)
+    p = lab.ocf_tester()
     assert p.returncode == 0, p.stdout + p.stderr
     assert "passed all tests" in p.stdout
 

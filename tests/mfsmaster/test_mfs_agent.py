@@ -101,12 +101,7 @@ def test_validate_reports_configuration_errors(lab, agent):
 
 
 def test_ocf_tester_passes_for_the_installed_agent(lab, agent):
-    cfg = lab.master_cfg("master")
-    argv = ["ocf-tester", "-n", "mfs", "-o", f"config={cfg}", "-o", "create_filesystem=true",
-            str(agent.path)]
-    env = agent.env({}, timeout=60)
-    del env["OCF_RESKEY_CRM_meta_timeout"], env["OCF_RESKEY_CRM_meta_interval"]
-    result = lab.ns_run(argv, check=False, timeout=240, env=env)
+    result = agent.ocf_tester(lab.master_cfg("master"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed all tests" in result.stdout
 

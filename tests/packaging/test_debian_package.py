@@ -21,7 +21,10 @@ import pytest
 from rigs import debian_package
 from rigs.agents import REPO
 from rigs.debian_package import CLEAN_ENV, PACKAGE
-from rigs.nfs import Node
+from rigs.drbd import Lab as DrbdLab
+from rigs.moosefs.agent import AgentRunner
+from rigs.moosefs.mfslab import MfsLab
+from rigs.nfs import Node, StatdSandbox
 
 pytestmark = pytest.mark.packaging
 
@@ -162,6 +165,41 @@ def test_ocf_tester_passes_for_the_installed_nfsexport(package, tmp_path):
                          str(PROVIDER_DIR / "nfsexport")])
     result = subprocess.run(argv, env=node.env({}), text=True, capture_output=True,
                             timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout
+
+
+def test_ocf_tester_passes_for_the_installed_drbd(package):
+    """ocf-tester against the packaged drbd agent on the DRBD emulator (rigs/drbd.py), as
+    tests/drbd do for the checkout."""
+    with DrbdLab.temporary(str(PROVIDER_DIR / "drbd")) as lab:
+        result = lab.ocf_tester()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout
+
+
+def test_ocf_tester_passes_for_the_installed_nfsnotify(package, tmp_path):
+    """ocf-tester against the packaged nfsnotify with the real rpc.statd in a private
+    namespace (rigs/nfs.py), as tests/nfsnotify do for the checkout."""
+    sandbox = StatdSandbox(tmp_path, PROVIDER_DIR)
+    try:
+        result = sandbox.ocf_tester()
+    finally:
+        sandbox.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed all tests" in result.stdout
+
+
+def test_ocf_tester_passes_for_the_installed_mfsmaster(package):
+    """ocf-tester against the packaged mfsmaster with a real MooseFS master in a private
+    namespace (rigs/moosefs), as tests/mfsmaster do for the checkout."""
+    if not shutil.which("mfsmaster"):
+        pytest.skip("moosefs-master is not installed")
+    lab = MfsLab()
+    try:
+        result = AgentRunner(lab, PROVIDER_DIR / "mfsmaster").ocf_tester(lab.master_cfg())
+    finally:
+        lab.destroy()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed all tests" in result.stdout
 
