@@ -65,15 +65,27 @@ def split_brain_evidence(res, drbd, st, version):
 
 
 def report_split_brain(res, drbd, st, why):
+    """Log the split brain once (crit, with the evidence and what to do), set the node
+    attribute; return the exit reason: short enough to be shown whole by pcs status."""
+    name = drbd.name
     names = ", ".join(p.name for p in st.disconnected_peers) or "the peer"
-    message = (f"DRBD resource {drbd.name}: SPLIT BRAIN with {names} ({why}); resolve "
-               "manually: drbdadm secondary + drbdadm connect --discard-my-data on the victim, "
-               "drbdadm connect on the survivor")
+    if res.params.split_brain_recovery == "discard-secondary":
+        # The agent reconnects both sides itself: saying "resolve manually" would
+        # send the administrator to do what is already under way.
+        advice = ("split_brain_recovery=discard-secondary: the Secondary's changes since "
+                  "the split are discarded and it resyncs from the Primary")
+        short = "recovering: the Secondary discards its changes (split_brain_recovery)"
+    else:
+        advice = (f"on the node whose changes are to be lost run drbdadm secondary {name}; "
+                  f"drbdadm connect --discard-my-data {name}, then drbdadm connect {name} "
+                  "on the other")
+        short = (f"to resolve, on the node whose changes are to be lost: "
+                 f"drbdadm connect --discard-my-data {name}")
     if drbd.memory.get("split_brain") != "1":
-        res.log.crit(message)
-        res.node_attribute(f"drbd-{drbd.name}-split-brain", value=1)
+        res.log.crit(f"DRBD resource {name}: SPLIT BRAIN with {names} ({why}); {advice}")
+        res.node_attribute(f"drbd-{name}-split-brain", value=1)
         drbd.remember(split_brain=1, split_brain_why=why)
-    return message
+    return f"{name}: SPLIT BRAIN with {names}; {short}"
 
 
 def clear_split_brain(res, drbd):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from rigs.agents import exit_reason
 from rigs.drbd import EMU_BIN, start_pair
 
 
@@ -150,6 +151,9 @@ def test_split_brain_detected_from_diverged_generation_uuids(lab):
     p = lab.agent("node2", "monitor")
     assert p.returncode == 191 and "SPLIT BRAIN" in p.stderr and "CRIT" in p.stderr
     assert "generation UUIDs diverged" in p.stderr
+    assert exit_reason(p) == ("r0: SPLIT BRAIN with node1; to resolve, on the node "
+                                     "whose changes are to be lost: drbdadm connect "
+                                     "--discard-my-data r0")
     p = lab.agent("node1", "monitor")
     assert p.returncode == 191 and "generation UUIDs diverged" in p.stderr
     assert "WARNING" in p.stderr and "ERROR" not in p.stderr      # degraded, not failed
@@ -230,7 +234,13 @@ def test_discard_my_data_recovery_when_configured(lab):
     lab.admin("heal", "r0")
     assert lab.agent("node2", "demote").returncode == 0
     assert lab.agent("node2", "monitor", params).returncode == 190      # no evidence yet
-    assert lab.agent("node1", "monitor", params).returncode == 191      # diverged: reconnects
+    p = lab.agent("node1", "monitor", params)                          # diverged: reconnects
+    assert p.returncode == 191
+    # The exit reason says what is under way, whole (not cut), and sends nobody to do by
+    # hand what the agent does.
+    reason = exit_reason(p)
+    assert reason == ("r0: SPLIT BRAIN with node2; recovering: the Secondary discards its "
+                      "changes (split_brain_recovery)"), reason
     assert lab.agent("node2", "monitor", params).returncode == 190      # reconnects, discarding
     assert lab.agent("node1", "monitor", params).returncode == 8
     assert lab.agent("node2", "monitor", params).returncode == 0
