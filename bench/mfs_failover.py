@@ -61,6 +61,7 @@ threading.Thread(target=master, daemon=True).start()
 writer()
 """
 
+PCMK_STAMP = re.compile(r"(\w{3} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?")
 PCMK_LINE = re.compile(r"Result of (start|promote|stop|demote) operation for (\S+) on (\S+): "
                        r"(\S+)")
 
@@ -74,19 +75,22 @@ def first_after(events, t0, what, test=lambda detail: True):
 
 def pacemaker_steps(node, t0):
     """(seconds after t0, 'promote drbd-r0') for each action completed on node, read from
-    its pacemaker.log (its timestamps have whole seconds: +-1 s)."""
+    its pacemaker.log (Pacemaker 2.1 through libqb 2 stamps milliseconds; an older log's
+    whole seconds are taken as they are: +-1 s)."""
     steps = []
     year = time.localtime().tm_year
     for line in node.pacemaker_log.read_text(errors="replace").splitlines()[-3000:]:
         match = PCMK_LINE.search(line)
-        if not match:
+        stamp = PCMK_STAMP.match(line)
+        if not match or not stamp:
             continue
         try:
-            stamp = time.mktime(time.strptime(f"{year} {line[:15]}", "%Y %b %d %H:%M:%S"))
+            whole = time.mktime(time.strptime(f"{year} {stamp.group(1)}", "%Y %b %d %H:%M:%S"))
         except ValueError:
             continue
-        if stamp >= int(t0):
-            steps.append((stamp - t0, f"{match.group(1)} {match.group(2)}"))
+        at = whole + float(stamp.group(2) or 0)
+        if at >= (t0 if stamp.group(2) else int(t0)):
+            steps.append((at - t0, f"{match.group(1)} {match.group(2)}"))
     return steps
 
 
