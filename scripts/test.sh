@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests "$@"
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=20 tests "$@"
