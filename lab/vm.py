@@ -403,6 +403,7 @@ class VmCluster(Cluster):
             proc = self.host_pcs(["bash", str(script)], timeout=timeout, env=env)
             pushed = Path(tmp) / "push"
             if pushed.exists():
+                raise_operation_timeouts(pushed, OPERATION_TIMEOUT_FLOOR_S)
                 self.cib_push(pushed, node)
             return proc
 
@@ -461,6 +462,34 @@ def vm_leftovers(lab_dir):
 
 
 # `pcs` on the PATH of a pcs-examples script run on the host (see run_pcs_script).
+# Under TCG on a loaded 2-core machine a shell agent's operation can take more than its
+# 20 s default: CI's run had ocf:heartbeat:Filesystem's monitor and IPaddr2's stop time out
+# while clients wrote through the stack, and the failed stop fenced the node.  The lab
+# runs the pcs-examples scripts as users would, then gives every operation at least this.
+OPERATION_TIMEOUT_FLOOR_S = 90
+
+
+def _seconds(value):
+    """A Pacemaker interval/timeout ('20', '20s', '90000ms', '2min', '1h') in seconds."""
+    value = value.strip().lower()
+    for suffix, factor in (("ms", 0.001), ("msec", 0.001), ("min", 60), ("m", 60),
+                           ("hr", 3600), ("h", 3600), ("sec", 1), ("s", 1)):
+        if value.endswith(suffix) and value[:-len(suffix)].strip().isdigit():
+            return int(value[:-len(suffix)]) * factor
+    return int(value) if value.isdigit() else None
+
+
+def raise_operation_timeouts(cib_path, floor_s):
+    """Give every resource operation in the CIB file a timeout of at least floor_s
+    (idempotent: pushing the same configuration twice changes nothing more)."""
+    tree = ET.parse(cib_path)
+    for op in tree.getroot().iter("op"):
+        current = _seconds(op.get("timeout", "")) if op.get("timeout") else None
+        if current is None or current < floor_s:
+            op.set("timeout", f"{floor_s}s")
+    tree.write(cib_path, encoding="unicode")
+
+
 PCS_SHIM = """#!/bin/sh
 if [ "$1" = cluster ] && [ "$2" = cib ] && [ -n "$3" ]; then
     exec cp "$(cat {fetch})" "$3"

@@ -1,0 +1,28 @@
+"""The real-kernel lab gives every operation a timeout fit for emulated machines
+(lab/vm.py raise_operation_timeouts), whatever the pcs-examples script set."""
+
+from lab.vm import raise_operation_timeouts
+
+CIB = """<cib><configuration><resources>
+<primitive id="fs" class="ocf" provider="heartbeat" type="Filesystem"><operations>
+<op id="fs-monitor" name="monitor" interval="5s" timeout="20s"/>
+<op id="fs-start" name="start" interval="0s" timeout="2min"/>
+<op id="fs-stop" name="stop" interval="0s"/>
+<op id="fs-deep" name="monitor" interval="60s" timeout="30000ms"/>
+</operations></primitive></resources></configuration></cib>"""
+
+
+def timeouts(path):
+    import xml.etree.ElementTree as ET
+    return {op.get("id"): op.get("timeout") for op in ET.parse(path).getroot().iter("op")}
+
+
+def test_short_and_missing_timeouts_are_raised_longer_ones_kept_and_twice_changes_nothing(
+        tmp_path):
+    path = tmp_path / "cib.xml"
+    path.write_text(CIB)
+    raise_operation_timeouts(path, 90)
+    want = {"fs-monitor": "90s", "fs-start": "2min", "fs-stop": "90s", "fs-deep": "90s"}
+    assert timeouts(path) == want
+    raise_operation_timeouts(path, 90)
+    assert timeouts(path) == want
