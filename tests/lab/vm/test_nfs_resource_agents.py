@@ -3,12 +3,22 @@ Filesystem, heartbeat nfsserver with nfs_shared_infodir, exportfs, IPaddr2, hear
 nfsnotify) under the same power loss as pcs-examples/nfs-drbd.sh, with the same clients
 and the same grace period: the side-by-side figures in README come from this run. What
 it must do whatever the locks: every acknowledged write is on the new node."""
+import os
+
 import pytest
 
 from lab.scenarios import CLIENT_TABLE_HEADER, run_client_scenario
 from lab.stacks import NfsResourceAgentsStack
 
-pytestmark = pytest.mark.lab
+# Opt-in: it proves nothing about this project's agents (the recipe is resource-agents'),
+# and under emulation it is the suite's slowest module (15 min of a run measured at 40 for
+# both NFS modules): the test suite must stay within CI's hour.  Run it with
+# PYHA_RECIPE_COMPARISON=1 bash scripts/test.sh tests/lab/vm/test_nfs_resource_agents.py
+# (or `python3 -m lab clients nfs nfs-ra` for the figures alone).
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(
+    os.environ.get("PYHA_RECIPE_COMPARISON") != "1",
+    reason="the resource-agents recipe comparison runs only with PYHA_RECIPE_COMPARISON=1 "
+           "(15 minutes under emulation)")]
 
 
 @pytest.fixture(scope="module")
