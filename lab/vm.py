@@ -465,7 +465,10 @@ def vm_leftovers(lab_dir):
 # Under TCG on a loaded 2-core machine a shell agent's operation can take more than its
 # 20 s default: CI's run had ocf:heartbeat:Filesystem's monitor and IPaddr2's stop time out
 # while clients wrote through the stack, and the failed stop fenced the node.  The lab
-# runs the pcs-examples scripts as users would, then gives every operation at least this.
+# runs the pcs-examples scripts as users would, then gives every operation of a
+# resource-agents (shell, ocf:heartbeat) agent at least this.  Not the pyha agents': a
+# longer monitor timeout also lengthens Pacemaker's wait for a cancel before it fences
+# (action timeout + cluster-delay, lab/README.md), which the DRBD power-loss test meets.
 OPERATION_TIMEOUT_FLOOR_S = 90
 
 
@@ -479,11 +482,14 @@ def _seconds(value):
     return int(value) if value.isdigit() else None
 
 
-def raise_operation_timeouts(cib_path, floor_s):
-    """Give every resource operation in the CIB file a timeout of at least floor_s
-    (idempotent: pushing the same configuration twice changes nothing more)."""
+def raise_operation_timeouts(cib_path, floor_s, provider="heartbeat"):
+    """Give every operation of provider's agents in the CIB file a timeout of at least
+    floor_s (idempotent: pushing the same configuration twice changes nothing more)."""
     tree = ET.parse(cib_path)
-    for op in tree.getroot().iter("op"):
+    ops = [op for primitive in tree.getroot().iter("primitive")
+           if primitive.get("class") == "ocf" and primitive.get("provider") == provider
+           for op in primitive.iter("op")]
+    for op in ops:
         current = _seconds(op.get("timeout", "")) if op.get("timeout") else None
         if current is None or current < floor_s:
             op.set("timeout", f"{floor_s}s")

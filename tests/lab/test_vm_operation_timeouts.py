@@ -1,5 +1,6 @@
-"""The real-kernel lab gives every operation a timeout fit for emulated machines
-(lab/vm.py raise_operation_timeouts), whatever the pcs-examples script set."""
+"""The real-kernel lab gives resource-agents' shell agents timeouts fit for emulated
+machines (lab/vm.py raise_operation_timeouts), whatever the pcs-examples script set; twice
+changes nothing more."""
 
 from lab.vm import raise_operation_timeouts
 
@@ -9,6 +10,9 @@ CIB = """<cib><configuration><resources>
 <op id="fs-start" name="start" interval="0s" timeout="2min"/>
 <op id="fs-stop" name="stop" interval="0s"/>
 <op id="fs-deep" name="monitor" interval="60s" timeout="30000ms"/>
+</operations></primitive>
+<primitive id="d" class="ocf" provider="pyha" type="drbd"><operations>
+<op id="d-monitor" name="monitor" interval="29s" timeout="20s"/>
 </operations></primitive></resources></configuration></cib>"""
 
 
@@ -17,12 +21,13 @@ def timeouts(path):
     return {op.get("id"): op.get("timeout") for op in ET.parse(path).getroot().iter("op")}
 
 
-def test_short_and_missing_timeouts_are_raised_longer_ones_kept_and_twice_changes_nothing(
+def test_shell_agents_short_and_missing_timeouts_are_raised_pyha_and_longer_ones_kept(
         tmp_path):
     path = tmp_path / "cib.xml"
     path.write_text(CIB)
     raise_operation_timeouts(path, 90)
-    want = {"fs-monitor": "90s", "fs-start": "2min", "fs-stop": "90s", "fs-deep": "90s"}
+    want = {"fs-monitor": "90s", "fs-start": "2min", "fs-stop": "90s", "fs-deep": "90s",
+            "d-monitor": "20s"}
     assert timeouts(path) == want
     raise_operation_timeouts(path, 90)
     assert timeouts(path) == want
