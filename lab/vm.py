@@ -461,7 +461,6 @@ def vm_leftovers(lab_dir):
     FENCE_AGENT_PATH.unlink(missing_ok=True)
 
 
-# `pcs` on the PATH of a pcs-examples script run on the host (see run_pcs_script).
 # Under TCG on a loaded 2-core machine a shell agent's operation can take more than its
 # 20 s default: CI's run had ocf:heartbeat:Filesystem's monitor and IPaddr2's stop time out
 # while clients wrote through the stack, and the failed stop fenced the node.  The lab
@@ -496,6 +495,7 @@ def raise_operation_timeouts(cib_path, floor_s, provider="heartbeat"):
     tree.write(cib_path, encoding="unicode")
 
 
+# `pcs` on the PATH of a pcs-examples script run on the host (see run_pcs_script).
 PCS_SHIM = """#!/bin/sh
 if [ "$1" = cluster ] && [ "$2" = cib ] && [ -n "$3" ]; then
     exec cp "$(cat {fetch})" "$3"
