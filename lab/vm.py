@@ -403,7 +403,7 @@ class VmCluster(Cluster):
             proc = self.host_pcs(["bash", str(script)], timeout=timeout, env=env)
             pushed = Path(tmp) / "push"
             if pushed.exists():
-                raise_operation_timeouts(pushed, OPERATION_TIMEOUT_FLOOR_S)
+                raise_operation_timeouts(pushed, OPERATION_TIMEOUT_FLOORS_S)
                 self.cib_push(pushed, node)
             return proc
 
@@ -413,7 +413,8 @@ class VmCluster(Cluster):
             secret = (self.lab_dir / "power.secret").read_text().strip()
             self.pcs("stonith", "create", FENCE_DEVICE, power.AGENT_NAME,
                      f"pcmk_host_list={hosts}", f"ipaddr={vmnet.SWITCH_ADDRESS}",
-                     f"password={secret}", "op", "monitor", "interval=60s")
+                     f"password={secret}", "op", "monitor", "interval=60s",
+                     f"timeout={FENCE_MONITOR_TIMEOUT_S}s")
             self.pcs("property", "set", f"stonith-enabled={'true' if enabled else 'false'}")
 
     # ---- diagnostics and teardown -------------------------------------------------------
@@ -461,37 +462,35 @@ def vm_leftovers(lab_dir):
     FENCE_AGENT_PATH.unlink(missing_ok=True)
 
 
-# Under TCG on a loaded 2-core machine a shell agent's operation can take more than its
-# 20 s default: CI's run had ocf:heartbeat:Filesystem's monitor and IPaddr2's stop time out
-# while clients wrote through the stack, and the failed stop fenced the node.  The lab
-# runs the pcs-examples scripts as users would, then gives every operation of a
-# resource-agents (shell, ocf:heartbeat) agent at least this.  Not the pyha agents': a
-# longer monitor timeout also lengthens Pacemaker's wait for a cancel before it fences
-# (action timeout + cluster-delay, lab/README.md), which the DRBD power-loss test meets.
-OPERATION_TIMEOUT_FLOOR_S = 90
+# Under TCG on a loaded 2-core machine an operation can take more than its 20 s default:
+# CI's runs had ocf:heartbeat:Filesystem's monitor and IPaddr2's stop time out while clients
+# wrote through the stack (the failed stop fenced the node), and on a slower machine
+# ocf:pyha:drbd's monitor and the fence device's while a rebooted node rejoined (the
+# survivor's stack restarted).  The lab runs the pcs-examples scripts as users would, then
+# gives every operation at least these (seconds, by agent provider).  pyha's stay lower: a
+# monitor's timeout also lengthens Pacemaker's wait for a cancel before it fences (action
+# timeout + cluster-delay, lab/README.md), which the DRBD power-loss test meets.
+OPERATION_TIMEOUT_FLOORS_S = {"heartbeat": 90, "pyha": 60}
+FENCE_MONITOR_TIMEOUT_S = 90
 
 
-def _seconds(value):
-    """A Pacemaker interval/timeout ('20', '20s', '90000ms', '2min', '1h') in seconds."""
-    value = value.strip().lower()
-    for suffix, factor in (("ms", 0.001), ("msec", 0.001), ("min", 60), ("m", 60),
-                           ("hr", 3600), ("h", 3600), ("sec", 1), ("s", 1)):
-        if value.endswith(suffix) and value[:-len(suffix)].strip().isdigit():
-            return int(value[:-len(suffix)]) * factor
-    return int(value) if value.isdigit() else None
-
-
-def raise_operation_timeouts(cib_path, floor_s, provider="heartbeat"):
-    """Give every operation of provider's agents in the CIB file a timeout of at least
-    floor_s (idempotent: pushing the same configuration twice changes nothing more)."""
+def raise_operation_timeouts(cib_path, floors_s):
+    """Give every operation of an OCF agent in the CIB file a timeout of at least the floor
+    of its provider (floors_s: provider -> seconds; others untouched). Idempotent: pushing
+    the same configuration twice changes nothing more."""
+    from ocf_agents.ocf import parse_time
     tree = ET.parse(cib_path)
-    ops = [op for primitive in tree.getroot().iter("primitive")
-           if primitive.get("class") == "ocf" and primitive.get("provider") == provider
-           for op in primitive.iter("op")]
-    for op in ops:
-        current = _seconds(op.get("timeout", "")) if op.get("timeout") else None
-        if current is None or current < floor_s:
-            op.set("timeout", f"{floor_s}s")
+    for primitive in tree.getroot().iter("primitive"):
+        floor_s = floors_s.get(primitive.get("provider"))
+        if primitive.get("class") != "ocf" or floor_s is None:
+            continue
+        for op in primitive.iter("op"):
+            try:
+                current = parse_time(op.get("timeout", ""))
+            except ValueError:     # none set (the agent's default) or not a time
+                current = None
+            if current is None or current < floor_s:
+                op.set("timeout", f"{floor_s}s")
     tree.write(cib_path, encoding="unicode")
 
 

@@ -15,7 +15,7 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, change_digest, change_run_offsets, changelog_metaid, copy_owned,
+    LOCK_FILE, change_digest, change_run_offsets, changelog_metaid, copy_bytes, copy_owned,
     cut_after_change, cut_torn_line, ends_torn, find_change, first_change, is_changelog,
     is_metadata_file, kill_master, launch, lock_holder,
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
@@ -426,14 +426,8 @@ def write_chain(pieces, target, uid, gid):
                                             f"{first}-{last} no longer there)")
             start, end = offsets
             with open(path, "rb") as f:
-                f.seek(start)
-                left = end - start
-                while left:
-                    block = f.read(min(left, 1 << 20))
-                    if not block:
-                        raise OCFError(ERR_GENERIC, f"{path} shrank while it was read")
-                    out.write(block)
-                    left -= len(block)
+                if copy_bytes(f, out, start, end - start) != end - start:
+                    raise OCFError(ERR_GENERIC, f"{path} shrank while it was read")
         os.fchown(out.fileno(), uid, gid)
 
 

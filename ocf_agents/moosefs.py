@@ -283,7 +283,13 @@ def change_run_offsets(path, first, last):
             found = data.find(b"\n" + head, since)
             return None if found < 0 else found + 1
         start = line_start(first, 0)
-        begin_last = None if start is None else line_start(last, start)
+        if start is None:
+            return None
+        # `last` is usually the file's last change: look in its tail first (a restore of
+        # millions of changes would otherwise scan the whole file once more).
+        begin_last = line_start(last, max(start, len(data) - 2 * TAIL_LIMIT))
+        if begin_last is None:
+            begin_last = line_start(last, start)
         if begin_last is None:
             return None
         end = data.find(b"\n", begin_last)
@@ -515,11 +521,44 @@ class Inventory:
 
 def copy_owned(source, target, uid, gid):
     """Copy source to a new file target (never through a symlink) owned by uid:gid."""
-    import shutil
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
     with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
-        shutil.copyfileobj(f, out, 1 << 20)
+        copy_bytes(f, out, 0, os.fstat(f.fileno()).st_size)
         os.fchown(out.fileno(), uid, gid)
+
+
+def copy_bytes(source, target, start, count):
+    """Append count bytes of the open file source, from offset start, to the open file
+    target; returns the bytes copied (fewer only if source ended first).
+
+    In the kernel where it can (copy_file_range; a reflink on filesystems that share
+    blocks): changelogs of millions of changes are hundreds of MB, and copying them through
+    Python buffers cost a restore at 3M objects 0.8 s more than mfsmaster's own load."""
+    import errno
+    target.flush()
+    done = 0
+    try:
+        while done < count:
+            n = os.copy_file_range(source.fileno(), target.fileno(), count - done,
+                                   start + done)
+            if n == 0:
+                return done
+            done += n
+        return done
+    except OSError as err:
+        # not supported between these files (another filesystem on an old kernel, a
+        # special file): the rest through user space
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    source.seek(start + done)
+    while done < count:
+        block = source.read(min(count - done, 1 << 20))
+        if not block:
+            break
+        target.write(block)
+        done += len(block)
+    target.flush()
+    return done
 
 
 def name_sources(text, origins):

@@ -63,3 +63,29 @@ def test_changes_the_metadata_already_holds_need_no_changelog(tmp_path):
     data = tmp_path / "data"
     changelog(data, "changelog.0.mfs", range(1, 51))
     assert chain_changes(inventory_of(data), 51) == []
+
+
+@pytest.mark.parametrize("kernel_copy", ["copy_file_range", "not supported (EXDEV)"])
+def test_the_chain_is_the_same_whether_the_kernel_copies_it_or_python_does(
+        tmp_path, monkeypatch, kernel_copy):
+    """Large changelogs are copied with copy_file_range (issue 13's restore speed); where
+    the kernel cannot (another filesystem on an old kernel), the copy falls back to reads
+    and writes with the same bytes, also when the kernel stopped part-way."""
+    import errno
+    import os
+    data, metalogger = tmp_path / "data", tmp_path / "ml"
+    changelog(data, "changelog.0.mfs", range(1, 3001))
+    changelog(metalogger, "changelog_ml.0.mfs", range(2000, 5001))
+    if kernel_copy != "copy_file_range":
+        real, calls = os.copy_file_range, []
+
+        def partial_then_refused(src, dst, count, offset_src=None, *args):
+            calls.append(count)
+            if len(calls) == 1:      # a first short copy, then the kernel refuses
+                return real(src, dst, min(count, 4096), offset_src)
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", partial_then_refused)
+    pieces = chain_changes(inventory_of(data, metalogger), 10)
+    merged = tmp_path / "merged"
+    write_chain(pieces, merged, -1, -1)
+    assert merged.read_bytes() == b"".join(change(n) for n in range(10, 5001))

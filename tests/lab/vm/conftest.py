@@ -16,6 +16,22 @@ from rigs.vm.machine import vm_unavailable
 
 LAB_DIR = Path(os.environ.get("PYHA_VM_LAB_DIR", "/var/lib/pyha-vmlab-test"))
 
+# Tests marked vm_full run only with PYHA_VM_FULL=1: under emulation each costs minutes, and
+# CI's hour holds the scenarios that prove the most (power loss with writing, locking
+# clients; a planned move; DRBD's fencing and split brain); the others (link cut and
+# kill -9 of rpc.statd on the NFS stack, the DRBD stack's own power loss, which the NFS
+# stack's covers) run in the full real-kernel run before an issue about them is closed.
+FULL = os.environ.get("PYHA_VM_FULL") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if FULL:
+        return
+    skip = pytest.mark.skip(reason="part of the full real-kernel run: PYHA_VM_FULL=1")
+    for item in items:
+        if item.get_closest_marker("vm_full"):
+            item.add_marker(skip)
+
 
 def wipe():
     existing = VmCluster.load(LAB_DIR)

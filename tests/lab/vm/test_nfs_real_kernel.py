@@ -120,7 +120,10 @@ def test_writers_and_their_locks_survive_the_active_nodes_power_loss(nfs):
 # Order matters: the crash above moved node1 -> node2, standby brings the service back
 # to node1, whose disk was resynced from node2 after its power loss: reading the files
 # there through the client proves the resync.
-@pytest.mark.parametrize("scenario", ["standby", "linkdown", "kill9"])
+@pytest.mark.parametrize("scenario", [
+    "standby",
+    pytest.param("linkdown", marks=pytest.mark.vm_full),
+    pytest.param("kill9", marks=pytest.mark.vm_full)])
 def test_failure_moves_the_service_with_the_clients_data_and_the_node_resyncs(nfs, scenario):
     cluster, stack = nfs
     result = run_scenario(cluster, stack, scenario, timeout=180)
