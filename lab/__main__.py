@@ -111,6 +111,12 @@ def cmd_measure(args):
         cluster, stack = bring_up(args.lab_dir, 2, stack_name, args.token, args.backend)
         try:
             for name in stack.scenarios:
+                # Steady state before each failure, as in production: the service has run
+                # for more than one monitor interval (ocf:pyha:mfsmaster's monitor records
+                # the clients' connections, which start tickles after a move; a failure
+                # within 10 s of the last move finds none and waits for TCP's backoff).
+                stack.wait_active(cluster)
+                time.sleep(args.settle)
                 results.append(run_scenario(cluster, stack, name))
         finally:
             if not args.keep:
@@ -232,6 +238,9 @@ def main(argv=None):
     p.add_argument("--token", type=int, default=None)
     p.add_argument("--backend", choices=("ns", "vm"), default="ns")
     p.add_argument("--keep", action="store_true", help="leave the last lab up")
+    p.add_argument("--settle", type=float, default=12.0,
+                   help="seconds in steady state before each failure (default 12: more than "
+                        "one 10 s monitor)")
     p.add_argument("stacks", nargs="*", default=["nfs"])
     p.set_defaults(func=cmd_measure)
     p = sub.add_parser("clients", help="NFS clients' view of failures (fresh VM lab per "
