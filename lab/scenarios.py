@@ -210,7 +210,7 @@ def _stop_applications(pid_files):
             pass
 
 
-def run_client_scenario(cluster, stack, name, timeout=180):
+def run_client_scenario(cluster, stack, name, timeout=300):
     """run_scenario with applications on two client VMs: client 1 (NFSv3) and client 2
     (NFSv4.1, where the stack mounts it) each lock a file and append + fsync to it
     without end; client 2 also takes new locks in a loop (NFSv3). Afterwards: their

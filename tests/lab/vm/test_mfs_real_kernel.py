@@ -19,7 +19,8 @@ def test_power_loss_moves_the_master_with_every_file_the_client_synced(vm_lab):
     cluster = vm_lab(stack)
     config = cluster.nodes[0].run(["cat", "/etc/mfs/mfsmaster.cfg"]).stdout
     assert "CHANGELOG_SAVE_MODE = 2" in config
-    result = run_scenario(cluster, stack, "crash", timeout=180)
+    # 300 s: under emulation one failover of a stack has taken more than 180 s here.
+    result = run_scenario(cluster, stack, "crash", timeout=300)
     print("\n" + table([result]))
     assert result.new_node != result.failed_node
     # run_scenario read every file back through the client and waited for the failed
