@@ -13,7 +13,7 @@ from lab.stacks import NfsResourceAgentsStack
 # Opt-in: it proves nothing about this project's agents (the recipe is resource-agents'),
 # and under emulation it is the suite's slowest module (15 min of a run measured at 40 for
 # both NFS modules): the test suite must stay within CI's hour.  Run it with
-# PYHA_RECIPE_COMPARISON=1 bash scripts/test.sh tests/lab/vm/test_nfs_resource_agents.py
+# PYHA_RECIPE_COMPARISON=1 /usr/bin/python3 -m pytest -q tests/lab/vm/test_nfs_resource_agents.py
 # (or `python3 -m lab clients nfs nfs-ra` for the figures alone).
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(
     os.environ.get("PYHA_RECIPE_COMPARISON") != "1",
