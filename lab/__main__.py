@@ -114,8 +114,8 @@ def cmd_measure(args):
                 # Steady state before each failure, as in production: the service has run
                 # for more than one monitor interval (ocf:pyha:mfsmaster's monitor records
                 # the clients' connections, which start tickles after a move; a failure
-                # within 10 s of the last move finds none and waits for TCP's backoff).
-                stack.wait_active(cluster)
+                # within 10 s of the last move finds none and waits for TCP's backoff).  The
+                # previous scenario ended with the service verified on its new node.
                 time.sleep(args.settle)
                 results.append(run_scenario(cluster, stack, name))
         finally:

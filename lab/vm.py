@@ -22,6 +22,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ocf_agents.ocf import parse_time
 from rigs import debian_package
 from rigs.vm import kernel as vmkernel, machine as vmmachine, net as vmnet, power
 from rigs.vm.channel import ChannelError
@@ -478,7 +479,6 @@ def raise_operation_timeouts(cib_path, floors_s):
     """Give every operation of an OCF agent in the CIB file a timeout of at least the floor
     of its provider (floors_s: provider -> seconds; others untouched). Idempotent: pushing
     the same configuration twice changes nothing more."""
-    from ocf_agents.ocf import parse_time
     tree = ET.parse(cib_path)
     for primitive in tree.getroot().iter("primitive"):
         floor_s = floors_s.get(primitive.get("provider"))

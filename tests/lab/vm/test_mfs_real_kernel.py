@@ -8,7 +8,7 @@ CHANGELOG_SAVE_MODE = 2 (fsync per changelog write), without which a file synced
 before the power loss was lost (measured here)."""
 import pytest
 
-from lab.scenarios import run_scenario, table
+from lab.scenarios import VM_FAILOVER_TIMEOUT_S, run_scenario, table
 from lab.stacks import MfsDrbdStack
 
 pytestmark = pytest.mark.lab
@@ -19,8 +19,7 @@ def test_power_loss_moves_the_master_with_every_file_the_client_synced(vm_lab):
     cluster = vm_lab(stack)
     config = cluster.nodes[0].run(["cat", "/etc/mfs/mfsmaster.cfg"]).stdout
     assert "CHANGELOG_SAVE_MODE = 2" in config
-    # 300 s: under emulation one failover of a stack has taken more than 180 s here.
-    result = run_scenario(cluster, stack, "crash", timeout=300)
+    result = run_scenario(cluster, stack, "crash", timeout=VM_FAILOVER_TIMEOUT_S)
     print("\n" + table([result]))
     assert result.new_node != result.failed_node
     # run_scenario read every file back through the client and waited for the failed

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenarios import CLIENT_TABLE_HEADER, run_client_scenario, run_scenario, table
+from lab.scenarios import (
+    CLIENT_TABLE_HEADER, VM_FAILOVER_TIMEOUT_S, run_client_scenario, run_scenario, table,
+)
 from lab.stacks import NfsDrbdStack
 from lab.vm import FENCE_AGENT_PATH
 from rigs.vm import machine, net
@@ -126,9 +128,7 @@ def test_writers_and_their_locks_survive_the_active_nodes_power_loss(nfs):
     pytest.param("kill9", marks=pytest.mark.vm_full)])
 def test_failure_moves_the_service_with_the_clients_data_and_the_node_resyncs(nfs, scenario):
     cluster, stack = nfs
-    # 300 s: under emulation a standby's stop and start of the whole stack once took more
-    # than 180 s here (each operation 5-40 s), and CI's machine is slower.
-    result = run_scenario(cluster, stack, scenario, timeout=300)
+    result = run_scenario(cluster, stack, scenario, timeout=VM_FAILOVER_TIMEOUT_S)
     RESULTS.append(result)
     assert result.new_node != result.failed_node
     # run_scenario read every file back through the client on the new node, checked
