@@ -693,7 +693,10 @@ class MfsDrbdStack(DrbdMixin, Stack):
         if client.run(["mountpoint", "-q", self.mnt], check=False, quiet=True).returncode == 0:
             return True
         if not client.pids_of("mfsmount"):
-            client.spawn(["mfsmount", "-f", "-H", self.vip, "-P", "9421", self.mnt])
+            # mfslogretry=0: every retry inside mfsmount is logged (the console log shows
+            # why a read waited during a failover)
+            client.spawn(["mfsmount", "-f", "-o", "mfslogretry=0", "-H", self.vip, "-P", "9421",
+                          self.mnt])
         return False
 
     def _client_write_ok(self, cluster):

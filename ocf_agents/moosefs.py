@@ -52,7 +52,8 @@ class MasterConfig:
         try:
             self.client_port = int(values["MATOCL_LISTEN_PORT"])
             # clients, chunkservers, metaloggers: the connections a failover leaves dangling
-            self.ports = {self.client_port, int(values["MATOCS_LISTEN_PORT"]),
+            self.chunkserver_port = int(values["MATOCS_LISTEN_PORT"])
+            self.ports = {self.client_port, self.chunkserver_port,
                           int(values["MATOML_LISTEN_PORT"])}
             self.save_freq_hours = float(values["METADATA_SAVE_FREQ"])
         except ValueError as err:

@@ -150,15 +150,16 @@ def send_tickles(connections, rounds=3, gap=0.1):
     return len(local)
 
 
-def start_tickler(path, wait=30):
+def start_tickler(path, wait=30, first=(), hold=0.0):
     """Start `main` detached (own session, stdio on /dev/null: Pacemaker waits for the
     agent's output pipes, never for this) and return at once; its pid."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from ocf_agents.tickle import main; "
             "sys.exit(main(sys.argv[2:]))")
     actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    options = [f"--first={','.join(map(str, sorted(first)))}", f"--hold={hold}"] if first else []
     return os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code,
-                                           package_parent, path, str(wait)],
+                                           package_parent, path, str(wait), *options],
                           {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions,
                           setsid=True)
 
@@ -175,25 +176,72 @@ def read_own_file(path):
         return f.read(1 << 20)
 
 
+def reconnected(connections, tcp_path="/proc/net/tcp"):
+    """True when every peer of connections is connected to this node again: per remote
+    address and local port, as many established connections as recorded (two
+    chunkservers on one machine are two connections from one address; their source
+    ports change when they reconnect)."""
+    from collections import Counter
+    wanted = Counter((lport, rip) for _, lport, rip, _ in connections)
+    now = Counter((lport, rip) for _, lport, rip, _ in
+                  read_connections({port for port, _ in wanted}, tcp_path))
+    return all(now[key] >= count for key, count in wanted.items())
+
+
+def parse_main_options(argv):
+    """FILE [WAIT] [--first=PORT[,PORT...]] [--hold=SECONDS] -> (file, wait, first, hold)."""
+    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--")
+               and "=" in a}
+    positional = [a for a in argv if not a.startswith("--")]
+    if not positional or set(options) - {"--first", "--hold"}:
+        raise ValueError("usage: python3 -m ocf_agents.tickle FILE [WAIT] "
+                         "[--first=PORT[,PORT]] [--hold=SECONDS]")
+    first = {int(p) for p in options.get("--first", "").split(",") if p}
+    return (positional[0], float(positional[1]) if len(positional) > 1 else 30.0,
+            first, float(options.get("--hold", 0)))
+
+
 def main(argv):
-    """python3 -m ocf_agents.tickle FILE [WAIT]: once one of the recorded local addresses is
-    on this node (within WAIT seconds, default 30), tickle the recorded connections."""
-    if not argv:
-        sys.stderr.write("usage: python3 -m ocf_agents.tickle FILE [WAIT]\n")
+    """python3 -m ocf_agents.tickle FILE [WAIT] [--first=PORTS --hold=SECONDS]: once one of
+    the recorded local addresses is on this node (within WAIT seconds, default 30), tickle
+    the recorded connections.
+
+    With --first, the connections to those ports are tickled at once and the others only
+    once their peers are connected here again (or after --hold seconds). MooseFS needs that
+    order: a client that reaches the new master before the chunkservers have registered is
+    told "no copies" of every chunk it reads, and mfsmount then waits a fixed 10 s
+    (readdata.c) before asking again. Chunkservers reconnect only at their next
+    MASTER_RECONNECTION_DELAY tick, clients at once: tickled together, the clients win.
+    (A client whose own retransmission reaches the new node first learns of the move
+    by itself and can still come first: measured in the lab, see README.)"""
+    try:
+        path, wait, first_ports, hold = parse_main_options(argv)
+    except ValueError as err:
+        sys.stderr.write(f"{err}\n")
         return 2
     try:
-        connections = decode_connections(read_own_file(argv[0]))
+        connections = decode_connections(read_own_file(path))
     except OSError as err:
-        sys.stderr.write(f"{argv[0]}: {err.strerror}\n")
+        sys.stderr.write(f"{path}: {err.strerror}\n")
         return 1
-    deadline = time.monotonic() + (float(argv[1]) if len(argv) > 1 else 30.0)
+    deadline = time.monotonic() + wait
     addresses = {c[0] for c in connections}
     while connections and not any(address_is_local(a) for a in addresses):
         if time.monotonic() > deadline:
             return 1
         time.sleep(0.05)
     time.sleep(0.05)   # the address is up; let its gratuitous ARP go out first
-    send_tickles(connections)
+    first = [c for c in connections if c[1] in first_ports]
+    rest = [c for c in connections if c[1] not in first_ports]
+    if first:
+        send_tickles(first)
+        held_until = time.monotonic() + hold
+        if rest:
+            while time.monotonic() < held_until and not reconnected(first):
+                time.sleep(0.02)
+            # registration follows the connection at once; give it a moment to be processed
+            time.sleep(min(0.2, max(held_until - time.monotonic(), 0)))
+    send_tickles(rest)
     return 0
 
 

@@ -27,6 +27,11 @@
 # /etc/mfs/mfsmaster.cfg with the same settings, MASTER_HOST=$VIP in the chunkservers',
 # metaloggers' and clients' configuration, ocf:pyha:* installed (python3 -m ocf_agents
 # install). Run on one cluster node; everything is written in one CIB push.
+#
+# Set MASTER_RECONNECTION_DELAY = 1 in every mfschunkserver.cfg (default 5): after a
+# failover a chunkserver reconnects only at its next tick, and until every chunkserver is
+# back the new master answers reads with "no copies", which mfsmount retries only after a
+# fixed 10 s (the agent lets clients in after the chunkservers where it can).
 set -eu
 
 STORAGE=${STORAGE:-metalogger}
