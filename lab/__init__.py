@@ -12,6 +12,7 @@ Pieces:
   fencing.py    the lab fence device (fence_pyha_lab) and its installation
   stacks.py     the service stacks the scenarios fail over (NFS on DRBD, ...)
   scenarios.py  failure injection + verification + timing
+  syslog.py     the daemons' syslog, per machine, in LAB_DIR/syslog.log
   __main__.py   the command line: python3 -m lab up|down|status|demo|...
 
 Everything the lab creates carries the "pyha-lab" prefix and lives below

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import os
 
-from . import BRIDGE, CLIENT_BASE, FIRST_VIP, LAB_DIR, REPO_ROOT, SUBNET, fencing
+from . import BRIDGE, CLIENT_BASE, FIRST_VIP, LAB_DIR, REPO_ROOT, SUBNET, fencing, syslog
 from .node import Machine, Node
 from .util import LabError, run, say, step, tail, wait_for
 
@@ -134,6 +134,8 @@ class Cluster:
             self.install_agents()
             self.write_hosts()
             self.save()
+            # The daemons' syslog (MooseFS, mfsmount, rpc.statd log nowhere else).
+            syslog.start_listener(self.lab_dir)
 
     def write_hosts(self):
         """One /etc/hosts for every lab machine: nodes, clients and the
@@ -291,14 +293,16 @@ class Cluster:
         for client in self.clients:
             out.append(f"--- {client.name} console")
             out += tail(client.console, lines)
-        fence_log = self.lab_dir / "fence.log"
-        if fence_log.exists():
-            out.append("--- fence.log")
-            out += tail(fence_log, lines // 2)
+        for name in ("fence.log", "syslog.log"):
+            log = self.lab_dir / name
+            if log.exists():
+                out.append(f"--- {name}")
+                out += tail(log, lines // 2 if name == "fence.log" else lines)
         return "\n".join(out)
 
     # ---- teardown ------------------------------------------------------------
     def destroy(self):
+        syslog.stop_listener(self.lab_dir)
         for machine in self.nodes + self.clients:
             machine.destroy()
         leftovers(self.lab_dir)

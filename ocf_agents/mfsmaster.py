@@ -196,8 +196,8 @@ def tickle_old_connections(res, cfg):
     from ocf_agents.tickle import start_tickler
     try:
         pid = start_tickler(path, first={cfg.chunkserver_port}, hold=CLIENTS_HELD_S)
-        res.log.info(f"tickling the previous master's connections once the address is here "
-                     f"(pid {pid})")
+        res.log.info(f"tickling the previous master's connections once the address is here, "
+                     f"chunkservers first, clients once they are back (pid {pid})")
     except OSError as err:
         res.log.warning(f"could not start the tickler: {err}")
 
