@@ -293,11 +293,11 @@ class Cluster:
         for client in self.clients:
             out.append(f"--- {client.name} console")
             out += tail(client.console, lines)
-        for name in ("fence.log", "syslog.log"):
+        for name, count in (("fence.log", lines // 2), ("syslog.log", lines)):
             log = self.lab_dir / name
             if log.exists():
                 out.append(f"--- {name}")
-                out += tail(log, lines // 2 if name == "fence.log" else lines)
+                out += tail(log, count)
         return "\n".join(out)
 
     # ---- teardown ------------------------------------------------------------

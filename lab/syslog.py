@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from . import NETNS_PREFIX, REPO_ROOT
+from .util import stop_own_process
 
 DEV_LOG = "/dev/log"
 
@@ -102,25 +103,12 @@ def start_listener(lab_dir, path=DEV_LOG):
 def stop_listener(lab_dir, path=DEV_LOG):
     """Stop the listener start_listener started (by its pid, checked to be ours) and
     remove its socket (only the one it made)."""
+    pid_file = Path(lab_dir) / "syslog.pid"
     try:
-        pid, inode = map(int, (Path(lab_dir) / "syslog.pid").read_text().split())
+        _, inode = map(int, pid_file.read_text().split())
     except (OSError, ValueError):
         return
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            ours = b"lab.syslog" in f.read()
-    except OSError:
-        ours = False
-    if ours:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not os.path.exists(f"/proc/{pid}"):
-                break
-            try:                        # our child when this process started it
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.02)
+    stop_own_process(pid_file, "lab.syslog", signal.SIGTERM)
     try:
         if os.stat(path).st_ino == inode:
             os.unlink(path)

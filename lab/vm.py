@@ -16,6 +16,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +31,7 @@ from rigs.vm.channel import ChannelError
 from . import CLIENT_BASE, FIRST_VIP, REPO_ROOT, SUBNET
 from .cluster import FENCE_DEVICE, Cluster, corosync_conf
 from .node import start_daemons
-from .util import LabError, run, say, step, wait_for
+from .util import LabError, run, say, step, stop_own_process, wait_for
 
 FENCE_AGENT_PATH = Path("/usr/sbin") / power.AGENT_NAME
 CONSOLE = "/var/log/pyha-lab-console.log"   # inside a VM: output of spawned daemons
@@ -446,14 +447,7 @@ def vm_leftovers(lab_dir):
     """Stop the power switch first (it could power a VM on again), power off every VM
     below lab_dir by its pid file, delete the lab network and the fence agent."""
     lab_dir = Path(lab_dir)
-    try:
-        pid = int((lab_dir / "power.pid").read_text())
-        if b"rigs.vm.power" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, 9)
-            while Path(f"/proc/{pid}").exists():
-                time.sleep(0.05)
-    except (OSError, ValueError):
-        pass
+    stop_own_process(lab_dir / "power.pid", "rigs.vm.power", signal.SIGKILL, timeout=10)
     for spec in lab_dir.glob("*/vm.json"):
         try:
             vmmachine.VM(spec.parent).power_off()

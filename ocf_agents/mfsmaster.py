@@ -113,7 +113,10 @@ def load_config(res):
 
 # --- start ---------------------------------------------------------------------------
 def start(res):
+    from ocf_agents.mfsgate import ClientGate
     cfg = load_config(res)
+    gate = ClientGate.of(res, cfg)
+    gate.aim(cfg)
     holder, info = master_status(res, cfg)
     if holder is not None:
         if info is not None:
@@ -125,7 +128,33 @@ def start(res):
                            "which does not answer on the client port")
     if not os.path.isdir(cfg.data_path):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
+    gate.discard()      # an earlier master's, gone with it
+    if res.params.hold_clients:
+        from ocf_agents.mfsgate import listeners
+        # The master binds its client port only when the gate opens, after the restore:
+        # a port taken by something else must stop the start here, before anything changed.
+        if listeners(cfg.client_port):
+            raise OCFError(ERR_GENERIC, f"the client port {cfg.client_port} (MATOCL_LISTEN_PORT) "
+                           "is already in use on this node: stop what listens there")
+        gate.close(cfg, read_file(cfg.path) or "")
+    try:
+        start_master(res, cfg)
+        let_clients_in(res, cfg, gate)
+    except BaseException:
+        holder = lock_holder(cfg.path_in_data(LOCK_FILE))
+        if holder is not None and gate.read_marker() is not None:
+            # Started, but the clients cannot be let in: not left running half-usable.
+            terminate_master(holder)
+            wait_for_lock_release(res, cfg, max(1.0, res.time_left() - 2))
+        if lock_holder(cfg.path_in_data(LOCK_FILE)) is None:
+            gate.discard()  # nothing runs: nothing of the gate is left either
+        raise
+    return SUCCESS
 
+
+def start_master(res, cfg):
+    """Start the master from DATA_PATH's metadata, restoring it first where it must (the
+    checks and refusals of mfsrestore.py); record the version it serves."""
     local = Inventory([cfg.data_path])
     everything = Inventory([cfg.data_path, *res.params.metadata_sources])
     current = cfg.path_in_data("metadata.mfs")
@@ -157,8 +186,6 @@ def start(res):
     _, info = master_status(res, cfg)
     if info is not None:
         write_record(res, cfg.data_path, metaid, info.metaversion, now=True)
-    tickle_old_connections(res, cfg)
-    return SUCCESS
 
 
 # The clients, chunkservers and metaloggers connected to the master, recorded by monitor
@@ -176,30 +203,41 @@ def record_connections(res, cfg):
         res.log.debug(f"could not record the master's connections: {err}")
 
 
-# How long the clients' tickles wait for the chunkservers to be back: their
-# MASTER_RECONNECTION_DELAY (default 5 s) and a second to register.
-CLIENTS_HELD_S = 6
-
-
-def tickle_old_connections(res, cfg):
-    """Once the floating address is here, make the peers recorded by the previous master
-    drop their dead connections at once (tickle ACKs, see tickle.py) instead of after
-    their next backed-off TCP retransmission: 1-3.5 s measured. Started detached:
-    the address comes up after this start returns.
-
-    Chunkservers first, clients once the chunkservers are connected again: a read that
-    reaches the master before them is answered "no copies" and mfsmount retries it only
-    after a fixed 10 s (measured: a read in flight came back 14 s after the failure)."""
-    path = cfg.path_in_data(CONNECTIONS_FILE)
-    if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) == 0:
-        return
-    from ocf_agents.tickle import start_tickler
+def let_clients_in(res, cfg, gate):
+    """Open the client gate (mfsgate.py) now when the master lists no disconnected
+    chunkserver, else leave that to a detached opener, which also tickles the previous
+    master's recorded connections (tickle.py): their peers reconnect at once instead of at
+    their next backed-off retransmission (1-3.5 s measured). Without the gate
+    (hold_clients=false) the connections are only tickled, all at once."""
+    recorded = cfg.path_in_data(CONNECTIONS_FILE)
+    if not os.path.isfile(recorded) or os.path.islink(recorded):
+        recorded = None     # none (a first start): nothing to tickle
+    holder, info = master_status(res, cfg, count_chunkservers=True)
+    if gate.read_marker() is not None and info is not None and not info.disconnected:
+        open_gate(res, cfg, gate, holder)
+        res.log.info(f"clients let in at once: all {info.chunkservers} chunkserver(s) of the "
+                     "metadata are connected")
+    from ocf_agents.ocf import spawn_detached
+    from ocf_agents.mfsgate import start_opener
     try:
-        pid = start_tickler(path, first={cfg.chunkserver_port}, hold=CLIENTS_HELD_S)
-        res.log.info(f"tickling the previous master's connections once the address is here, "
-                     f"chunkservers first, clients once they are back (pid {pid})")
+        if gate.read_marker() is not None:
+            pid = start_opener(gate, recorded or "/dev/null")
+            res.log.info(f"clients held out until the chunkservers are back "
+                         f"({info.disconnected if info else '?'} not connected yet; pid {pid})")
+        elif recorded:
+            pid = spawn_detached("tickle", [recorded])
+            res.log.info(f"tickling the previous master's connections once the address is "
+                         f"here (pid {pid})")
     except OSError as err:
-        res.log.warning(f"could not start the tickler: {err}")
+        res.log.warning(f"could not start the gate's opener or the tickler: {err}")
+        if gate.read_marker() is not None:
+            open_gate(res, cfg, gate, holder)
+
+
+def open_gate(res, cfg, gate, holder):
+    failure = gate.open(cfg, holder)
+    if failure:
+        raise OCFError(ERR_GENERIC, f"clients cannot reach the master: {failure}")
 
 
 def create_filesystem(res, cfg):
@@ -227,14 +265,22 @@ def create_filesystem(res, cfg):
 
 # --- monitor ---------------------------------------------------------------------------
 def monitor(res):
+    from ocf_agents.mfsgate import ClientGate
     cfg = load_config(res)
+    gate = ClientGate.of(res, cfg)
+    held = gate.aim(cfg)
     deep = res.check_level >= 10
     holder, info = master_status(res, cfg, count_chunkservers=deep)
     if holder is None:
         return NOT_RUNNING
     if info is None:
         raise OCFError(ERR_GENERIC, f"mfsmaster (pid {holder}) holds its lock but does not answer "
-                       f"on {cfg.client_host}:{cfg.client_port}")
+                       f"on {cfg.query_host}:{cfg.query_port}")
+    if held and not gate.opener_alive():
+        # Its opener died (or was killed): the clients would be held out for good.
+        res.log.warning("the client gate is closed and its opener is gone: letting the "
+                        "clients in now")
+        open_gate(res, cfg, gate, holder)
     metaid = remembered_metaid(res)
     if metaid is None:
         metaid = metaid_from_changelog(cfg)
@@ -300,9 +346,13 @@ def stop(res):
         # No usable configuration, no DATA_PATH: nothing this resource can have started.
         res.log.warning(f"{err.reason}: nothing to stop")
         return SUCCESS
+    from ocf_agents.mfsgate import ClientGate
+    gate = ClientGate.of(res, cfg)
     lock = cfg.path_in_data(LOCK_FILE)
     if lock_holder(lock) is None:
+        gate.discard()
         return SUCCESS
+    gate.discard()      # an opener still waiting ends when it sees its marker gone
     # SIGTERM (the master saves its metadata and exits) and the lock watched every 0.1 s,
     # not `mfsmaster stop`, which checks it once a second: the master takes ~3 s to exit
     # (its background writer's termination delay, bgsaver.c), and the whole-second polling
@@ -372,16 +422,23 @@ While the master runs, monitor records its metadata id and version in the
 crm_config attribute version_attribute, so a node with older metadata refuses
 to start (the split brain MooseFS itself does not prevent).
 
+Clients wait for the chunkservers (hold_clients): a master that has just
+started answers a read "no copies" until the chunkservers that hold the chunk
+have registered, and mfsmount then waits a fixed 10 s before asking again. So
+the master starts with its client port on a private loopback port (the user's
+configuration plus two lines, in the agent's state directory) and reloads the
+user's configuration, opening MATOCL_LISTEN_HOST/PORT, once its own list shows
+every chunkserver connected (or some seconds after the first came back). A
+client refused meanwhile retries within 2 s.
+
 Monitor also records the clients', chunkservers' and metaloggers' connections in
 DATA_PATH/pyha-connections (only when they change); after a failover start
 tickles them once the floating address is up (a TCP ACK that makes their
 kernels learn the old connection is gone), so they reconnect at once instead of
-at their next backed-off retransmission: the chunkservers first, the clients
-once every chunkserver is connected again (at most 6 s later), because mfsmount
-waits a fixed 10 s before retrying a read the master answered without copies
-(a master whose chunkservers are not back yet). Set MASTER_RECONNECTION_DELAY = 1
-in mfschunkserver.cfg (default 5 s): a tickled chunkserver reconnects only at
-its next tick, a client at once.
+at their next backed-off retransmission: chunkservers and metaloggers at once,
+clients when they are let in. Set MASTER_RECONNECTION_DELAY = 1 in
+mfschunkserver.cfg (default 5 s): a tickled chunkserver reconnects only at its
+next tick.
 
 Monitor: the master holds the fcntl lock on DATA_PATH/.mfsmaster.lock and
 answers an info request on its client port (MATOCL_LISTEN_PORT), in-process.
@@ -463,6 +520,14 @@ default and needs no VIP to start).
                            "per monitor. The record may lag the master by this much: a source "
                            "behind by less is not refused by the record. 0: at every monitor "
                            "that sees a new version."),
+        Parameter("hold_clients", type="boolean", default=True,
+                  shortdesc="Let clients in only once the chunkservers are back",
+                  longdesc="true: the master starts with its client port on a private "
+                           "loopback port and opens MATOCL_LISTEN_HOST/PORT once every "
+                           "chunkserver its metadata knows is connected, at most a few seconds "
+                           "after the first came back (see above): no read waits mfsmount's "
+                           "10 s. The agent's own questions go to the private port meanwhile. "
+                           "false: clients are let in at once."),
         Parameter("min_chunkservers", type="integer", default=1,
                   shortdesc="Chunkservers required at OCF_CHECK_LEVEL 10",
                   longdesc="A monitor with OCF_CHECK_LEVEL=10 or more fails when fewer "

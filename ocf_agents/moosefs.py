@@ -60,6 +60,10 @@ class MasterConfig:
             raise OCFError(ERR_CONFIGURED, f"{path}: {err}") from None
         if not self.data_path.startswith("/"):
             raise OCFError(ERR_CONFIGURED, f"{path}: DATA_PATH {self.data_path!r} is not absolute")
+        # Where the agent starts the master from and asks it: the user's file and client
+        # port, unless the client gate (mfsgate.py) holds the clients out for a while.
+        self.launch_path = path
+        self.query_host, self.query_port = self.client_host, self.client_port
 
     def path_in_data(self, name):
         return os.path.join(self.data_path, name)
@@ -94,10 +98,11 @@ def lock_holder(path):
 
 
 class MasterInfo:
-    def __init__(self, metaversion, last_save, chunkservers):
+    def __init__(self, metaversion, last_save, chunkservers, disconnected=None):
         self.metaversion = metaversion
         self.last_save = last_save          # unix time of the last successful store, 0 = none
         self.chunkservers = chunkservers    # connected chunkservers, None if not asked
+        self.disconnected = disconnected    # known from the metadata, not connected (or None)
 
 
 def query_master(host, port, timeout, count_chunkservers=False):
@@ -118,11 +123,12 @@ def query_master(host, port, timeout, count_chunkservers=False):
     shift = 8 if len(info) in (137, 149) else 0
     last_save = struct.unpack(">L", info[shift + 92:shift + 96])[0]
     metaversion = struct.unpack(">Q", info[shift + 113:shift + 121])[0]
-    connected = None
+    connected = disconnected = None
     if servers is not None:
-        connected = sum(1 for i in range(0, len(servers) - CSERV_ENTRY_SIZE + 1, CSERV_ENTRY_SIZE)
-                        if not servers[i] & CSERV_DISCONNECTED)
-    return MasterInfo(metaversion, last_save, connected)
+        flags = [servers[i] & CSERV_DISCONNECTED
+                 for i in range(0, len(servers) - CSERV_ENTRY_SIZE + 1, CSERV_ENTRY_SIZE)]
+        connected, disconnected = flags.count(0), len(flags) - flags.count(0)
+    return MasterInfo(metaversion, last_save, connected, disconnected)
 
 
 def _request(sock, command, expected):
@@ -150,7 +156,7 @@ def master_status(res, cfg, count_chunkservers=False):
     if holder is None:
         return None, None
     timeout = max(0.5, min(5.0, res.time_left() - 1))
-    return holder, query_master(cfg.client_host, cfg.client_port, timeout, count_chunkservers)
+    return holder, query_master(cfg.query_host, cfg.query_port, timeout, count_chunkservers)
 
 
 
@@ -593,7 +599,8 @@ def mfsmaster_failure(result, command, origins=None):
 
 def launch(res, cfg, auto_restore=False, origins=None):
     """mfsmaster start (with -a: restoring from DATA_PATH's files); returns once it answers."""
-    argv = [res.params.mfsmaster, *(["-a"] if auto_restore else []), "-c", cfg.path, "start"]
+    argv = [res.params.mfsmaster, *(["-a"] if auto_restore else []), "-c", cfg.launch_path,
+            "start"]
     result = res.run(argv, timeout=max(5.0, res.time_left() - 5), quiet=True)
     if result.rc != 0:
         wait_for_lock_release(res, cfg, min(5, res.time_left() - 1))
@@ -606,7 +613,7 @@ def launch(res, cfg, auto_restore=False, origins=None):
             return
         if res.time_left() < 2:
             raise OCFError(ERR_GENERIC, "mfsmaster started but never answered on "
-                           f"{cfg.client_host}:{cfg.client_port}")
+                           f"{cfg.query_host}:{cfg.query_port}")
         time.sleep(0.05)
 
 

@@ -680,6 +680,22 @@ def run_command(argv, timeout=30.0, stdin=None, env=None):
                      time.monotonic() - started, timed_out=timed_out)
 
 
+def spawn_detached(module, args):
+    """Run ocf_agents.<module>.main(args) in a process of its own and return its pid at once:
+    its own session, stdio on /dev/null (Pacemaker waits for the agent's output pipes, never
+    for this), an isolated interpreter importing this checkout's package."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            f"from ocf_agents.{module} import main; sys.exit(main(sys.argv[2:]))")
+    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",     # and where Log writes (see Log)
+           **{k: v for k, v in os.environ.items()
+              if k in ("HA_LOGFILE", "HA_DEBUGLOG", "HA_LOGFACILITY", "HA_debug")}}
+    return os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code,
+                                           package_parent, *map(str, args)],
+                          env, file_actions=actions, setsid=True)
+
+
 def _wait_child(pid, deadline):
     # Output closed: the child is (nearly always) exiting now, so look again soon.
     pause = 0.0005

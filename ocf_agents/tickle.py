@@ -14,7 +14,8 @@ CTDB does this for SMB/NFS, resource-agents' portblock for NFS.
 So: the node serving records the established connections to its ports
 (``record_connections``, from /proc/net/tcp, no fork), on storage that moves with the
 service; the node taking over sends each recorded peer a few tickles once the address is
-local (``python3 -m ocf_agents.tickle FILE``, started by the agent, detached).
+local (``send_tickles``; ``python3 -m ocf_agents.tickle FILE`` from a shell). The
+MooseFS master's takeover sends them in an order of its own (mfsgate.py).
 """
 
 import os
@@ -23,16 +24,16 @@ import struct
 import sys
 import time
 
-ESTABLISHED = "01"
+ESTABLISHED, LISTEN = "01", "0A"
 
 
-def decode_proc_net_tcp(text, ports):
-    """[(local ip, local port, remote ip, remote port)] of the ESTABLISHED IPv4 connections
-    whose local port is one of ports, from /proc/net/tcp's text."""
+def decode_proc_net_tcp(text, ports, state=ESTABLISHED):
+    """[(local ip, local port, remote ip, remote port)] of the IPv4 sockets in state
+    (default ESTABLISHED) whose local port is one of ports, from /proc/net/tcp's text."""
     found = []
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 4 or fields[3] != ESTABLISHED:
+        if len(fields) < 4 or fields[3] != state:
             continue
         try:
             local, remote = (_decode_endpoint(f) for f in fields[1:3])
@@ -51,10 +52,10 @@ def _decode_endpoint(field):
     return socket.inet_ntoa(struct.pack("<I", int(address, 16))), int(port, 16)
 
 
-def read_connections(ports, path="/proc/net/tcp"):
+def read_connections(ports, path="/proc/net/tcp", state=ESTABLISHED):
     try:
         with open(path) as f:
-            return decode_proc_net_tcp(f.read(), ports)
+            return decode_proc_net_tcp(f.read(), ports, state)
     except OSError:
         return []
 
@@ -150,20 +151,6 @@ def send_tickles(connections, rounds=3, gap=0.1):
     return len(local)
 
 
-def start_tickler(path, wait=30, first=(), hold=0.0):
-    """Start `main` detached (own session, stdio on /dev/null: Pacemaker waits for the
-    agent's output pipes, never for this) and return at once; its pid."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ocf_agents.tickle import main; "
-            "sys.exit(main(sys.argv[2:]))")
-    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    options = [f"--first={','.join(map(str, sorted(first)))}", f"--hold={hold}"] if first else []
-    return os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code,
-                                           package_parent, path, str(wait), *options],
-                          {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions,
-                          setsid=True)
-
-
 def read_own_file(path):
     """The text of path if root wrote it and only root can change it: the list lives in a
     directory the service's user owns, and what it says is sent (by root) from here."""
@@ -176,72 +163,38 @@ def read_own_file(path):
         return f.read(1 << 20)
 
 
-def reconnected(connections, tcp_path="/proc/net/tcp"):
-    """True when every peer of connections is connected to this node again: per remote
-    address and local port, as many established connections as recorded (two
-    chunkservers on one machine are two connections from one address; their source
-    ports change when they reconnect)."""
-    from collections import Counter
-    wanted = Counter((lport, rip) for _, lport, rip, _ in connections)
-    now = Counter((lport, rip) for _, lport, rip, _ in
-                  read_connections({port for port, _ in wanted}, tcp_path))
-    return all(now[key] >= count for key, count in wanted.items())
-
-
-def parse_main_options(argv):
-    """FILE [WAIT] [--first=PORT[,PORT...]] [--hold=SECONDS] -> (file, wait, first, hold)."""
-    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--")
-               and "=" in a}
-    positional = [a for a in argv if not a.startswith("--")]
-    if not positional or set(options) - {"--first", "--hold"}:
-        raise ValueError("usage: python3 -m ocf_agents.tickle FILE [WAIT] "
-                         "[--first=PORT[,PORT]] [--hold=SECONDS]")
-    first = {int(p) for p in options.get("--first", "").split(",") if p}
-    return (positional[0], float(positional[1]) if len(positional) > 1 else 30.0,
-            first, float(options.get("--hold", 0)))
+def wait_for_address(connections, wait):
+    """Wait up to wait seconds for one of the connections' local addresses to be on this
+    node; True once it is (and its gratuitous ARP had a moment to go out)."""
+    deadline = time.monotonic() + wait
+    addresses = {c[0] for c in connections}
+    while not any(address_is_local(a) for a in addresses):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    time.sleep(0.05)
+    return True
 
 
 def main(argv):
-    """python3 -m ocf_agents.tickle FILE [WAIT] [--first=PORTS --hold=SECONDS]: once one of
-    the recorded local addresses is on this node (within WAIT seconds, default 30), tickle
-    the recorded connections.
-
-    With --first, the connections to those ports are tickled at once and the others only
-    once their peers are connected here again (or after --hold seconds). MooseFS needs that
-    order: a client that reaches the new master before the chunkservers have registered is
-    told "no copies" of every chunk it reads, and mfsmount then waits a fixed 10 s
-    (readdata.c) before asking again. Chunkservers reconnect only at their next
-    MASTER_RECONNECTION_DELAY tick, clients at once: tickled together, the clients win.
-    (A client whose own retransmission reaches the new node first learns of the move
-    by itself and can still come first: measured in the lab, see README.)"""
-    try:
-        path, wait, first_ports, hold = parse_main_options(argv)
-    except ValueError as err:
-        sys.stderr.write(f"{err}\n")
+    """python3 -m ocf_agents.tickle FILE [WAIT]: once one of the recorded local addresses
+    is on this node (within WAIT seconds, default 30), tickle the recorded connections."""
+    if len(argv) not in (1, 2) or any(a.startswith("-") for a in argv):
+        sys.stderr.write("usage: python3 -m ocf_agents.tickle FILE [WAIT]\n")
         return 2
+    path = argv[0]
     try:
+        wait = float(argv[1]) if len(argv) > 1 else 30.0
         connections = decode_connections(read_own_file(path))
+    except ValueError:
+        sys.stderr.write(f"WAIT must be a number of seconds, not {argv[1]!r}\n")
+        return 2
     except OSError as err:
         sys.stderr.write(f"{path}: {err.strerror}\n")
         return 1
-    deadline = time.monotonic() + wait
-    addresses = {c[0] for c in connections}
-    while connections and not any(address_is_local(a) for a in addresses):
-        if time.monotonic() > deadline:
-            return 1
-        time.sleep(0.05)
-    time.sleep(0.05)   # the address is up; let its gratuitous ARP go out first
-    first = [c for c in connections if c[1] in first_ports]
-    rest = [c for c in connections if c[1] not in first_ports]
-    if first:
-        send_tickles(first)
-        held_until = time.monotonic() + hold
-        if rest:
-            while time.monotonic() < held_until and not reconnected(first):
-                time.sleep(0.02)
-            # registration follows the connection at once; give it a moment to be processed
-            time.sleep(min(0.2, max(held_until - time.monotonic(), 0)))
-    send_tickles(rest)
+    if connections and not wait_for_address(connections, wait):
+        return 1
+    send_tickles(connections)
     return 0
 
 

@@ -29,9 +29,10 @@
 # install). Run on one cluster node; everything is written in one CIB push.
 #
 # Set MASTER_RECONNECTION_DELAY = 1 in every mfschunkserver.cfg (default 5): after a
-# failover a chunkserver reconnects only at its next tick, and until every chunkserver is
-# back the new master answers reads with "no copies", which mfsmount retries only after a
-# fixed 10 s (the agent lets clients in after the chunkservers where it can).
+# failover a chunkserver reconnects only at its next tick. Until every chunkserver is back
+# the new master would answer reads with "no copies", which mfsmount retries only after a
+# fixed 10 s, so the agent lets the clients in only then (hold_clients, default true): the
+# sooner the chunkservers reconnect, the sooner the clients may.
 set -eu
 
 STORAGE=${STORAGE:-metalogger}

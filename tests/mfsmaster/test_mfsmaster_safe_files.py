@@ -42,6 +42,11 @@ def test_mfsmaster_files_modes_and_planted_symlinks(mfs, tmp_path, method):
         assert replaced == []
     assert_safe(new)
     state = tree(agent.state)
+    # the configuration the master runs from: once its clients are let in, a symlink to the
+    # user's file (mfsgate.py), the one symlink the agent makes; never written through
+    gate_config = "mfsmaster/mfs.mfsmaster.cfg"
+    assert state.pop(gate_config)[0] == "l"
+    assert os.readlink(agent.state / gate_config) == str(cfg)
     assert set(state) == {"mfsmaster", "mfsmaster/mfs.metaid", "mfsmaster/mfs.recorded"}
     assert_safe(state)
     assert exit_reason(result) is None

@@ -1,0 +1,282 @@
+"""The client gate: a MooseFS master taking over lets its chunkservers in before its clients.
+
+A master just started knows its chunkservers from its metadata but sees them disconnected
+until they register again, and answers a client's read in that window "OK, no copies"
+(chunks.c); mfsmount asks again only after a fixed 10 s (readdata.c, no mount option).
+Chunkservers reconnect at their next MASTER_RECONNECTION_DELAY tick, clients at once: a read
+in flight across a failover came back after ~14 s instead of ~4 s whenever a client won
+(measured in the lab). Tickling the chunkservers first (tickle.py) decided that race only
+when the clients waited for their own tickle.
+
+So the gate keeps the clients out: start launches the master from a copy of the user's
+configuration whose client port is a free port on 127.0.0.1 that only the agent knows
+(``close``); the agent asks the master there. If the master then lists no disconnected
+chunkserver (a new filesystem, or every chunkserver already back) start opens the gate at
+once; otherwise a detached opener (``python3 -m ocf_agents.mfsgate``) tickles the previous
+master's chunkservers and metaloggers, watches the master's own chunkserver list, and opens
+the gate once none is disconnected (or CLIENTS_HELD_S after the first came back, or
+GATE_CAP_S after the master started), then tickles the previous master's clients.
+
+Opening (``open``) replaces the copy by a symlink to the user's file (so a later
+``mfsmaster reload`` reads the user's file, as without the gate) and sends the master SIGHUP:
+mfsmaster rebinds its client port on reload (matoclserv_reload; measured 10 ms). A client
+that tried meanwhile was refused and tries again within 2 s (mastercomm.c): at most 2 s of
+waiting, against mfsmaster's 10. Monitor opens a gate whose opener is gone.
+"""
+
+import os
+import time
+
+# Once the first chunkserver is back, the others get this long: their
+# MASTER_RECONNECTION_DELAY (default 5 s) and a second to register.
+CLIENTS_HELD_S = 6
+# No chunkserver back at all (the floating address late, or every chunkserver gone):
+# clients are let in this long after the master started, to a filesystem without data.
+GATE_CAP_S = 20
+# A chunkserver connected has still to send its chunk list; a moment for a small one.
+REGISTRATION_S = 0.2
+GATE_HOST = "127.0.0.1"
+POLL_S = 0.05
+
+
+def gate_decision(elapsed, since_first_back, connected, disconnected):
+    """None while the clients should wait; otherwise why they may come in."""
+    if not disconnected:
+        return f"all {connected} chunkserver(s) of the metadata connected"
+    if since_first_back is not None and since_first_back >= CLIENTS_HELD_S:
+        return (f"{disconnected} chunkserver(s) still disconnected {CLIENTS_HELD_S} s after "
+                "the first came back")
+    if elapsed >= GATE_CAP_S:
+        return f"no chunkserver came back within {GATE_CAP_S} s of the start"
+    return None
+
+
+class ClientGate:
+    """One resource's gate: the configuration its master runs from (state directory,
+    cleared at reboot) and, while the gate is closed, the marker with its port and the
+    opener's pid."""
+
+    def __init__(self, directory, instance, user_config):
+        self.directory = directory
+        self.instance = instance
+        self.user_config = os.path.abspath(user_config)
+        self.config = os.path.join(directory, f"{instance}.mfsmaster.cfg")
+        self.marker = os.path.join(directory, f"{instance}.client-gate")
+
+    @classmethod
+    def of(cls, res, cfg):
+        # Not res.state_path: it removes a symlink where a state file belongs, and an
+        # open gate's configuration is one by design (only mfsmaster reads through it).
+        directory = os.path.join(res.state_dir, res.type)
+        return cls(directory, res.instance_without_clone_suffix, cfg.path)
+
+    def read_marker(self):
+        """(port, opener pid) while the gate is closed, else None."""
+        try:
+            with open(self.marker) as f:
+                port, pid = f.read(64).split()
+            return int(port), int(pid)
+        except (OSError, ValueError):
+            return None
+
+    def aim(self, cfg):
+        """Point the agent's questions at the gate while it is closed; True if it is."""
+        closed = self.read_marker()
+        if closed is not None:
+            cfg.query_host, cfg.query_port = GATE_HOST, closed[0]
+        return closed is not None
+
+    def close(self, cfg, user_text):
+        """Before the master starts: its configuration is user_text with the client port
+        on the gate; cfg is pointed at it (start from it, ask there)."""
+        import socket
+        from ocf_agents.ocf import write_file_atomically
+        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        with socket.socket() as probe:      # a free port (nothing binds 127.0.0.1 at random)
+            probe.bind((GATE_HOST, 0))
+            port = probe.getsockname()[1]
+        separator = "" if not user_text or user_text.endswith("\n") else "\n"
+        write_file_atomically(self.config, (
+            f"{user_text}{separator}"
+            "# ocf:pyha:mfsmaster: clients are held out until the chunkservers are back;\n"
+            f"# this file becomes a symlink to {self.user_config} then (mfsgate.py)\n"
+            f"MATOCL_LISTEN_HOST = {GATE_HOST}\nMATOCL_LISTEN_PORT = {port}\n"))
+        self.write_marker(port, 0)
+        cfg.launch_path = self.config
+        cfg.query_host, cfg.query_port = GATE_HOST, port
+
+    def write_marker(self, port, opener):
+        from ocf_agents.ocf import write_file_atomically
+        write_file_atomically(self.marker, f"{port} {opener}\n")
+
+    def opener_alive(self):
+        closed = self.read_marker()
+        if closed is None or not closed[1]:
+            return False
+        from ocf_agents.ocf import read_file
+        cmdline = read_file(f"/proc/{closed[1]}/cmdline", "") or ""
+        return "ocf_agents.mfsgate" in cmdline
+
+    def open(self, cfg, master_pid, wait=2.0):
+        """Let the clients in: the master's configuration becomes the user's file again and
+        the master reloads it. Returns None once it listens on the client port, else why
+        not (the gate stays closed)."""
+        import signal
+        tmp = self.config + ".open"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(self.user_config, tmp)
+        os.rename(tmp, self.config)
+        from ocf_agents.moosefs import check_is_master
+        check_is_master(master_pid, "reloading")
+        os.kill(master_pid, signal.SIGHUP)
+        deadline = time.monotonic() + wait
+        while not master_listens(master_pid, cfg.client_port):
+            if time.monotonic() > deadline:
+                return (f"mfsmaster (pid {master_pid}) did not listen on its client port "
+                        f"{cfg.client_port} within {wait:.0f} s of its reload: see its log")
+            time.sleep(0.002)   # the master rebinds within its next loop: ~1 ms
+        try:
+            os.unlink(self.marker)
+        except FileNotFoundError:
+            pass
+        return None
+
+    def discard(self):
+        """After the master stopped (or never started): nothing of the gate is left."""
+        for path in (self.marker, self.config, self.config + ".open"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def listeners(port, paths=("/proc/net/tcp", "/proc/net/tcp6")):
+    """Socket inodes listening on port in this network namespace, from /proc (no fork)."""
+    found = set()
+    for path in paths:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+                found.add(fields[9])
+    return found
+
+
+def master_listens(pid, port):
+    """True when pid itself listens on port (not whatever else took it)."""
+    inodes = listeners(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
+def start_opener(gate, recorded):
+    from ocf_agents.ocf import spawn_detached
+    pid = spawn_detached("mfsgate", [gate.user_config, gate.directory, gate.instance,
+                                     recorded])
+    port = gate.read_marker()[0]
+    gate.write_marker(port, pid)
+    return pid
+
+
+def hold_clients(gate, cfg, lock, connections, clock=time.monotonic, sleep=time.sleep):
+    """The opener's work (see the module's text): returns the reason the gate opened, or
+    None when the master went away first."""
+    from ocf_agents.moosefs import lock_holder, query_master
+    from ocf_agents.tickle import address_is_local, send_tickles
+    peers_first = [c for c in connections if c[1] != cfg.client_port]
+    addresses = {c[0] for c in connections}
+    started, first_back, tickled = clock(), None, not peers_first
+    while True:
+        if not tickled and any(address_is_local(a) for a in addresses):
+            sleep(POLL_S)   # the address is up; let its gratuitous ARP go out first
+            send_tickles(peers_first)
+            tickled = True
+        if gate.read_marker() is None:
+            return None     # stopped (stop discards the gate), or opened by monitor
+        info = query_master(GATE_HOST, cfg.query_port, 1.0, count_chunkservers=True)
+        now = clock()
+        if info is None:
+            if lock_holder(lock) is None:
+                return None
+        else:
+            if info.chunkservers and first_back is None:
+                first_back = now
+            reason = gate_decision(now - started, first_back and now - first_back,
+                                   info.chunkservers, info.disconnected)
+            if reason is not None:
+                if info.chunkservers:
+                    sleep(REGISTRATION_S)
+                return reason
+        sleep(POLL_S)
+
+
+def main(argv):
+    """python3 -m ocf_agents.mfsgate USER_CONFIG DIRECTORY INSTANCE CONNECTIONS (started by
+    the agent's start, detached): hold the clients out until the chunkservers are back, then
+    let them in; the connections recorded by the previous master (CONNECTIONS) are tickled,
+    chunkservers and metaloggers at once, clients once they can come in."""
+    if len(argv) != 4:
+        import sys
+        sys.stderr.write("usage: python3 -m ocf_agents.mfsgate USER_CONFIG DIRECTORY INSTANCE "
+                         "CONNECTIONS\n")
+        return 2
+    from ocf_agents.ocf import Log, OCFError, read_file
+    from ocf_agents.moosefs import MasterConfig, lock_holder, LOCK_FILE
+    from ocf_agents.tickle import decode_connections, read_own_file, send_tickles, \
+        wait_for_address
+    user_config, directory, instance, recorded = argv
+    log = Log("mfsmaster", instance, "client-gate")
+    gate = ClientGate(directory, instance, user_config)
+    try:
+        cfg = MasterConfig(user_config, read_file(user_config) or "")
+        if not gate.aim(cfg):
+            return 0
+        try:
+            connections = decode_connections(read_own_file(recorded))
+        except OSError:
+            connections = []    # none recorded (a first start): nothing to tickle
+        lock = cfg.path_in_data(LOCK_FILE)
+        started = time.monotonic()
+        reason = hold_clients(gate, cfg, lock, connections)
+        if reason is None:
+            return 0
+        holder = lock_holder(lock)
+        if holder is None:
+            return 0
+        failure = gate.open(cfg, holder)
+        if failure:
+            log.error(f"clients still held out: {failure}")
+            return 1
+        log.info(f"clients let in {time.monotonic() - started:.1f} s after start: {reason}")
+        clients = [c for c in connections if c[1] == cfg.client_port]
+        if clients and wait_for_address(clients, GATE_CAP_S):
+            send_tickles(clients)
+        return 0
+    except OCFError as err:
+        log.error(f"client gate: {err.reason}")
+        return 1
+    except OSError as err:
+        log.error(f"client gate: {err}")
+        return 1
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))
