@@ -130,10 +130,10 @@ def start(res):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
     gate.discard()      # an earlier master's, gone with it
     if res.params.hold_clients:
-        from ocf_agents.mfsgate import listeners
+        from ocf_agents.mfsgate import port_taken
         # The master binds its client port only when the gate opens, after the restore:
         # a port taken by something else must stop the start here, before anything changed.
-        if listeners(cfg.client_port):
+        if port_taken(cfg.values["MATOCL_LISTEN_HOST"], cfg.client_port):
             raise OCFError(ERR_GENERIC, f"the client port {cfg.client_port} (MATOCL_LISTEN_PORT) "
                            "is already in use on this node: stop what listens there")
         gate.close(cfg, read_file(cfg.path) or "")
@@ -352,7 +352,8 @@ def stop(res):
     if lock_holder(lock) is None:
         gate.discard()
         return SUCCESS
-    gate.discard()      # an opener still waiting ends when it sees its marker gone
+    gate.stop_opener()
+    gate.discard()
     # SIGTERM (the master saves its metadata and exits) and the lock watched every 0.1 s,
     # not `mfsmaster stop`, which checks it once a second: the master takes ~3 s to exit
     # (its background writer's termination delay, bgsaver.c), and the whole-second polling
