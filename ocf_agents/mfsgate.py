@@ -187,10 +187,11 @@ def port_taken(host, port):
 
 
 def start_opener(gate, recorded):
+    """Spawn the opener and write its pid into the marker (it waits for that)."""
     from ocf_agents.ocf import spawn_detached
+    port = gate.read_marker()[0]
     pid = spawn_detached("mfsgate", [gate.user_config, gate.directory, gate.instance,
                                      recorded])
-    port = gate.read_marker()[0]
     gate.write_marker(port, pid)
     return pid
 
@@ -246,6 +247,12 @@ def main(argv):
     gate = ClientGate(directory, instance, user_config)
     try:
         cfg = MasterConfig(user_config, read_file(user_config) or "")
+        # Start writes this opener's pid into the marker right after spawning it: wait
+        # for that, or an opening now would be undone by that write (the marker back,
+        # the gate open, and monitor asking a port nobody listens on).
+        deadline = time.monotonic() + 2
+        while (gate.read_marker() or (0, 0))[1] != os.getpid() and time.monotonic() < deadline:
+            time.sleep(0.005)
         if not gate.aim(cfg):
             return 0
         try:
