@@ -46,6 +46,9 @@ class LabNode(Node):
 
 class Cluster:
     backend = "ns"
+    # How often the lab asks the cluster while it waits: each question is a crm_mon run
+    # on a node, cheap in a namespace.
+    poll_s = 0.2
 
     def __init__(self, n_nodes=2, lab_dir=LAB_DIR, token_ms=1000, consensus_ms=None,
                  clients=()):
@@ -245,10 +248,13 @@ class Cluster:
             result["failures"].append(dict(f.attrib))
         return result
 
-    def where(self, rsc, role=None, via=None):
+    def where(self, rsc, role=None, via=None, status=None):
         """Node names where rsc (a primitive id, clone instances merged) runs
-        [in role]."""
-        status = self.status(quiet=True, via=via) or {"resources": {}}
+        [in role], from status (one crm_mon answer for several questions: under
+        emulation each crm_mon costs a VM seconds of CPU) or a new crm_mon."""
+        if status is None:
+            status = self.status(quiet=True, via=via)
+        status = status or {"resources": {}}
         found = []
         for rid, places in status["resources"].items():
             if rid == rsc or rid.split(":")[0] == rsc:

@@ -108,8 +108,11 @@ def failures(cluster):
 VM_FAILOVER_TIMEOUT_S = 300
 
 
-def run_scenario(cluster, stack, name, timeout=90, recover=True):
-    """Inject failure `name` on the active node; returns a Result."""
+def run_scenario(cluster, stack, name, timeout=None, recover=True):
+    """Inject failure `name` on the active node; returns a Result. timeout: for the
+    failover (default by backend: 90 s in namespaces, VM_FAILOVER_TIMEOUT_S in VMs)."""
+    if timeout is None:
+        timeout = VM_FAILOVER_TIMEOUT_S if cluster.backend == "vm" else 90
     inject, recover_fn, fenced = SCENARIOS[name]
     active = stack.wait_active(cluster)
     peers = [n for n in cluster.running_nodes() if n is not active]
@@ -132,7 +135,7 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
                 return peer
         return None
     with step(f"[{stack.name}/{name}] waiting for the service on a peer", cluster.explain):
-        new = wait_for(moved, timeout, f"{stack.name} to fail over", interval=0.2)
+        new = wait_for(moved, timeout, f"{stack.name} to fail over", interval=cluster.poll_s)
         failover = time.monotonic() - t0
     say(f"[{stack.name}/{name}] service on {new.name} after {failover:.1f}s "
         f"(placed by Pacemaker after {placed.get(new.name, failover):.1f}s, "
@@ -153,7 +156,7 @@ def run_scenario(cluster, stack, name, timeout=90, recover=True):
             # here; on CI's slower machine its boot alone took 107 s.
             wait_for(lambda: stack.rejoined_ok(cluster, active) and not failures(cluster),
                      max(90, 2 * timeout), f"{active.name} to rejoin as standby, no failed "
-                     "actions left")
+                     "actions left", interval=max(0.5, cluster.poll_s))
             result.rejoin_s = time.monotonic() - t1
             say(f"[{stack.name}/{name}] {active.name} rejoined in {result.rejoin_s:.1f}s")
             stack.check_data(cluster, new)

@@ -55,13 +55,23 @@ class Stack:
 
     def wait_active(self, cluster, timeout=None):
         if timeout is None:
-            # Under TCG on a loaded 2-core machine each Pacemaker operation of the NFS
-            # stack took ~10 s (CI's run of 2026-12-01): a VM stack gets three minutes.
-            timeout = 180 if cluster.backend == "vm" else 60
+            # Under TCG each Pacemaker operation takes 5-20 s (Filesystem's and IPaddr2's
+            # starts 17 s each, measured here): the MooseFS stack's first start took 190 s
+            # here on a quiet machine, and CI's machine is slower. Only a failure waits this long.
+            timeout = 480 if cluster.backend == "vm" else 120
         def active():
             name = self.active_node(cluster)
             return name if name and self.service_ok(cluster, cluster.node(name)) else None
-        return cluster.node(wait_for(active, timeout, f"the {self.name} service to start"))
+        return cluster.node(wait_for(active, timeout, f"the {self.name} service to start",
+                                     interval=cluster.poll_s))
+
+
+# The service resources' monitor interval on the VM backend.  Under emulation one monitor
+# of a shell agent costs its node 3-4 s of CPU (IPaddr2: 3.6 s, Filesystem: 4.4 s measured
+# in a node VM): at 5-10 s intervals the monitors alone kept a node's CPU busy and every
+# start and stop waited behind them.  The VM tests fail nodes by power loss, link cut and
+# standby, which corosync and the cluster see without a monitor.
+VM_MONITOR = "30s"
 
 
 def probe_read_limit(cluster):
@@ -96,8 +106,9 @@ class StatefulStack(Stack):
         self.wait_active(cluster)
 
     def active_node(self, cluster, via=None):
-        started = cluster.where("service", via=via)
-        promoted = cluster.where("state", "Promoted", via=via)
+        status = cluster.status(quiet=True, via=via)
+        started = cluster.where("service", status=status)
+        promoted = cluster.where("state", "Promoted", status=status)
         if len(started) == 1 and started == promoted:
             return started[0]
         return None
@@ -306,11 +317,12 @@ class DrbdStack(DrbdMixin, Stack):
                 node.run(["env", *[f"{k}={v}" for k, v in variables.items()], "sh", script],
                          timeout=180)
         with step("waiting for the filesystem on the Primary", cluster.explain):
-            self.wait_active(cluster, timeout=120)
+            self.wait_active(cluster)
 
     def active_node(self, cluster, via=None):
-        promoted = cluster.where("drbd_r0", "Promoted", via=via)
-        if len(promoted) == 1 and cluster.where("fs_r0", via=via) == promoted:
+        status = cluster.status(quiet=True, via=via)
+        promoted = cluster.where("drbd_r0", "Promoted", status=status)
+        if len(promoted) == 1 and cluster.where("fs_r0", status=status) == promoted:
             return promoted[0]
         return None
 
@@ -405,7 +417,7 @@ class NfsDrbdStack(DrbdMixin, Stack):
         return {"NODES": f"{cluster.nodes[0].name} {cluster.nodes[1].name}",
                 "DRBD_RESOURCE": self.drbd_resource, "DRBD_DEVICE": self.drbd_device,
                 "MOUNTPOINT": self.mountpoint, "EXPORT_DIR": self.export_dir,
-                "VIP": self.vip, "MONITOR": "5s", "MKFS": "no", "FSID": "0",
+                "VIP": self.vip, "MONITOR": VM_MONITOR, "MKFS": "no", "FSID": "0",
                 "GRACE": str(self.grace), "LEASE": str(self.grace)}
 
     def configure_vm(self, cluster):
@@ -418,7 +430,7 @@ class NfsDrbdStack(DrbdMixin, Stack):
         # Under emulation the whole stack's first start takes 2-3 minutes (measured: the
         # resource-agents recipe's was still starting its export after 120 s in CI).
         with step("waiting for the NFS service", cluster.explain):
-            self.wait_active(cluster, timeout=300)
+            self.wait_active(cluster)
         for client in cluster.clients:
             with step(f"mounting {self.vip}:{self.export_dir} on {client.name} (NFSv3, hard)",
                       cluster.explain):
@@ -444,10 +456,11 @@ class NfsDrbdStack(DrbdMixin, Stack):
         return client if proc.returncode == 0 else None
 
     def active_node(self, cluster, via=None):
-        promoted = cluster.where("nfs-drbd", "Promoted", via=via)
+        status = cluster.status(quiet=True, via=via)
+        promoted = cluster.where("nfs-drbd", "Promoted", status=status)
         members = ("nfs-fs", "nfs-vip", "nfs-export", "nfs-notify") + \
             (("nfs-server",) if cluster.backend == "vm" else ())
-        places = [cluster.where(r, via=via) for r in members]
+        places = [cluster.where(r, status=status) for r in members]
         if len(promoted) == 1 and all(p == promoted for p in places):
             return promoted[0]
         return None
@@ -656,7 +669,8 @@ class MfsDrbdStack(DrbdMixin, Stack):
             with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
                 cluster.run_pcs_script(script, {
                     "STORAGE": "drbd", "DRBD_RESOURCE": self.drbd_resource,
-                    "DEVICE": self.drbd_device, "VIP": self.vip, "MOUNTPOINT": mp})
+                    "DEVICE": self.drbd_device, "VIP": self.vip, "MOUNTPOINT": mp,
+                    "MONITOR": VM_MONITOR})
             return self.start_client(cluster)
         node = cluster.nodes[0]
         with step("creating the MooseFS filesystem on DRBD (one-time)", cluster.explain):
@@ -677,7 +691,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
 
     def start_client(self, cluster):
         with step("waiting for the MooseFS master", cluster.explain):
-            self.wait_active(cluster, timeout=180)
+            self.wait_active(cluster)
         client = cluster.clients[0]
         with step("starting chunkservers and the FUSE client on the client machine",
                   cluster.explain):
@@ -706,8 +720,9 @@ class MfsDrbdStack(DrbdMixin, Stack):
         return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
     def active_node(self, cluster, via=None):
-        promoted = cluster.where("drbd-r0", "Promoted", via=via)
-        places = [cluster.where(r, via=via) for r in ("mfs-fs", "mfs-ip", "mfs-master")]
+        status = cluster.status(quiet=True, via=via)
+        promoted = cluster.where("drbd-r0", "Promoted", status=status)
+        places = [cluster.where(r, status=status) for r in ("mfs-fs", "mfs-ip", "mfs-master")]
         if len(promoted) == 1 and all(p == promoted for p in places):
             return promoted[0]
         return None

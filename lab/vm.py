@@ -221,6 +221,10 @@ class VmNode(VmMachine):
 
 class VmCluster(Cluster):
     backend = "vm"
+    # Under emulation one crm_mon costs a node 1-2 s of CPU: polled every 0.2-0.5 s it
+    # kept a node's CPU busy and slowed every Pacemaker operation there (measured: 0 %
+    # idle, crm_mon the top process, the MooseFS stack not up within 180 s).
+    poll_s = 2.0
     # Corosync's token under emulation: with 1 s, a loaded 2-core host delayed the
     # token past the timeout (membership flaps, a node "lost" for a moment).
     default_token_ms = 3000

@@ -80,11 +80,12 @@ class ClientGate:
             return None
 
     def aim(self, cfg):
-        """Point the agent's questions at the gate while it is closed; True if it is."""
+        """Point the agent's questions at the gate while it is closed; returns the
+        marker's (port, opener pid) then, else None."""
         closed = self.read_marker()
         if closed is not None:
             cfg.query_host, cfg.query_port = GATE_HOST, closed[0]
-        return closed is not None
+        return closed
 
     def close(self, cfg, user_text):
         """Before the master starts: its configuration is user_text with the client port
@@ -109,12 +110,13 @@ class ClientGate:
         from ocf_agents.ocf import write_file_atomically
         write_file_atomically(self.marker, f"{port} {opener}\n")
 
-    def opener_alive(self):
-        closed = self.read_marker()
-        if closed is None or not closed[1]:
+    @staticmethod
+    def opener_alive(pid):
+        """True when pid (the marker's; 0 before start wrote it) is a live opener."""
+        if not pid:
             return False
         from ocf_agents.ocf import read_file
-        cmdline = read_file(f"/proc/{closed[1]}/cmdline", "") or ""
+        cmdline = read_file(f"/proc/{pid}/cmdline", "") or ""
         return "ocf_agents.mfsgate" in cmdline
 
     def open(self, cfg, master_pid, wait=2.0):
@@ -148,7 +150,7 @@ class ClientGate:
         """End a waiting opener (it would open the gate of a master being stopped)."""
         import signal
         closed = self.read_marker()
-        if closed is None or not self.opener_alive():
+        if closed is None or not self.opener_alive(closed[1]):
             return
         try:
             os.kill(closed[1], signal.SIGTERM)
@@ -171,8 +173,8 @@ class ClientGate:
                 pass
 
 
-def port_taken(host, port):
-    """True when something listens on host:port here already ("*" or "": any address).
+def client_port_problem(host, port):
+    """Why mfsmaster could not listen on host:port here ("*": any address), else None.
     A bind probe, not /proc/net/tcp: reading that walks the kernel's whole connection
     table (~5 ms a read measured here, on every start)."""
     import errno
@@ -180,10 +182,16 @@ def port_taken(host, port):
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("" if host in ("*", "0.0.0.0") else host, port))
+            probe.bind(("" if host in ("*", "0.0.0.0", "") else host, port))
         except OSError as err:
-            return err.errno == errno.EADDRINUSE   # not local (a VIP yet to come): unknown
-    return False
+            if err.errno == errno.EADDRINUSE:
+                return (f"the client port {port} (MATOCL_LISTEN_PORT) is already in use on "
+                        "this node: stop what listens there")
+            if err.errno == errno.EADDRNOTAVAIL:
+                return (f"MATOCL_LISTEN_HOST {host} is not an address of this node: start "
+                        "the floating address before the master (an order constraint)")
+            return None     # anything else: mfsmaster's own start says it
+    return None
 
 
 def start_opener(gate, recorded):

@@ -129,17 +129,17 @@ def start(res):
     if not os.path.isdir(cfg.data_path):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
     gate.discard()      # an earlier master's, gone with it
+    from ocf_agents.mfsgate import client_port_problem
+    # Behind the gate the master binds its client port only after the restore: a port it
+    # cannot have must stop the start here, before anything changed.
+    problem = client_port_problem(cfg.values["MATOCL_LISTEN_HOST"], cfg.client_port)
+    if problem:
+        raise OCFError(ERR_GENERIC, problem)
     if res.params.hold_clients:
-        from ocf_agents.mfsgate import port_taken
-        # The master binds its client port only when the gate opens, after the restore:
-        # a port taken by something else must stop the start here, before anything changed.
-        if port_taken(cfg.values["MATOCL_LISTEN_HOST"], cfg.client_port):
-            raise OCFError(ERR_GENERIC, f"the client port {cfg.client_port} (MATOCL_LISTEN_PORT) "
-                           "is already in use on this node: stop what listens there")
         gate.close(cfg, read_file(cfg.path) or "")
     try:
         start_master(res, cfg)
-        let_clients_in(res, cfg, gate)
+        let_clients_in(res, cfg, gate, held=res.params.hold_clients)
     except BaseException:
         holder = lock_holder(cfg.path_in_data(LOCK_FILE))
         if holder is not None and gate.read_marker() is not None:
@@ -203,7 +203,7 @@ def record_connections(res, cfg):
         res.log.debug(f"could not record the master's connections: {err}")
 
 
-def let_clients_in(res, cfg, gate):
+def let_clients_in(res, cfg, gate, held):
     """Open the client gate (mfsgate.py) now when the master lists no disconnected
     chunkserver, else leave that to a detached opener, which also tickles the previous
     master's recorded connections (tickle.py): their peers reconnect at once instead of at
@@ -213,14 +213,15 @@ def let_clients_in(res, cfg, gate):
     if not os.path.isfile(recorded) or os.path.islink(recorded):
         recorded = None     # none (a first start): nothing to tickle
     holder, info = master_status(res, cfg, count_chunkservers=True)
-    if gate.read_marker() is not None and info is not None and not info.disconnected:
+    if held and info is not None and not info.disconnected:
         open_gate(res, cfg, gate, holder)
+        held = False
         res.log.info(f"clients let in at once: all {info.chunkservers} chunkserver(s) of the "
                      "metadata are connected")
     from ocf_agents.ocf import spawn_detached
     from ocf_agents.mfsgate import start_opener
     try:
-        if gate.read_marker() is not None:
+        if held:
             pid = start_opener(gate, recorded or "/dev/null")
             res.log.info(f"clients held out until the chunkservers are back "
                          f"({info.disconnected if info else '?'} not connected yet; pid {pid})")
@@ -230,7 +231,7 @@ def let_clients_in(res, cfg, gate):
                          f"here (pid {pid})")
     except OSError as err:
         res.log.warning(f"could not start the gate's opener or the tickler: {err}")
-        if gate.read_marker() is not None:
+        if held:
             open_gate(res, cfg, gate, holder)
 
 
@@ -276,7 +277,7 @@ def monitor(res):
     if info is None:
         raise OCFError(ERR_GENERIC, f"mfsmaster (pid {holder}) holds its lock but does not answer "
                        f"on {cfg.query_host}:{cfg.query_port}")
-    if held and not gate.opener_alive():
+    if held and not gate.opener_alive(held[1]):
         # Its opener died (or was killed): the clients would be held out for good.
         res.log.warning("the client gate is closed and its opener is gone: letting the "
                         "clients in now")

@@ -24,16 +24,16 @@ import struct
 import sys
 import time
 
-ESTABLISHED, LISTEN = "01", "0A"
+ESTABLISHED = "01"   # /proc/net/tcp's st field
 
 
-def decode_proc_net_tcp(text, ports, state=ESTABLISHED):
-    """[(local ip, local port, remote ip, remote port)] of the IPv4 sockets in state
-    (default ESTABLISHED) whose local port is one of ports, from /proc/net/tcp's text."""
+def decode_proc_net_tcp(text, ports):
+    """[(local ip, local port, remote ip, remote port)] of the established IPv4
+    connections whose local port is one of ports, from /proc/net/tcp's text."""
     found = []
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 4 or fields[3] != state:
+        if len(fields) < 4 or fields[3] != ESTABLISHED:
             continue
         try:
             local, remote = (_decode_endpoint(f) for f in fields[1:3])
@@ -52,10 +52,10 @@ def _decode_endpoint(field):
     return socket.inet_ntoa(struct.pack("<I", int(address, 16))), int(port, 16)
 
 
-def read_connections(ports, path="/proc/net/tcp", state=ESTABLISHED):
+def read_connections(ports, path="/proc/net/tcp"):
     try:
         with open(path) as f:
-            return decode_proc_net_tcp(f.read(), ports, state)
+            return decode_proc_net_tcp(f.read(), ports)
     except OSError:
         return []
 

@@ -38,6 +38,10 @@ set -eu
 STORAGE=${STORAGE:-metalogger}
 VIP=${VIP:?set VIP to the floating address of the master (MASTER_HOST everywhere)}
 CIDR=${CIDR:-24}
+# Monitor interval of the address and of the master's quick check (a crash of the node
+# is seen by corosync, not by a monitor; a killed mfsmaster within this interval). Not
+# 60s: that is the deep check's interval, and Pacemaker refuses two monitors at one interval.
+MONITOR=${MONITOR:-10s}
 MFSMASTER_CFG=${MFSMASTER_CFG:-/etc/mfs/mfsmaster.cfg}
 METALOGGER_CFG=${METALOGGER_CFG:-/etc/mfs/mfsmetalogger.cfg}
 # The metalogger's DATA_PATH (from mfsmetalogger.cfg); keep it apart from the master's.
@@ -54,7 +58,7 @@ trap 'rm -f "$cib"' EXIT
 pcs cluster cib "$cib"
 
 pcs -f "$cib" resource create mfs-ip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
-    op monitor interval=10s
+    op monitor interval="$MONITOR"
 
 case "$STORAGE" in
 metalogger)
@@ -66,7 +70,7 @@ metalogger)
     pcs -f "$cib" resource create mfs-master ocf:pyha:mfsmaster \
         config="$MFSMASTER_CFG" metadata_sources="$METALOGGER_DATA" \
         op start timeout=300s op stop timeout=120s \
-        op monitor interval=10s timeout=20s \
+        op monitor interval="$MONITOR" timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
     # the master, then the address (see below)
     pcs -f "$cib" resource group add mfs mfs-master mfs-ip
@@ -81,7 +85,7 @@ drbd)
         device="$DEVICE" directory="$MOUNTPOINT" fstype="$FSTYPE" op monitor interval=20s
     pcs -f "$cib" resource create mfs-master ocf:pyha:mfsmaster config="$MFSMASTER_CFG" \
         op start timeout=300s op stop timeout=120s \
-        op monitor interval=10s timeout=20s \
+        op monitor interval="$MONITOR" timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
     # filesystem, master, address; all where DRBD is Primary
     pcs -f "$cib" resource group add mfs mfs-fs mfs-master mfs-ip

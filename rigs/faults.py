@@ -14,6 +14,16 @@ def masked(argv, programs, not_a_program):
             script + 'exec "$@"', "sh", *map(str, argv)]
 
 
+def in_process_fault(agent, action, patch):
+    """argv of ocf:pyha:<agent> run from this checkout in one interpreter that first runs
+    patch (Python source): a stand-in for a fault that cannot be caused from outside (a
+    failing spawn, say), named as such by the test using it."""
+    from rigs.agents import PYTHON, REPO
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n{patch}\n"
+            f"from ocf_agents.{agent} import AGENT\nAGENT.main()\n")
+    return [PYTHON, "-IS", "-c", code, action]
+
+
 def hanging_tool(directory, name, real, match, reached, before=True):
     """A stand-in for a tool, first on PATH: when its arguments contain match it
     writes its pid to reached and hangs (before or after running the real tool);

@@ -42,10 +42,12 @@ class AgentRunner:
         return env
 
     def __call__(self, action, timeout=60, check_level=None, interval=0, path_first=None,
-                 **params):
+                 argv=None, **params):
         """Run an action; return (exit code, stderr). path_first: a directory of stand-ins
-        put before everything on PATH (e.g. a failing crm_attribute)."""
-        result = self.lab.ns_run([str(self.path), action], check=False, timeout=timeout + 10,
+        put before everything on PATH (e.g. a failing crm_attribute); argv: what runs
+        instead of the installed agent (e.g. rigs.faults.in_process_fault)."""
+        result = self.lab.ns_run(argv or [str(self.path), action], check=False,
+                                 timeout=timeout + 10,
                                  env=self.env(params, timeout, check_level, interval,
                                               path_first))
         return result.returncode, result.stderr

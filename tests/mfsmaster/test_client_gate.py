@@ -109,6 +109,86 @@ def test_a_new_filesystem_lets_its_clients_in_at_once(lab, agent):
     assert agent("stop", config=cfg)[0] == 0
 
 
+def test_a_master_whose_gate_cannot_open_is_not_left_running(lab, agent):
+    """Started, but its client port never opened (stand-in: the opening fails in the
+    agent's own interpreter): start fails with the reason, the master is stopped, nothing
+    of the gate is left, and a start without the fault serves the same filesystem."""
+    from rigs.faults import in_process_fault
+    cfg = lab.master_cfg("fresh")
+    never = in_process_fault("mfsmaster", "start", (
+        "from ocf_agents.mfsgate import ClientGate\n"
+        "ClientGate.open = lambda self, cfg, pid, wait=2.0: 'injected: the port never opened'"))
+    code, err = agent("start", config=cfg, create_filesystem="true", argv=never)
+    assert code == 1 and "clients cannot reach the master: injected" in err, err
+    assert not lab.master_pids(lab.root / "fresh")
+    assert gate_files(agent) == {}
+    assert agent("monitor", config=cfg)[0] == 7
+    assert agent("start", config=cfg)[0] == 0
+    assert lab.master_info() is not None
+
+
+def test_an_opener_that_cannot_be_spawned_lets_the_clients_in_at_start(cluster, agent):
+    """Stand-in fault: spawning the opener fails (EAGAIN) in the agent's interpreter.
+    Clients are let in at once rather than held out with nobody to open the gate."""
+    from rigs.faults import in_process_fault
+    lab, parts = cluster
+    written = lab.write_files(parts["mnt"], 5)
+    lab.kill_master(lab.root / "master")
+    standby = lab.master_cfg("standby")
+    no_spawn = in_process_fault("mfsmaster", "start", (
+        "import errno, ocf_agents.ocf as ocf\n"
+        "def refuse(module, args): raise OSError(errno.EAGAIN, 'injected: no process')\n"
+        "ocf.spawn_detached = refuse"))
+    with chunkservers_frozen(lab):
+        code, err = agent("start", config=standby, metadata_sources=parts["metalogger"],
+                          argv=no_spawn)
+        assert code == 0, err
+        assert "could not start the gate's opener" in err, err
+        assert lab.master_info() is not None
+        assert "mfs.client-gate" not in gate_files(agent)
+    assert lab.checksums(parts["mnt"]) == written
+
+
+def test_a_client_address_not_on_this_node_fails_start_before_anything_changed(lab, agent):
+    """MATOCL_LISTEN_HOST names an address this node does not have (the floating address
+    ordered after the master): start refuses before creating or restoring anything."""
+    cfg = lab.master_cfg("elsewhere", MATOCL_LISTEN_HOST="10.213.0.222")
+    code, err = agent("start", config=cfg, create_filesystem="true")
+    assert code == 1 and "10.213.0.222 is not an address of this node" in err, err
+    assert os.listdir(lab.root / "elsewhere") == []
+    assert gate_files(agent) == {}
+
+
+@pytest.mark.parametrize("recorded_after", [0.4, None])
+def test_an_opener_waits_for_start_to_record_it_before_it_may_open(
+        tmp_path, monkeypatch, recorded_after):
+    """The opener runs before start has written its pid into the marker: were it to open
+    the gate then, start's write would bring the marker back over an open gate. It begins
+    only once its pid is there (or, start never writing it, after 2 s)."""
+    import threading
+    from ocf_agents import mfsgate
+    from ocf_agents.moosefs import MasterConfig
+    user = tmp_path / "mfsmaster.cfg"
+    user.write_text("DATA_PATH = /nonexistent\n")
+    gate = mfsgate.ClientGate(str(tmp_path / "state"), "mfs", str(user))
+    gate.close(MasterConfig(str(user), user.read_text()), user.read_text())
+    port = gate.read_marker()[0]
+    began = []
+    monkeypatch.setattr(mfsgate, "hold_clients",
+                        lambda *a, **k: began.append(time.monotonic()))
+    if recorded_after is not None:
+        timer = threading.Timer(recorded_after, gate.write_marker, (port, os.getpid()))
+        timer.start()
+    started = time.monotonic()
+    assert mfsgate.main([str(user), gate.directory, "mfs", "/dev/null"]) == 0
+    waited = began[0] - started
+    if recorded_after is None:
+        assert 1.9 < waited < 3
+    else:
+        timer.join()
+        assert recorded_after <= waited < recorded_after + 0.5
+
+
 @pytest.mark.parametrize("elapsed, since_first_back, connected, disconnected, opens", [
     (0.1, None, 0, 0, "all 0 chunkserver"),          # a new filesystem: nothing to wait for
     (0.1, 0.0, 3, 0, "all 3 chunkserver"),

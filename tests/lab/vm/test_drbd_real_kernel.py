@@ -66,7 +66,7 @@ def _pair(cluster, stack):
     """(Primary, Secondary) once the cluster is idle (no reload or filesystem start pending:
     a write must land on DRBD)."""
     cluster.nodes[0].run(["crm_resource", "--wait", "--timeout=240"], timeout=270)
-    primary = stack.wait_active(cluster, timeout=120)
+    primary = stack.wait_active(cluster)
     return primary, next(n for n in cluster.nodes[:2] if n is not primary)
 
 
@@ -146,7 +146,7 @@ def test_replication_link_cut_fences_the_secondary_in_the_cib_until_it_resynced(
         cluster.pcs("node", "standby", primary.name)
         wait_for(lambda: not cluster.where("drbd_r0", via=secondary).count(primary.name)
                  and not cluster.where("fs_r0", via=secondary), 120,
-                 f"drbd_r0 and fs_r0 stopped on {primary.name}")
+                 f"drbd_r0 and fs_r0 stopped on {primary.name}", interval=cluster.poll_s)
         secondary.run(["crm_resource", "--wait", "--timeout=120"], timeout=150)
         assert cluster.where("drbd_r0", "Promoted", via=secondary) == []
         assert cluster.where("drbd_r0", "Unpromoted", via=secondary) == [secondary.name]
@@ -156,7 +156,7 @@ def test_replication_link_cut_fences_the_secondary_in_the_cib_until_it_resynced(
         assert "ro:Secondary" in stack.proc_drbd(cluster, secondary.name)
         # Back: the constraint lets only the node with the data be promoted.
         cluster.pcs("node", "unstandby", primary.name)
-        assert stack.wait_active(cluster, timeout=120).name == primary.name
+        assert stack.wait_active(cluster).name == primary.name
     finally:
         stack.heal_replication(cluster, primary)
         cluster.pcs("node", "unstandby", primary.name, check=False)
@@ -188,11 +188,11 @@ def test_stop_outdates_secondary_outdates_the_disconnected_secondary_which_is_ne
         wait_for(lambda: _fence_rule(secondary), 60, "crm-fence-peer's constraint")
         cluster.pcs("node", "standby", secondary.name)
         wait_for(lambda: secondary.name not in cluster.where("drbd_r0", via=primary), 90,
-                 f"drbd_r0 stopped on {secondary.name}")
+                 f"drbd_r0 stopped on {secondary.name}", interval=cluster.poll_s)
         primary.run(["crm_resource", "--wait", "--timeout=120"], timeout=150)
         cluster.pcs("node", "unstandby", secondary.name)
         wait_for(lambda: secondary.name in cluster.where("drbd_r0", "Unpromoted", via=primary),
-                 90, f"drbd_r0 started on {secondary.name}")
+                 90, f"drbd_r0 started on {secondary.name}", interval=cluster.poll_s)
         theirs = stack.proc_drbd(cluster, secondary.name)
         assert "ro:Secondary/Unknown" in theirs and "ds:Outdated/DUnknown" in theirs, theirs
         mine = stack.proc_drbd(cluster, primary.name)
