@@ -35,6 +35,11 @@ def split_brain_evidence(res, drbd, st, version):
         return drbd.memory.get("split_brain_why", "split brain"), None
     if os.path.exists(split_brain_flag(res, drbd.name)):
         return "DRBD's split-brain handler reported it", None
+    if version[0] < 9:
+        # Nothing to compare with (the peer is not named): publishing the UUIDs would cost
+        # a drbdsetup and a crm_attribute, and its CIB write aborts Pacemaker's transition
+        # just when a failover's starts are waiting (seen in the VM lab, DRBD 8.4).
+        return None, "DRBD 8.4 does not name the peer's node; no split brain reported by DRBD"
     peers = st.disconnected_peers
     peer_id = next(i for i, p in st.peers.items() if p is peers[0])
     mine = drbd.generation_ids(version, st, peer_id)
@@ -45,8 +50,6 @@ def split_brain_evidence(res, drbd, st, version):
     if drbd.memory.get("gi") != published:
         if res.node_attribute(attribute, value=published):
             drbd.remember(gi=published)
-    if version[0] < 9:
-        return None, "DRBD 8.4 does not name the peer's node; no split brain reported by DRBD"
     note = "peer's generation UUIDs not known yet; no split brain reported by DRBD"
     for peer in st.standalone_peers:
         if peer.name == res.node_name:

@@ -346,6 +346,11 @@ def have_path(tool):
 
 def systemctl(res, *args):
     result = res.run(["systemctl", *args])
+    if result.rc is None:
+        # Killed at the action's deadline: say so, not "timed out after <the rest>".
+        raise OCFError(ERR_GENERIC, f"systemctl {' '.join(args)} did not finish within the "
+                       f"{res.action}'s timeout ({res.timeout:.0f} s): raise that operation's "
+                       "timeout, or see the unit's log (journalctl -u nfs-server)")
     if result.rc != 0:
         lines = (result.err or result.out).strip().splitlines()
         raise OCFError(ERR_GENERIC, f"systemctl {' '.join(args)} failed: "

@@ -182,6 +182,20 @@ def test_administrative_disconnect_is_degraded_not_split_brain(lab):
 
 
 @pytest.mark.parametrize("mode", ["9", "8.4"])
+def test_a_lost_peer_publishes_generation_uuids_only_where_they_can_be_compared(lab, mode):
+    """DRBD 9 names the peer, so each side publishes its UUIDs for the other to compare;
+    8.4 does not, and publishing there would only abort Pacemaker's transition (a CIB
+    write) in the middle of a failover."""
+    start_pair(lab, mode=mode)
+    assert lab.agent("node1", "promote").returncode == 0
+    lab.admin("cut", "r0")
+    p = lab.agent("node1", "monitor")
+    assert p.returncode in (8, 191), p.stderr
+    published = lab.attribute("node1", "drbd-r0-gi")
+    assert (published is not None) if mode == "9" else (published is None), published
+
+
+@pytest.mark.parametrize("mode", ["9", "8.4"])
 def test_split_brain_handler_run_by_drbd_records_it_at_once(lab, mode):
     handler = "HA_RSCTMP=%s/rsc-$DRBDEMU_NODE %s split-brain-handler" % (lab.base,
                                                                           lab.agent_path)

@@ -39,3 +39,22 @@ RULES = fuzz.Rules(valid_configuration, {
 @pytest.mark.parametrize("param", fuzz.parameters("nfsserver"))
 def test_any_value_of_any_parameter_gives_a_clean_answer(param, monkeypatch, tmp_path_factory):
     fuzz.any_value_gives_a_clean_answer("nfsserver", RULES, param, monkeypatch, tmp_path_factory)
+
+
+def test_a_systemctl_killed_at_the_deadline_names_the_timeout_to_raise():
+    """Under emulation `systemctl start nfs-server` outlived ocf-tester's 20 s start (CI):
+    the reason names the operation's timeout, not the second or so that was left of it.
+    (A stand-in Resource: the deadline itself is the shim's, tested in tests/ocf.)"""
+    from types import SimpleNamespace
+    from ocf_agents import nfsserver
+    from ocf_agents.ocf import OCFError
+
+    class Killed:
+        action, timeout = "start", 20.0
+
+        def run(self, argv):
+            return SimpleNamespace(rc=None, out="", err="systemctl: timed out after 1.7 s\n")
+    with pytest.raises(OCFError) as raised:
+        nfsserver.systemctl(Killed(), "start", "nfs-server.service")
+    assert "did not finish within the start's timeout (20 s)" in raised.value.reason
+    assert "1.7" not in raised.value.reason

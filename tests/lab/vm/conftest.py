@@ -20,7 +20,8 @@ LAB_DIR = Path(os.environ.get("PYHA_VM_LAB_DIR", "/var/lib/pyha-vmlab-test"))
 # CI's hour holds the scenarios that prove the most (power loss with writing, locking
 # clients; a planned move; DRBD's fencing and split brain); the others (link cut and
 # kill -9 of rpc.statd on the NFS stack, the DRBD stack's own power loss, which the NFS
-# stack's covers) run in the full real-kernel run before an issue about them is closed.
+# stack's covers, and stop_outdates_secondary) run in the full real-kernel run before an
+# issue about them is closed.
 FULL = os.environ.get("PYHA_VM_FULL") == "1"
 
 

@@ -170,6 +170,7 @@ def test_replication_link_cut_fences_the_secondary_in_the_cib_until_it_resynced(
           f"{time.monotonic() - t0:.0f}s")
 
 
+@pytest.mark.vm_full   # 120-165 s under emulation; the link-cut test above proves fencing in CI
 def test_stop_outdates_secondary_outdates_the_disconnected_secondary_which_is_never_promoted(
         drbd):
     """stop_outdates_secondary=true (changed on the running cluster: Pacemaker reloads the

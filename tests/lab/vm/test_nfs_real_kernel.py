@@ -87,11 +87,15 @@ def test_ocf_tester_passes_against_the_real_kernel_server_on_the_passive_node(nf
     passive.run(["mkdir", "-p", "/mnt/tester"])
     passive.run(["mount", "-t", "tmpfs", "tester", "/mnt/tester"])
     params = {"shared_infodir": "/mnt/tester/state", "grace_time": "10", "lease_time": "10"}
+    # ocf-tester gives every action 20 s (CRM_meta_timeout, its -o may override): under
+    # emulation `systemctl start nfs-server` took longer (CI); the agent advertises 60 s.
+    timeout = {"CRM_meta_timeout": "60000"}
     try:
         result = passive.run(["ocf-tester", "-n", "tester",
-                              *[x for k, v in params.items() for x in ("-o", f"{k}={v}")],
+                              *[x for k, v in {**params, **timeout}.items()
+                                for x in ("-o", f"{k}={v}")],
                               "/usr/lib/ocf/resource.d/pyha/nfsserver"],
-                             check=False, timeout=300)
+                             check=False, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         assert "passed all tests" in result.stdout
         assert passive.run(["cat", "/proc/fs/nfsd/threads"]).stdout.strip() == "0"
