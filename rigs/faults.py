@@ -18,9 +18,11 @@ def in_process_fault(agent, action, patch):
     """argv of ocf:pyha:<agent> run from this checkout in one interpreter that first runs
     patch (Python source): a stand-in for a fault that cannot be caused from outside (a
     failing spawn, say), named as such by the test using it."""
+    from ocf_agents.__main__ import wrapper_text
     from rigs.agents import PYTHON, REPO
+    # the patch, then exactly the text `install` writes (its #! line is a comment here)
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n{patch}\n"
-            f"from ocf_agents.{agent} import AGENT\nAGENT.main()\n")
+            + wrapper_text(agent, PYTHON, str(REPO)))
     return [PYTHON, "-IS", "-c", code, action]
 
 
