@@ -150,10 +150,10 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     cluster = Cluster.load(LAB_DIR)
-    if cluster is None or cluster.stack != "mfs" or cluster.backend != "ns":
+    if cluster is None or cluster.stack not in ("mfs", "mfs-1vip") or cluster.backend != "ns":
         sys.exit("needs a running namespace lab with the MooseFS stack: "
                  "python3 -m lab up --stack mfs")
-    stack = STACKS["mfs"]()
+    stack = STACKS[cluster.stack]()
     client = cluster.clients[0]
     log_path = "/tmp/mfs-failover-sampler.log"
     from lab import REPO_ROOT

@@ -599,14 +599,16 @@ class NfsResourceAgentsStack(NfsDrbdStack):
 
 
 class MfsDrbdStack(DrbdMixin, Stack):
-    """pcs-examples/mfs.sh (STORAGE=drbd): DRBD -> ext4 on /var/lib/mfs -> VIP ->
-    ocf:pyha:mfsmaster.  Two chunkservers and a FUSE client run on a third
-    machine ("client") and reach the master only through the VIP."""
+    """pcs-examples/mfs.sh (STORAGE=drbd, SERVER_VIP): DRBD -> ext4 on DATA_PATH ->
+    the chunkservers' VIP -> ocf:pyha:mfsmaster -> the clients' VIP.  Two chunkservers
+    and a FUSE client run on a third machine ("client") and reach the master only
+    through their VIPs."""
 
     name = "mfs"
     promotable = "drbd-r0"
     service_process = "mfsmaster"
     vip = f"{SUBNET}.{FIRST_VIP}"
+    server_vip = f"{SUBNET}.{FIRST_VIP + 1}"    # MASTER_HOST of the chunkservers
     data_path = "/srv/mfs"      # = DATA_PATH and the DRBD filesystem's mount point
     mnt = "/tmp/mfs"            # the FUSE mount, inside the client machine
 
@@ -652,7 +654,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
             (cdir / f"cs{i}-hdd.cfg").write_text(f"{cdir / f'cs{i}-hdd'}\n")
             (cdir / f"cs{i}.cfg").write_text(
                 f"DATA_PATH = {cdir / f'cs{i}'}\nHDD_CONF_FILENAME = {cdir / f'cs{i}-hdd.cfg'}\n"
-                f"MASTER_HOST = {self.vip}\nMASTER_RECONNECTION_DELAY = 1\n"
+                f"MASTER_HOST = {self.server_vip or self.vip}\nMASTER_RECONNECTION_DELAY = 1\n"
                 f"CSSERV_LISTEN_PORT = {9422 + 2 * i}\nHDD_LEAVE_SPACE_DEFAULT = 64MiB\n")
             services.append({"argv": ["mfschunkserver", "-f", "-c", str(cdir / f"cs{i}.cfg"),
                                       "start"]})
@@ -670,7 +672,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
                 cluster.run_pcs_script(script, {
                     "STORAGE": "drbd", "DRBD_RESOURCE": self.drbd_resource,
                     "DEVICE": self.drbd_device, "VIP": self.vip, "MOUNTPOINT": mp,
-                    "MONITOR": VM_MONITOR})
+                    "SERVER_VIP": self.server_vip or "", "MONITOR": VM_MONITOR})
             return self.start_client(cluster)
         node = cluster.nodes[0]
         with step("creating the MooseFS filesystem on DRBD (one-time)", cluster.explain):
@@ -684,7 +686,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
         with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
             node.run(["env", "STORAGE=drbd", f"DRBD_RESOURCE={self.drbd_resource}",
                       f"DEVICE={self.drbd_device}", f"VIP={self.vip}",
-                      f"MOUNTPOINT={self.data_path}",
+                      f"SERVER_VIP={self.server_vip or ''}", f"MOUNTPOINT={self.data_path}",
                       *[f"{k}={v}" for k, v in self.proc_drbd_variables(cluster).items()],
                       "sh", script], timeout=180)
         self.start_client(cluster)
@@ -722,7 +724,9 @@ class MfsDrbdStack(DrbdMixin, Stack):
     def active_node(self, cluster, via=None):
         status = cluster.status(quiet=True, via=via)
         promoted = cluster.where("drbd-r0", "Promoted", status=status)
-        places = [cluster.where(r, status=status) for r in ("mfs-fs", "mfs-ip", "mfs-master")]
+        resources = ("mfs-fs", "mfs-ip", "mfs-master") + (("mfs-server-ip",) if self.server_vip
+                                                          else ())
+        places = [cluster.where(r, status=status) for r in resources]
         if len(promoted) == 1 and all(p == promoted for p in places):
             return promoted[0]
         return None
@@ -731,7 +735,8 @@ class MfsDrbdStack(DrbdMixin, Stack):
         """The VIP and a live master on node, and (once the client is up)
         the client reads the filesystem's root through the VIP."""
         addr = node.run(["ip", "-o", "addr", "show"], check=False, quiet=True).stdout
-        if f" {self.vip}/" not in addr or not node.pids_of("mfsmaster"):
+        vips = [v for v in (self.vip, self.server_vip) if v]
+        if any(f" {v}/" not in addr for v in vips) or not node.pids_of("mfsmaster"):
             return False
         client = cluster.clients[0] if cluster.clients else None
         if client is None or not client.is_on() or \
@@ -774,6 +779,14 @@ class MfsDrbdStack(DrbdMixin, Stack):
         return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
 
 
+class MfsOneAddressStack(MfsDrbdStack):
+    """The MooseFS stack with one floating address for chunkservers and clients alike (after
+    the master): the layout before SERVER_VIP, kept to measure against."""
+
+    name = "mfs-1vip"
+    server_vip = None
+
+
 STACKS = {"stateful": StatefulStack, "drbd": DrbdStack, "nfs": NfsDrbdStack,
           "nfs-ra": NfsResourceAgentsStack,
-          "mfs": MfsDrbdStack}
+          "mfs": MfsDrbdStack, "mfs-1vip": MfsOneAddressStack}

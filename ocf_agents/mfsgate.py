@@ -22,6 +22,11 @@ Opening (``open``) replaces the copy by a symlink to the user's file (so a later
 mfsmaster rebinds its client port on reload (matoclserv_reload; measured 10 ms). A client
 that tried meanwhile was refused and tries again within 2 s (mastercomm.c): at most 2 s of
 waiting, against mfsmaster's 10. Monitor opens a gate whose opener is gone.
+
+When the chunkservers reach the master through an address of their own that is already up
+when the master starts (``servers_address_is_local``: ordered before the master, the
+clients' address after it), start runs ``hold_clients`` itself and returns with the gate
+open: the clients' address comes up only then, and no client is refused on the way.
 """
 
 import os
@@ -39,15 +44,17 @@ GATE_HOST = "127.0.0.1"
 POLL_S = 0.05
 
 
-def gate_decision(elapsed, since_first_back, connected, disconnected):
+def gate_decision(elapsed, since_first_back, connected, disconnected, cap=GATE_CAP_S):
     """None while the clients should wait; otherwise why they may come in."""
     if not disconnected:
         return f"all {connected} chunkserver(s) of the metadata connected"
     if since_first_back is not None and since_first_back >= CLIENTS_HELD_S:
         return (f"{disconnected} chunkserver(s) still disconnected {CLIENTS_HELD_S} s after "
                 "the first came back")
-    if elapsed >= GATE_CAP_S:
-        return f"no chunkserver came back within {GATE_CAP_S} s of the start"
+    if elapsed >= cap:
+        if since_first_back is not None:
+            return f"{disconnected} chunkserver(s) still disconnected {cap:.0f} s after the start"
+        return f"no chunkserver came back within {cap:.0f} s of the start"
     return None
 
 
@@ -204,13 +211,25 @@ def start_opener(gate, recorded):
     return pid
 
 
-def hold_clients(gate, cfg, lock, connections, clock=time.monotonic, sleep=time.sleep):
-    """The opener's work (see the module's text): returns the reason the gate opened, or
-    None when the master went away first."""
+def servers_address_is_local(cfg, connections):
+    """True when the address the previous master's chunkservers and metaloggers reached is
+    already on this node: the layout with their own floating address, started before the
+    master (pcs-examples/mfs.sh SERVER_VIP), where start itself can wait for them."""
+    from ocf_agents.tickle import address_is_local
+    return any(address_is_local(a) for a in {c[0] for c in connections
+                                             if c[1] != cfg.client_port})
+
+
+def hold_clients(gate, cfg, lock, connections, cap=GATE_CAP_S, clock=time.monotonic,
+                 sleep=time.sleep):
+    """The opener's work (see the module's text): returns the reason the gate may open, or
+    None when the master went away first. Start runs it itself when the chunkservers'
+    address is already here (servers_address_is_local)."""
     from ocf_agents.moosefs import lock_holder, query_master
     from ocf_agents.tickle import address_is_local, send_tickles
     peers_first = [c for c in connections if c[1] != cfg.client_port]
-    addresses = {c[0] for c in connections}
+    # their own address: with one floating address for everything this is the clients' too
+    addresses = {c[0] for c in peers_first}
     started, first_back, tickled = clock(), None, not peers_first
     while True:
         if not tickled and any(address_is_local(a) for a in addresses):
@@ -228,7 +247,7 @@ def hold_clients(gate, cfg, lock, connections, clock=time.monotonic, sleep=time.
             if info.chunkservers and first_back is None:
                 first_back = now
             reason = gate_decision(now - started, first_back and now - first_back,
-                                   info.chunkservers, info.disconnected)
+                                   info.chunkservers, info.disconnected, cap)
             if reason is not None:
                 if info.chunkservers:
                     sleep(REGISTRATION_S)

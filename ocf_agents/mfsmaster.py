@@ -212,27 +212,62 @@ def let_clients_in(res, cfg, gate, held):
     recorded = cfg.path_in_data(CONNECTIONS_FILE)
     if not os.path.isfile(recorded) or os.path.islink(recorded):
         recorded = None     # none (a first start): nothing to tickle
+    from ocf_agents.mfsgate import GATE_CAP_S, start_opener
+    tickle = [recorded] if recorded else None
     holder, info = master_status(res, cfg, count_chunkservers=True)
     if held and info is not None and not info.disconnected:
         open_gate(res, cfg, gate, holder)
         held = False
         res.log.info(f"clients let in at once: all {info.chunkservers} chunkserver(s) of the "
                      "metadata are connected")
+    elif held and recorded and hold_clients_in_start(res, cfg, gate, recorded):
+        held = False
+        # the clients' address comes after this resource: their tickles wait for it
+        tickle = [recorded, GATE_CAP_S, cfg.client_port]
     from ocf_agents.ocf import spawn_detached
-    from ocf_agents.mfsgate import start_opener
     try:
         if held:
             pid = start_opener(gate, recorded or "/dev/null")
             res.log.info(f"clients held out until the chunkservers are back "
                          f"({info.disconnected if info else '?'} not connected yet; pid {pid})")
-        elif recorded:
-            pid = spawn_detached("tickle", [recorded])
-            res.log.info(f"tickling the previous master's connections once the address is "
+        elif tickle:
+            pid = spawn_detached("tickle", tickle)
+            res.log.info(f"tickling the previous master's connections once their address is "
                          f"here (pid {pid})")
     except OSError as err:
         res.log.warning(f"could not start the gate's opener or the tickler: {err}")
         if held:
             open_gate(res, cfg, gate, holder)
+
+
+def hold_clients_in_start(res, cfg, gate, recorded):
+    """With their own floating address before the master (pcs-examples/mfs.sh SERVER_VIP)
+    the chunkservers can come back while start runs, and the clients' address, after this
+    resource, comes up only once they have: a client never finds the gate closed (refused,
+    mfsmount tries again only 2 s later). So start tickles the chunkservers and waits for
+    them here, as the opener would. True once the gate is open; False when the chunkservers'
+    address is not here yet (the one-address layout, the VIP after the master): then the
+    opener holds the clients."""
+    from ocf_agents.mfsgate import GATE_CAP_S, hold_clients, servers_address_is_local
+    from ocf_agents.tickle import decode_connections, read_own_file
+    try:
+        connections = decode_connections(read_own_file(recorded))
+    except (OSError, ValueError):
+        return False
+    if not servers_address_is_local(cfg, connections):
+        return False
+    # Bounded as the opener is, and never past start's own timeout.
+    cap = max(0.0, min(GATE_CAP_S, res.time_left() - 10))
+    waited = time.monotonic()
+    reason = hold_clients(gate, cfg, cfg.path_in_data(LOCK_FILE), connections, cap=cap)
+    holder = lock_holder(cfg.path_in_data(LOCK_FILE))
+    if reason is None or holder is None:
+        raise OCFError(ERR_GENERIC, "mfsmaster exited while start waited for its chunkservers: "
+                                    "see its log")
+    open_gate(res, cfg, gate, holder)
+    res.log.info(f"clients let in {time.monotonic() - waited:.1f} s after the master answered: "
+                 f"{reason}")
+    return True
 
 
 def open_gate(res, cfg, gate, holder):
@@ -431,7 +466,10 @@ the master starts with its client port on a private loopback port (the user's
 configuration plus two lines, in the agent's state directory) and reloads the
 user's configuration, opening MATOCL_LISTEN_HOST/PORT, once its own list shows
 every chunkserver connected (or some seconds after the first came back). A
-client refused meanwhile retries within 2 s.
+client refused meanwhile retries within 2 s. With a floating address of their
+own for the chunkservers and metaloggers, ordered before this resource (and the
+clients' address after it), start itself waits for them and returns with the
+clients let in, so no client is refused (pcs-examples/mfs.sh SERVER_VIP).
 
 Monitor also records the clients', chunkservers' and metaloggers' connections in
 DATA_PATH/pyha-connections (only when they change); after a failover start
@@ -453,9 +491,10 @@ timeout runs short; returns when the lock is released.
 DATA_PATH, WORKING_USER/WORKING_GROUP and MATOCL_LISTEN_HOST/PORT are read
 from the configuration file. The master runs in the network namespace the agent
 runs in. Put a floating IP (ocf:heartbeat:IPaddr2) in the same group, after
-this resource: chunkservers, metaloggers and clients then reach the master only
-once start has checked the version it serves (the master listens on "*" by
-default and needs no VIP to start).
+this resource: clients then reach the master only once start has checked the
+version it serves (the master listens on "*" by default and needs no VIP to
+start). The chunkservers' and metaloggers' own floating IP, if any, may come
+before it: nothing listens there until start has checked the metadata.
 """,
     parameters=[
         Parameter("config", default="/etc/mfs/mfsmaster.cfg", check=parse_absolute_path,

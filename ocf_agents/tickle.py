@@ -177,21 +177,29 @@ def wait_for_address(connections, wait):
 
 
 def main(argv):
-    """python3 -m ocf_agents.tickle FILE [WAIT]: once one of the recorded local addresses
-    is on this node (within WAIT seconds, default 30), tickle the recorded connections."""
-    if len(argv) not in (1, 2) or any(a.startswith("-") for a in argv):
-        sys.stderr.write("usage: python3 -m ocf_agents.tickle FILE [WAIT]\n")
+    """python3 -m ocf_agents.tickle FILE [WAIT [PORT]]: once one of the recorded local
+    addresses is on this node (within WAIT seconds, default 30), tickle the recorded
+    connections (only those to the local PORT, when given)."""
+    if len(argv) not in (1, 2, 3) or any(a.startswith("-") for a in argv):
+        sys.stderr.write("usage: python3 -m ocf_agents.tickle FILE [WAIT [PORT]]\n")
         return 2
     path = argv[0]
     try:
         wait = float(argv[1]) if len(argv) > 1 else 30.0
+        port = int(argv[2]) if len(argv) > 2 else None
+    except ValueError:
+        sys.stderr.write(f"WAIT must be a number of seconds and PORT a port: {argv[1:]!r}\n")
+        return 2
+    try:
         connections = decode_connections(read_own_file(path))
     except ValueError:
-        sys.stderr.write(f"WAIT must be a number of seconds, not {argv[1]!r}\n")
-        return 2
+        sys.stderr.write(f"{path}: not a connection list\n")
+        return 1
     except OSError as err:
         sys.stderr.write(f"{path}: {err.strerror}\n")
         return 1
+    if port is not None:
+        connections = [c for c in connections if c[1] == port]
     if connections and not wait_for_address(connections, wait):
         return 1
     send_tickles(connections)

@@ -23,9 +23,18 @@
 # chunkservers, metaloggers and clients must reach it only once the agent has checked the
 # version it serves. The master listens on * (MATO*_LISTEN_HOST default), so it needs no VIP.
 #
+# SERVER_VIP (optional, recommended): a second floating address for the chunkservers and
+# metaloggers (their MASTER_HOST), started before the master; the clients keep VIP, started
+# after it (safe: nothing listens on SERVER_VIP until the agent has checked the metadata and
+# launched the master; a chunkserver refused meanwhile retries at its next tick, see
+# MASTER_RECONNECTION_DELAY below). Then the master's start tickles the chunkservers and lets the clients in only
+# once they are back, before the clients' address comes up, so no client is refused on the
+# way (mfsmount tries a refused master again only 2 s later). With one address the agent
+# does the same from a detached helper, and a client that finds the address first waits.
+#
 # Needs on every node: moosefs-master (and moosefs-metalogger for STORAGE=metalogger),
-# /etc/mfs/mfsmaster.cfg with the same settings, MASTER_HOST=$VIP in the chunkservers',
-# metaloggers' and clients' configuration, ocf:pyha:* installed (python3 -m ocf_agents
+# /etc/mfs/mfsmaster.cfg with the same settings, MASTER_HOST=$VIP in the clients'
+# configuration and in the chunkservers' and metaloggers' ($SERVER_VIP if set), ocf:pyha:* installed (python3 -m ocf_agents
 # install). Run on one cluster node; everything is written in one CIB push.
 #
 # Set MASTER_RECONNECTION_DELAY = 1 in every mfschunkserver.cfg (default 5): after a
@@ -37,6 +46,7 @@ set -eu
 
 STORAGE=${STORAGE:-metalogger}
 VIP=${VIP:?set VIP to the floating address of the master (MASTER_HOST everywhere)}
+SERVER_VIP=${SERVER_VIP:-}
 CIDR=${CIDR:-24}
 # Monitor interval of the address and of the master's quick check (a crash of the node
 # is seen by corosync, not by a monitor; a killed mfsmaster within this interval). Not
@@ -59,6 +69,13 @@ pcs cluster cib "$cib"
 
 pcs -f "$cib" resource create mfs-ip ocf:heartbeat:IPaddr2 ip="$VIP" cidr_netmask="$CIDR" \
     op monitor interval="$MONITOR"
+# the chunkservers' and metaloggers' address (if any) comes before the master
+servers_ip=
+if [ -n "$SERVER_VIP" ]; then
+    pcs -f "$cib" resource create mfs-server-ip ocf:heartbeat:IPaddr2 ip="$SERVER_VIP" \
+        cidr_netmask="$CIDR" op monitor interval="$MONITOR"
+    servers_ip=mfs-server-ip
+fi
 
 case "$STORAGE" in
 metalogger)
@@ -73,7 +90,7 @@ metalogger)
         op monitor interval="$MONITOR" timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
     # the master, then the address (see below)
-    pcs -f "$cib" resource group add mfs mfs-master mfs-ip
+    pcs -f "$cib" resource group add mfs $servers_ip mfs-master mfs-ip
     ;;
 drbd)
     pcs -f "$cib" resource create "drbd-$DRBD_RESOURCE" ocf:pyha:drbd \
@@ -88,7 +105,7 @@ drbd)
         op monitor interval="$MONITOR" timeout=20s \
         op monitor interval=60s timeout=30s OCF_CHECK_LEVEL=10
     # filesystem, master, address; all where DRBD is Primary
-    pcs -f "$cib" resource group add mfs mfs-fs mfs-master mfs-ip
+    pcs -f "$cib" resource group add mfs mfs-fs $servers_ip mfs-master mfs-ip
     pcs -f "$cib" constraint colocation add mfs with Promoted "drbd-$DRBD_RESOURCE-clone" INFINITY
     pcs -f "$cib" constraint order promote "drbd-$DRBD_RESOURCE-clone" then start mfs
     ;;
@@ -103,4 +120,4 @@ esac
 pcs -f "$cib" resource meta mfs-master migration-threshold=1 resource-stickiness=200
 
 pcs cluster cib-push "$cib" --config
-echo "created group mfs (VIP $VIP, ocf:pyha:mfsmaster, storage: $STORAGE)"
+echo "created group mfs (VIP $VIP${SERVER_VIP:+, chunkservers' VIP $SERVER_VIP}, ocf:pyha:mfsmaster, storage: $STORAGE)"

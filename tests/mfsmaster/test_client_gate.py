@@ -66,6 +66,64 @@ def test_clients_are_let_in_only_once_every_chunkserver_is_back(cluster, agent):
     assert gate_files(agent) == {}
 
 
+def fail_over_with_recorded_connections(lab, parts, agent, local_address):
+    """The old master's connections recorded by monitor (as in DATA_PATH on DRBD), moved
+    to the standby's DATA_PATH with local_address as the address they reached."""
+    written = lab.write_files(parts["mnt"], 20)
+    assert agent("monitor", config=lab.root / "master.cfg")[0] == 0
+    recorded = (lab.root / "master" / "pyha-connections").read_text()
+    assert " 9420 " in recorded     # the chunkservers' connections were there to record
+    lab.kill_master(lab.root / "master")
+    standby = lab.master_cfg("standby")
+    moved = lab.root / "standby" / "pyha-connections"
+    moved.write_text(recorded.replace(f"{lab.address} ", f"{local_address} "))
+    return standby, written
+
+
+def test_with_the_chunkservers_address_already_here_start_returns_with_them_back(
+        cluster, agent):
+    """SERVER_VIP's layout (pcs-examples/mfs.sh): the address the chunkservers reached is
+    on this node before the master starts, so start itself tickles them and waits; it
+    returns with every chunkserver registered and the client port open, and no opener is
+    left to race the clients' address (which comes up after start)."""
+    import threading
+    lab, parts = cluster
+    standby, written = fail_over_with_recorded_connections(lab, parts, agent, lab.address)
+    with chunkservers_frozen(lab):
+        procs = [p for name, p in lab.daemons.items() if name.startswith("chunkserver")]
+        thaw = threading.Timer(2.0, lambda: [os.kill(p.pid, signal.SIGCONT) for p in procs])
+        thaw.start()
+        began = time.monotonic()
+        code, err = agent("start", config=standby, metadata_sources=parts["metalogger"])
+        took = time.monotonic() - began
+        thaw.join()
+    assert code == 0, err
+    assert "after the master answered: all 2 chunkserver(s)" in err, err
+    assert "clients held out" not in err, err
+    info = lab.master_info()        # at once: start returned with the gate open
+    assert info is not None and info["chunkservers"] == 2
+    assert gate_files(agent)["mfs.mfsmaster.cfg"].is_symlink()
+    assert "mfs.client-gate" not in gate_files(agent)
+    assert 2.0 <= took < 2.0 + CLIENTS_HELD_S, err
+    assert lab.checksums(parts["mnt"]) == written
+
+
+def test_with_the_chunkservers_address_not_here_yet_an_opener_holds_the_clients(
+        cluster, agent):
+    """One floating address after the master: start cannot wait for chunkservers that
+    cannot reach it yet, and leaves the clients to the opener."""
+    lab, parts = cluster
+    standby, written = fail_over_with_recorded_connections(lab, parts, agent, "10.213.0.201")
+    with chunkservers_frozen(lab):
+        began = time.monotonic()
+        code, err = agent("start", config=standby, metadata_sources=parts["metalogger"])
+        assert code == 0 and "clients held out until the chunkservers are back" in err, err
+        assert time.monotonic() - began < 2.0 + CLIENTS_HELD_S
+        assert lab.master_info() is None
+    lab.wait_for(lab.master_info, "the client port open", timeout=CLIENTS_HELD_S + 5)
+    assert lab.checksums(parts["mnt"]) == written
+
+
 def test_monitor_lets_the_clients_in_when_the_opener_is_gone(cluster, agent):
     lab, parts = cluster
     standby, written = fail_over_with_chunkservers_frozen(lab, parts, agent)
@@ -196,6 +254,7 @@ def test_an_opener_waits_for_start_to_record_it_before_it_may_open(
     (3.0, CLIENTS_HELD_S - 0.1, 1, 1, None),         # one back, the other gets its time
     (8.0, CLIENTS_HELD_S, 1, 1, "still disconnected"),
     (GATE_CAP_S, None, 0, 2, "no chunkserver came back"),
+    (GATE_CAP_S, 1.0, 1, 1, "still disconnected 20 s after the start"),
 ])
 def test_the_gate_opens_when_every_chunkserver_is_back_or_waiting_is_pointless(
         elapsed, since_first_back, connected, disconnected, opens):

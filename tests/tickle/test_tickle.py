@@ -201,3 +201,20 @@ def test_bad_tickler_arguments_are_refused_with_the_usage(capsys):
     assert "usage" in capsys.readouterr().err
     assert tickle.main(["/nonexistent", "soon"]) == 2
     assert "WAIT must be a number" in capsys.readouterr().err
+
+
+def test_with_a_port_only_those_connections_wait_for_their_address_and_are_tickled(
+        tmp_path, monkeypatch):
+    """The MooseFS master with two floating addresses: its chunkservers' address is here
+    already, its clients' comes later; the clients' tickles (PORT 9421) wait for theirs."""
+    listed = tmp_path / "connections"
+    listed.write_text("10.213.0.101 9420 10.213.0.50 41000\n"
+                      "10.213.0.100 9421 10.213.0.50 41002\n")
+    listed.chmod(0o644)
+    waited, sent = [], []
+    monkeypatch.setattr(tickle, "wait_for_address",
+                        lambda connections, wait: waited.append(connections) or True)
+    monkeypatch.setattr(tickle, "send_tickles", lambda connections: sent.append(connections))
+    assert tickle.main([str(listed), "5", "9421"]) == 0
+    assert waited == sent == [[("10.213.0.100", 9421, "10.213.0.50", 41002)]]
+    assert tickle.main([str(listed), "5", "a-port"]) == 2
