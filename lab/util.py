@@ -90,21 +90,12 @@ def step(name, explain=None):
 
 def stop_own_process(pid_file, marker, sig, timeout=2.0):
     """Signal the pid written first in pid_file only if its command line carries marker (a
-    pid reused by something else is left alone), and wait until it is gone (reaping it
-    when it is this process's child). False when there was nothing of ours to stop."""
-    import os
+    pid reused by something else is left alone), and wait until it is gone (the agents'
+    own helper, ocf_agents.ocf.stop_own_process). False when there was nothing of ours to
+    stop."""
+    from ocf_agents.ocf import stop_own_process as stop_pid
     try:
         pid = int(Path(pid_file).read_text().split()[0])
-        if marker.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return False
-        os.kill(pid, sig)
     except (OSError, ValueError, IndexError):
         return False
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.02)
-    return True
+    return stop_pid(pid, marker, sig, timeout)

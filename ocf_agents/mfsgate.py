@@ -156,20 +156,10 @@ class ClientGate:
     def stop_opener(self, wait=2.0):
         """End a waiting opener (it would open the gate of a master being stopped)."""
         import signal
+        from ocf_agents.ocf import stop_own_process
         closed = self.read_marker()
-        if closed is None or not self.opener_alive(closed[1]):
-            return
-        try:
-            os.kill(closed[1], signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        from ocf_agents.ocf import read_file
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            stat = read_file(f"/proc/{closed[1]}/stat", "") or ""
-            if stat.rsplit(")", 1)[-1].split()[:1] in ([], ["Z"]):
-                return      # gone, or dead and waiting for whoever reaps it
-            time.sleep(0.01)
+        if closed is not None and closed[1]:
+            stop_own_process(closed[1], "ocf_agents.mfsgate", signal.SIGTERM, wait)
 
     def discard(self):
         """After the master stopped (or never started): nothing of the gate is left."""

@@ -696,6 +696,32 @@ def spawn_detached(module, args):
                           env, file_actions=actions, setsid=True)
 
 
+def stop_own_process(pid, marker, sig, timeout=2.0):
+    """Send sig to pid only if its command line carries marker (a pid reused by something
+    else is left alone), then wait up to timeout until it is gone (a zombie is gone: its
+    parent reaps it; reaped here when it is this process's child). False when there was
+    nothing of ours to stop."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if marker.encode() not in f.read():
+                return False
+        os.kill(pid, sig)
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+        except ChildProcessError:
+            pass
+        stat_line = read_file(f"/proc/{pid}/stat", "") or ""
+        if stat_line.rsplit(")", 1)[-1].split()[:1] in ([], ["Z"]):
+            break
+        time.sleep(0.01)
+    return True
+
+
 def _wait_child(pid, deadline):
     # Output closed: the child is (nearly always) exiting now, so look again soon.
     pause = 0.0005
