@@ -1,6 +1,6 @@
 """The VM rig's pieces that need no VM: the initramfs archive, module ordering, the
-kernel extraction's refusal, the guest agent's requests over the host channel, and the
-fence agent's option parsing.  (The VMs themselves are exercised by tests/lab/vm.)"""
+kernel extraction's refusal, the guest agent's requests over the host channel, the
+fence agent's option parsing and the first-boot seed.  (The VMs themselves are exercised by tests/lab/vm.)"""
 import json
 import socket
 import stat
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from rigs.vm import channel, guest, kernel, power
+from rigs.vm import channel, guest, kernel, machine, power
 
 
 def test_cpio_archive_is_newc_with_aligned_entries_and_a_trailer():
@@ -134,3 +134,26 @@ def test_power_switch_refuses_a_wrong_password_and_unknown_vms(tmp_path):
     assert switch.handle("abc off node9", "10.213.0.2") == "ERROR node9 is not a lab VM"
     assert switch.handle("abc explode node1", "10.213.0.2").startswith("ERROR unknown action")
     assert not (tmp_path / "fence.log").exists()   # nothing was powered
+
+
+def test_the_seed_masks_the_boot_units_and_generators_the_lab_vms_do_without(tmp_path):
+    machine.VM._write_seed(tmp_path, "node1", "127.0.0.1 localhost\n", tmp_path / "lab")
+    etc = tmp_path / "seed" / "etc" / "systemd"
+    for unit in machine.MASKED:
+        assert (etc / "system" / unit).is_symlink(), unit
+        assert str((etc / "system" / unit).readlink()) == "/dev/null"
+    for generator in machine.MASKED_GENERATORS:
+        assert str((etc / "system-generators" / generator).readlink()) == "/dev/null"
+    # what the lab's stacks need stays: the daemons' syslog, FUSE for MooseFS's client,
+    # DRBD's module at boot, the NFS generators, the units the stacks start
+    masked = set(machine.MASKED) | set(machine.MASKED_GENERATORS)
+    for needed in ("systemd-journald.service", "systemd-journald-dev-log.socket",
+                   "modprobe@fuse.service", "kmod-static-nodes.service",
+                   "systemd-modules-load.service", "systemd-tmpfiles-setup.service",
+                   "dbus.service", "rpcbind.socket", "rpc-statd.service",
+                   "rpc-statd-notify.service", "run-rpc_pipefs.mount",
+                   "nfs-server-generator", "rpc-pipefs-generator",
+                   *machine.NOT_AT_BOOT):
+        assert needed not in masked, needed
+    # a second seed of the same VM (a lab made again) keeps them
+    machine.VM._write_seed(tmp_path, "node1", "127.0.0.1 localhost\n", tmp_path / "lab")
