@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     cluster = Cluster.load(LAB_DIR)
-    if cluster is None or cluster.stack not in ("mfs", "mfs-1vip") or cluster.backend != "ns":
+    if cluster is None or cluster.stack not in ("mfs", "mfs-2vip") or cluster.backend != "ns":
         sys.exit("needs a running namespace lab with the MooseFS stack: "
                  "python3 -m lab up --stack mfs")
     stack = STACKS[cluster.stack]()

@@ -599,16 +599,15 @@ class NfsResourceAgentsStack(NfsDrbdStack):
 
 
 class MfsDrbdStack(DrbdMixin, Stack):
-    """pcs-examples/mfs.sh (STORAGE=drbd, SERVER_VIP): DRBD -> ext4 on DATA_PATH ->
-    the chunkservers' VIP -> ocf:pyha:mfsmaster -> the clients' VIP.  Two chunkservers
-    and a FUSE client run on a third machine ("client") and reach the master only
-    through their VIPs."""
+    """pcs-examples/mfs.sh (STORAGE=drbd): DRBD -> ext4 on DATA_PATH ->
+    ocf:pyha:mfsmaster -> VIP.  Two chunkservers and a FUSE client run on a third
+    machine ("client") and reach the master only through the VIP."""
 
     name = "mfs"
     promotable = "drbd-r0"
     service_process = "mfsmaster"
     vip = f"{SUBNET}.{FIRST_VIP}"
-    server_vip = f"{SUBNET}.{FIRST_VIP + 1}"    # MASTER_HOST of the chunkservers
+    server_vip = None           # MASTER_HOST of the chunkservers, when not the VIP
     data_path = "/srv/mfs"      # = DATA_PATH and the DRBD filesystem's mount point
     mnt = "/tmp/mfs"            # the FUSE mount, inside the client machine
 
@@ -779,14 +778,14 @@ class MfsDrbdStack(DrbdMixin, Stack):
         return self.drbd_state(cluster, node.name) == ("Secondary", "UpToDate")
 
 
-class MfsOneAddressStack(MfsDrbdStack):
-    """The MooseFS stack with one floating address for chunkservers and clients alike (after
-    the master): the layout before SERVER_VIP, kept to measure against."""
+class MfsTwoAddressStack(MfsDrbdStack):
+    """The MooseFS stack with SERVER_VIP: the chunkservers' own address before the master,
+    the clients' after it (start lets the clients in before their address comes up)."""
 
-    name = "mfs-1vip"
-    server_vip = None
+    name = "mfs-2vip"
+    server_vip = f"{SUBNET}.{FIRST_VIP + 1}"
 
 
 STACKS = {"stateful": StatefulStack, "drbd": DrbdStack, "nfs": NfsDrbdStack,
           "nfs-ra": NfsResourceAgentsStack,
-          "mfs": MfsDrbdStack, "mfs-1vip": MfsOneAddressStack}
+          "mfs": MfsDrbdStack, "mfs-2vip": MfsTwoAddressStack}
