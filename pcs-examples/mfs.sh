@@ -124,4 +124,4 @@ esac
 pcs -f "$cib" resource meta mfs-master migration-threshold=1 resource-stickiness=200
 
 pcs cluster cib-push "$cib" --config
-echo "created group mfs (VIP $VIP${SERVER_VIP:+, chunkservers' VIP $SERVER_VIP}, ocf:pyha:mfsmaster, storage: $STORAGE)"
+echo "created group mfs (VIP $VIP${SERVER_VIP:+, chunkserver VIP $SERVER_VIP}, ocf:pyha:mfsmaster, storage: $STORAGE)"
