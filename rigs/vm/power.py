@@ -156,15 +156,24 @@ def fence_main(argv=None, stdin=None):
 
 
 def install_fence_agent(path, repo_root):
-    """The fence agent as a small program (guests see it through the host's root)."""
+    """The fence agent as a small program (guests see it through the host's root). Its
+    metadata is answered without importing anything: pacemaker-fenced gives that call 10 s,
+    and under emulation on a loaded host an interpreter with site-packages and this package
+    read through the guests' share did not always make it (a VM lab's setup failed so)."""
     path = Path(path)
     path.write_text(
-        "#!/usr/bin/python3\n"
+        "#!/usr/bin/python3 -IS\n"
         f"# {AGENT_NAME}: fence device of the ocf-agents lab's VMs (installed by the lab)\n"
         "import sys\n"
+        "args = sys.argv[1:]\n"
+        "stdin = [] if args else sys.stdin.readlines()\n"
+        "asked = set(args) | {line.strip() for line in stdin}\n"
+        "if asked & {'metadata', '--action=metadata', 'action=metadata', 'option=metadata'}:\n"
+        f"    sys.stdout.write({METADATA!r})\n"
+        "    sys.exit(0)\n"
         f"sys.path.insert(0, {str(repo_root)!r})\n"
         "from rigs.vm.power import fence_main\n"
-        "sys.exit(fence_main())\n")
+        "sys.exit(fence_main(args, stdin))\n")
     path.chmod(0o755)
 
 

@@ -157,3 +157,28 @@ def test_the_seed_masks_the_boot_units_and_generators_the_lab_vms_do_without(tmp
         assert needed not in masked, needed
     # a second seed of the same VM (a lab made again) keeps them
     machine.VM._write_seed(tmp_path, "node1", "127.0.0.1 localhost\n", tmp_path / "lab")
+
+
+def test_the_installed_fence_agent_answers_metadata_without_importing_the_lab(tmp_path):
+    """pacemaker-fenced gives the metadata call 10 s; under emulation the lab's package,
+    read through the guests' share, did not always load in time. The installed program
+    answers it from its own text (here with a repository that does not exist), and passes
+    every other action to fence_main."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    nowhere = tmp_path / "agent-without-repo"
+    power.install_fence_agent(nowhere, tmp_path / "no-such-repo")
+    for argv, stdin in ((["-o", "metadata"], ""), ([], "action=metadata\n"),
+                        ([], "option=metadata\nport=node1\n")):
+        done = subprocess.run([sys.executable, "-IS", str(nowhere), *argv], input=stdin,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == power.METADATA
+    assert nowhere.read_text().startswith("#!/usr/bin/python3 -IS\n")
+    real = tmp_path / "agent"
+    power.install_fence_agent(real, Path(power.__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-IS", str(real)], input=(
+        "action=off\nplug=node1\nipaddr=127.0.0.1\nipport=1\n"), capture_output=True,
+        text=True, timeout=30)
+    assert done.returncode == power.EC_ERROR and "power switch unreachable" in done.stderr
