@@ -42,6 +42,9 @@ GATE_CAP_S = 20
 REGISTRATION_S = 0.2
 GATE_HOST = "127.0.0.1"
 POLL_S = 0.05
+# In the opener's command line (spawn_detached runs this module): how monitor and stop
+# know a pid in the marker is still our opener.
+OPENER_MARK = "ocf_agents.mfsgate"
 
 
 def gate_decision(elapsed, since_first_back, connected, disconnected, cap=GATE_CAP_S):
@@ -124,7 +127,7 @@ class ClientGate:
             return False
         from ocf_agents.ocf import read_file
         cmdline = read_file(f"/proc/{pid}/cmdline", "") or ""
-        return "ocf_agents.mfsgate" in cmdline
+        return OPENER_MARK in cmdline
 
     def open(self, cfg, master_pid, wait=2.0):
         """Let the clients in: the master's configuration becomes the user's file again and
@@ -159,7 +162,7 @@ class ClientGate:
         from ocf_agents.ocf import stop_own_process
         closed = self.read_marker()
         if closed is not None and closed[1]:
-            stop_own_process(closed[1], "ocf_agents.mfsgate", signal.SIGTERM, wait)
+            stop_own_process(closed[1], OPENER_MARK, signal.SIGTERM, wait)
 
     def discard(self):
         """After the master stopped (or never started): nothing of the gate is left."""
