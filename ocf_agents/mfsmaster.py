@@ -42,8 +42,9 @@ from ocf_agents.moosefs import (
     newest_change, terminate_master, wait_for_lock_release,
 )
 from ocf_agents.mfsrestore import (
-    check_against_record, check_same_history, read_record, record_name, remember_metaid,
-    remembered_metaid, restore, write_record,
+    begin_record, check_against_record, check_same_history, finish_record, prefetch_record,
+    read_record, record_name, remember_metaid, remembered_metaid, restore, undo_record,
+    write_record,
 )
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
@@ -128,6 +129,7 @@ def start(res):
                            "which does not answer on the client port")
     if not os.path.isdir(cfg.data_path):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
+    prefetch_record(res)    # the CIB answers while the checks below run
     gate.discard()      # an earlier master's, gone with it
     from ocf_agents.mfsgate import client_port_problem
     # Behind the gate the master binds its client port only after the restore: a port it
@@ -169,7 +171,15 @@ def start_master(res, cfg):
         res.log.info(f"metadata.mfs is current (version {version}): no restore needed")
         check_against_record(res, metaid, version, "metadata.mfs")
         check_same_history(res, local, "metadata.mfs")
-        launch(res, cfg)
+        # recorded while the master loads it (see restore_while_starting)
+        recording = begin_record(res, cfg.data_path, metaid, version, now=True)
+        try:
+            launch(res, cfg)
+        except BaseException:
+            if lock_holder(cfg.path_in_data(LOCK_FILE)) is None:
+                undo_record(res, recording)
+            raise
+        finish_record(res, recording)
     elif not everything.metadata and highest is None:
         metaid = create_filesystem(res, cfg)
         launch(res, cfg)

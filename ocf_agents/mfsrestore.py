@@ -60,8 +60,10 @@ def read_record(res):
     metadata this node has, however old, and write the lower version back.
     """
     if not hasattr(res, "mfs_record"):
+        query = getattr(res, "mfs_record_query", None) or \
+            res.begin_cluster_attribute(record_name(res))
         try:
-            value = res.cluster_attribute(record_name(res))
+            value = query.result()
         except AttributeUnreadable as err:
             raise OCFError(ERR_GENERIC,
                            f"cannot read the cluster's record of the metadata version "
@@ -70,6 +72,13 @@ def read_record(res):
                            "answers") from None
         res.mfs_record = None if value is None else parse_record(res, value)
     return res.mfs_record
+
+
+def prefetch_record(res):
+    """Ask the cluster for its record now, read it later (read_record): start's checks of
+    DATA_PATH run meanwhile instead of waiting on the CIB's round trip."""
+    if not hasattr(res, "mfs_record") and not hasattr(res, "mfs_record_query"):
+        res.mfs_record_query = res.begin_cluster_attribute(record_name(res))
 
 
 def parse_record(res, value):
@@ -107,26 +116,66 @@ def write_record(res, data_path, metaid, version, now=False):
     every monitor would fork crm_attribute. The price is a record up to record_every behind
     the master, which matters only for a source that lags by less than that (a node down
     for longer is refused all the same)."""
+    finish_record(res, begin_record(res, data_path, metaid, version, now))
+
+
+def begin_record(res, data_path, metaid, version, now=False):
+    """write_record() started: crm_attribute runs while the agent goes on; finish_record
+    (or undo_record) completes it. None when nothing is to be written."""
     cache = res.state_path(f"{res.instance_without_clone_suffix}.recorded")
     ident = f"{metaid:X}" if metaid is not None else ""
     cached = (read_file(cache) or "").split(":")
     if len(cached) >= 2 and cached[0] == ident and cached[1].isdigit():
         if int(cached[1]) == version:
-            return
+            return None
         if int(cached[1]) > version and not (now and loss_accepted(res)):
-            return      # never downwards
+            return None     # never downwards
         if not now:
             try:
                 if time.time() - os.stat(cache).st_mtime < res.params.record_every:
-                    return
+                    return None
             except OSError:
                 pass
     value = f"{ident}:{version}"
     newest = newest_change(data_path)
     if newest is not None:
         value += f":{newest[0]}:{change_digest(newest[1]):08X}"
-    if res.cluster_attribute(record_name(res), value):
+    return cache, value, res.begin_cluster_attribute(record_name(res), value)
+
+
+def finish_record(res, started):
+    """Wait for begin_record's crm_attribute; remember the value once the cluster has it."""
+    if started is None:
+        return False
+    cache, value, pending = started
+    if pending.result():
         write_file_atomically(cache, value)
+        return True
+    return False
+
+
+def undo_record(res, started):
+    """Put back the record begin_record replaced (a start that failed leaves the cluster's
+    record as it found it); logged, never raised: the start's own failure is the reason."""
+    if not finish_record(res, started):
+        return
+    cache, value, _ = started
+    previous = read_record(res)
+    try:
+        if previous is None:
+            done = res.cluster_attribute(record_name(res), delete=True)
+            if done:
+                os.unlink(cache)
+        else:
+            done = res.cluster_attribute(record_name(res), previous.raw)
+            if done:
+                write_file_atomically(cache, previous.raw)
+    except (OSError, OCFError):
+        done = False
+    if not done:
+        res.log.error(f"the failed start could not put the cluster's record "
+                      f"{record_name(res)} back to {previous.raw if previous else 'unset'}: "
+                      f"it stays {value} (the version DATA_PATH's files reach)")
 
 
 def remember_metaid(res, metaid):
@@ -283,8 +332,13 @@ def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
     talks to the master before its version has been checked.
     """
     changes = DataPathChanges(cfg)
+    recording = None
     try:
         place_sources(res, cfg, inventory, changes, pieces)
+        # DATA_PATH now holds every change up to the version expected: the record goes up
+        # while mfsmaster loads them (the CIB's round trip is hidden in the load), and is
+        # put back if the start fails after all.
+        recording = begin_record(res, cfg.data_path, metaid, expected, now=True)
         launch(res, cfg, auto_restore=True, origins=changes.origins)
         _, info = master_status(res, cfg)
         if info is None:
@@ -296,7 +350,9 @@ def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
                 changes.undo()
             except OSError as err:  # the reason the restore failed stays the exit reason
                 res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
+            undo_record(res, recording)
         raise
+    finish_record(res, recording)
     prune_replaced(cfg)
     return info.metaversion
 

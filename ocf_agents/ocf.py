@@ -505,18 +505,16 @@ class Resource:
         OCFError(ERR_INSTALLED) unless missing_ok. A timed-out command is
         killed with its whole process group and reports rc None.
         """
+        return self.begin(argv, timeout, stdin, quiet, missing_ok, env).result()
+
+    def begin(self, argv, timeout=None, stdin=None, quiet=False, missing_ok=False, env=None):
+        """run() started now and finished by the returned Pending's result() (which
+        returns or raises what run() would): a command whose answer is needed only later
+        runs while the agent goes on. The timeout counts from here."""
         left = max(0.5, self.time_left() - 1.0)
         timeout = left if timeout is None else min(timeout, left)
-        result = run_command(argv, timeout=timeout, stdin=stdin, env=env)
-        self.log.trace(f"run {argv!r} -> rc={result.rc} in {result.duration * 1000:.1f} ms")
-        if result.missing:
-            if missing_ok:
-                return result
-            raise OCFError(ERR_INSTALLED, f"{argv[0]} is not installed (not found on PATH)")
-        if result.rc != 0 and not quiet:
-            what = "timed out" if result.timed_out else f"exited {result.rc}"
-            self.log.warning(f"{' '.join(argv)} {what}: {result.err.strip() or result.out.strip()}")
-        return result
+        return Pending(self, start_command(argv, stdin=stdin, env=env), timeout, quiet,
+                       missing_ok)
 
     # -- state, locks, attributes -------------------------------------------
     def state_path(self, name):
@@ -551,7 +549,7 @@ class Resource:
         """Set, delete or (value None) read a node attribute with crm_attribute (None when
         not set; AttributeUnreadable when crm_attribute cannot answer)."""
         return self._crm_attribute(["--lifetime", lifetime], name,
-                                   ["--node", node or self.node_name], value, delete)
+                                   ["--node", node or self.node_name], value, delete).result()
 
     def cluster_attribute(self, name, value=None, delete=False):
         """Set, delete or (value None) read a cluster-wide crm_config attribute.
@@ -559,6 +557,12 @@ class Resource:
         Reading an attribute that is not set returns None; one that cannot be read
         raises AttributeUnreadable.
         """
+        return self.begin_cluster_attribute(name, value, delete).result()
+
+    def begin_cluster_attribute(self, name, value=None, delete=False):
+        """cluster_attribute() started now: its answer (or exception) comes from the
+        returned object's result(), so crm_attribute's round trip to the CIB can overlap
+        the agent's own work."""
         return self._crm_attribute(["--type", "crm_config"], name, [], value, delete)
 
     def _crm_attribute(self, scope, name, target, value, delete):
@@ -569,18 +573,9 @@ class Resource:
             argv += ["--update", str(value)]
         else:
             argv.append("--query")
-        result = self.run(argv, timeout=min(max(self.time_left() - 1, 1), 30),
-                          quiet=value is None and not delete)
-        if value is None and not delete:
-            if result.rc == 0:
-                return result.out.strip()
-            if result.rc in ATTRIBUTE_NOT_SET and not result.timed_out:
-                return None
-            what = "timed out" if result.timed_out else f"exited {result.rc}"
-            detail = " ".join(result.err.split())[:200]
-            raise AttributeUnreadable(ERR_GENERIC, f"crm_attribute --query {name}: {what}"
-                                                   f"{': ' + detail if detail else ''}")
-        return result.rc == 0
+        query = value is None and not delete
+        return AttributePending(self.begin(argv, timeout=min(max(self.time_left() - 1, 1), 30),
+                                           quiet=query), name, query)
 
     def set_promotion_score(self, score):
         """Promotion score for this clone instance on this node (None deletes it)."""
@@ -591,6 +586,55 @@ class Resource:
 
     def close(self):
         self.log.close()
+
+
+class AttributePending:
+    """A crm_attribute call started by Resource._crm_attribute; result() is the attribute's
+    value (a query: None when not set, AttributeUnreadable when there is no answer) or
+    whether the change was made."""
+
+    def __init__(self, pending, name, query):
+        self.pending, self.name, self.query = pending, name, query
+
+    def result(self):
+        result = self.pending.result()
+        if self.query:
+            if result.rc == 0:
+                return result.out.strip()
+            if result.rc in ATTRIBUTE_NOT_SET and not result.timed_out:
+                return None
+            what = "timed out" if result.timed_out else f"exited {result.rc}"
+            detail = " ".join(result.err.split())[:200]
+            raise AttributeUnreadable(ERR_GENERIC, f"crm_attribute --query {self.name}: {what}"
+                                                   f"{': ' + detail if detail else ''}")
+        return result.rc == 0
+
+
+class Pending:
+    """A command Resource.begin() started; result() waits for it (once)."""
+
+    def __init__(self, res, command, timeout, quiet, missing_ok):
+        self.res, self.command, self.timeout = res, command, timeout
+        self.quiet, self.missing_ok = quiet, missing_ok
+        self.completed = None
+
+    def result(self):
+        if self.completed is None:
+            self.completed = self._collect()
+        return self.completed
+
+    def _collect(self):
+        argv, log = self.command.argv, self.res.log
+        result = self.command.wait(self.timeout)
+        log.trace(f"run {argv!r} -> rc={result.rc} in {result.duration * 1000:.1f} ms")
+        if result.missing:
+            if self.missing_ok:
+                return result
+            raise OCFError(ERR_INSTALLED, f"{argv[0]} is not installed (not found on PATH)")
+        if result.rc != 0 and not self.quiet:
+            what = "timed out" if result.timed_out else f"exited {result.rc}"
+            log.warning(f"{' '.join(argv)} {what}: {result.err.strip() or result.out.strip()}")
+        return result
 
 
 class Completed:
@@ -609,75 +653,103 @@ class Completed:
 
 def run_command(argv, timeout=30.0, stdin=None, env=None):
     """posix_spawn argv with captured output, bounded by timeout (seconds)."""
-    import select
-    if not argv or not all(isinstance(a, str) for a in argv):
-        raise TypeError("argv must be a non-empty list of strings")
-    started = time.monotonic()
-    child_env = dict(os.environ if env is None else env)
-    child_env.setdefault("LC_ALL", "C")
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe()
-    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-               (os.POSIX_SPAWN_DUP2, err_w, 2)]
-    for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
-        actions.append((os.POSIX_SPAWN_CLOSE, fd))
-    try:
-        pid = os.posix_spawnp(argv[0], argv, child_env, file_actions=actions, setpgroup=0)
-    except FileNotFoundError:
+    return start_command(argv, stdin=stdin, env=env).wait(timeout)
+
+
+def start_command(argv, stdin=None, env=None):
+    """argv spawned now, as a StartedCommand; every command an agent runs starts here (tests
+    replace it to see, or refuse, what an agent would run)."""
+    return StartedCommand(argv, stdin=stdin, env=env)
+
+
+class StartedCommand:
+    """argv spawned now (posix_spawn, its own process group, output captured); wait()
+    collects it as a Completed. Lets an agent overlap a command whose answer it needs only
+    later with its own work."""
+
+    def __init__(self, argv, stdin=None, env=None):
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise TypeError("argv must be a non-empty list of strings")
+        self.argv = argv
+        self.started = time.monotonic()
+        self.pid = None
+        child_env = dict(os.environ if env is None else env)
+        child_env.setdefault("LC_ALL", "C")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe()
+        actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+                   (os.POSIX_SPAWN_DUP2, err_w, 2)]
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            actions.append((os.POSIX_SPAWN_CLOSE, fd))
+        try:
+            self.pid = os.posix_spawnp(argv[0], argv, child_env, file_actions=actions,
+                                       setpgroup=0)
+        except FileNotFoundError:
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            return
+        os.close(in_r)
+        os.close(out_w)
+        os.close(err_w)
+        if stdin:
+            try:
+                os.write(in_w, stdin.encode() if isinstance(stdin, str) else stdin)
+            except OSError:
+                pass
+        os.close(in_w)
+        self.out_r, self.err_r = out_r, err_r
+
+    def wait(self, timeout):
+        """The Completed, waiting at most until timeout seconds after the spawn (then the
+        whole process group is killed)."""
+        import select
+        argv, started = self.argv, self.started
+        if self.pid is None:
+            return Completed(argv, 127, "", f"{argv[0]}: not found", 0.0, missing=True)
+        pid, out_r, err_r = self.pid, self.out_r, self.err_r
+        chunks = {out_r: [], err_r: []}
+        poller = select.poll()
+        for fd in chunks:
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+        open_fds = set(chunks)
+        timed_out = False
+        while open_fds:
+            left = started + timeout - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for fd, _event in poller.poll(left * 1000):
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+        if timed_out:
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                pass
+        status = _wait_child(pid, max(time.monotonic(), started + timeout) +
+                             (5 if not timed_out else 2))
+        for fd in chunks:
             os.close(fd)
-        return Completed(argv, 127, "", f"{argv[0]}: not found", 0.0, missing=True)
-    os.close(in_r)
-    os.close(out_w)
-    os.close(err_w)
-    if stdin:
-        try:
-            os.write(in_w, stdin.encode() if isinstance(stdin, str) else stdin)
-        except OSError:
-            pass
-    os.close(in_w)
-    chunks = {out_r: [], err_r: []}
-    poller = select.poll()
-    for fd in chunks:
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-    open_fds = set(chunks)
-    timed_out = False
-    while open_fds:
-        left = started + timeout - time.monotonic()
-        if left <= 0:
+        if status is None:
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                pass
+            status = _wait_child(pid, time.monotonic() + 2)
             timed_out = True
-            break
-        for fd, _event in poller.poll(left * 1000):
-            data = os.read(fd, 65536)
-            if data:
-                chunks[fd].append(data)
-            else:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-    if timed_out:
-        try:
-            os.killpg(pid, 9)
-        except OSError:
-            pass
-    status = _wait_child(pid, started + timeout + (5 if not timed_out else 2))
-    for fd in chunks:
-        os.close(fd)
-    if status is None:
-        try:
-            os.killpg(pid, 9)
-        except OSError:
-            pass
-        status = _wait_child(pid, time.monotonic() + 2)
-        timed_out = True
-    rc = None if timed_out else os.waitstatus_to_exitcode(status)
-    if rc is not None and rc < 0:
-        rc = 128 - rc  # killed by a signal: the shell's convention
-    err = b"".join(chunks[err_r]).decode(errors="replace")
-    if timed_out:  # agents quote err in their exit reasons: say why there is no answer
-        err += f"{argv[0]}: timed out after {timeout:.1f} s (killed)\n"
-    return Completed(argv, rc, b"".join(chunks[out_r]).decode(errors="replace"), err,
-                     time.monotonic() - started, timed_out=timed_out)
+        rc = None if timed_out else os.waitstatus_to_exitcode(status)
+        if rc is not None and rc < 0:
+            rc = 128 - rc  # killed by a signal: the shell's convention
+        err = b"".join(chunks[err_r]).decode(errors="replace")
+        if timed_out:  # agents quote err in their exit reasons: say why there is no answer
+            err += f"{argv[0]}: timed out after {timeout:.1f} s (killed)\n"
+        return Completed(argv, rc, b"".join(chunks[out_r]).decode(errors="replace"), err,
+                         time.monotonic() - started, timed_out=timed_out)
 
 
 def spawn_detached(module, args):
@@ -959,7 +1031,10 @@ class Log:
 
     def trace(self, message):
         if self.trace_file:
-            self.trace_file.write(f"+ {time.strftime('%T')} {message}\n")
+            # milliseconds: a trace is read to find where an action's time went
+            now = time.time()
+            self.trace_file.write(f"+ {time.strftime('%T', time.localtime(now))}"
+                                  f".{int(now * 1000) % 1000:03d} {message}\n")
 
     def debug_traceback(self):
         import traceback

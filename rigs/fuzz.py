@@ -56,14 +56,23 @@ VALUES = st.one_of(
 
 
 class Tripwire:
-    """Stands in for ocf.run_command: records argv, runs nothing."""
+    """Stands in for ocf.start_command: records argv, runs nothing (every command
+    answers exit 1)."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, argv, timeout=30.0, stdin=None, env=None):
+    def __call__(self, argv, stdin=None, env=None):
         self.calls.append(list(argv))
-        return ocf.Completed(argv, 1, "", "refused by the test tripwire", 0.0)
+        return Refused(argv)
+
+
+class Refused:
+    def __init__(self, argv):
+        self.argv = argv
+
+    def wait(self, timeout):
+        return ocf.Completed(self.argv, 1, "", "refused by the test tripwire", 0.0)
 
 
 class Sandbox:
@@ -121,7 +130,7 @@ def check_case(name, rules, param, value, action, monkeypatch, root):
     params = setup(sandbox, monkeypatch)
     params[param] = value
     tripwire = Tripwire()
-    monkeypatch.setattr(ocf, "run_command", tripwire)
+    monkeypatch.setattr(ocf, "start_command", tripwire)
     written = []
     real_write = ocf.write_file_atomically
 

@@ -261,12 +261,17 @@ def changelog_hiding_mfsmaster(tmp_path):
 
 def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent, crashed,
                                                                       tmp_path):
+    """...and the cluster's record, raised while mfsmaster loaded the changes, is put back
+    as it was."""
     crashed.kill()
     sources = snapshot(crashed.metalogger), snapshot(crashed.data)
+    record = agent.recorded()
+    assert record is not None
     code, err = agent("start", config=crashed.standby, mfsmaster=changelog_hiding_mfsmaster(
         tmp_path), metadata_sources=f"{crashed.metalogger} {crashed.data}")
     assert_refused_and_untouched(lab, agent, crashed, code, err, "refusing a restore that drops")
     assert (snapshot(crashed.metalogger), snapshot(crashed.data)) == sources
+    assert agent.recorded() == record
 
 
 def test_a_short_restore_in_place_is_refused_and_the_directory_put_back_byte_for_byte(

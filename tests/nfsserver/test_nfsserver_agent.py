@@ -57,7 +57,7 @@ def test_state_on_the_nodes_own_root_filesystem_is_refused(monkeypatch, tmp_path
     (or the state would die with the node). Refused before anything is stopped or mounted."""
     from ocf_agents import nfsserver, ocf
     calls = []
-    monkeypatch.setattr(ocf, "run_command", lambda argv, **kw: calls.append(argv))
+    monkeypatch.setattr(ocf, "start_command", lambda argv, **kw: calls.append(argv))
     monkeypatch.setattr(nfsd, "ROOT", str(tmp_path))
     monkeypatch.setattr(nfsd, "kernel_has_nfsd", lambda: True)
     monkeypatch.setattr(nfsd, "pids_named", lambda *names: [])

@@ -248,6 +248,38 @@ def test_missing_program_through_resource_run_is_not_installed(monkeypatch, caps
     assert "pyha-no-such-program is not installed" in exit_reason(out)
 
 
+def test_begun_commands_run_while_the_agent_goes_on(monkeypatch, capsys):
+    """begin(): two commands of 1 s each, started one after the other, finish together
+    (one after the other would take 2 s); result() is what run() returns, once."""
+    seen = {}
+
+    def start(res):
+        started = time.monotonic()
+        first = res.begin(["sh", "-c", "sleep 1; echo one"])
+        second = res.begin(["sh", "-c", "sleep 1; echo two; exit 3"], quiet=True)
+        seen["begun in"] = time.monotonic() - started
+        seen["results"] = (first.result().out, second.result().out, second.result().rc)
+        seen["both in"] = time.monotonic() - started
+        assert first.result() is first.result()
+        return 0
+    code, _ = run_toy(monkeypatch, capsys, ["start"], agent=toy_agent(handler=start),
+                      OCF_RESKEY_name="x")
+    assert code == 0
+    assert seen["results"] == ("one\n", "two\n", 3)
+    assert seen["begun in"] < 0.9 and seen["both in"] < 1.9
+
+
+def test_a_begun_missing_program_is_not_installed_when_its_result_is_asked(monkeypatch,
+                                                                          capsys):
+    def start(res):
+        pending = res.begin(["pyha-no-such-program"])
+        pending.result()
+    code, out = run_toy(monkeypatch, capsys, ["start"], agent=toy_agent(handler=start),
+                        OCF_RESKEY_name="x")
+    assert code == ocf.ERR_INSTALLED
+    assert "pyha-no-such-program is not installed" in exit_reason(out)
+
+
 def test_action_timeout_bounds_commands(monkeypatch, capsys):
     def start(res):
         result = res.run(["sleep", "30"])
