@@ -37,9 +37,9 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, Inventory, MasterConfig, copy_owned, kill_master, launch, lock_holder,
-    master_status, master_uptime, metadata_header, metadata_version, metaid_from_changelog,
-    newest_change, terminate_master, wait_for_lock_release,
+    LOCK_FILE, Inventory, MasterConfig, copy_owned, kill_master, last_line, launch,
+    lock_holder, master_status, master_uptime, metadata_header, metadata_version,
+    metaid_from_changelog, newest_change, terminate_master, wait_for_lock_release,
 )
 from ocf_agents.mfsrestore import (
     begin_record, check_against_record, check_same_history, finish_record, prefetch_record,
@@ -171,6 +171,7 @@ def start_master(res, cfg):
         res.log.info(f"metadata.mfs is current (version {version}): no restore needed")
         check_against_record(res, metaid, version, "metadata.mfs")
         check_same_history(res, local, "metadata.mfs")
+        rotate_changelog_behind(res, cfg, version)
         # recorded while the master loads it (see restore_while_starting)
         recording = begin_record(res, cfg.data_path, metaid, version, now=True)
         try:
@@ -196,6 +197,38 @@ def start_master(res, cfg):
     _, info = master_status(res, cfg)
     if info is not None:
         write_record(res, cfg.data_path, metaid, info.metaversion, now=True)
+
+
+def rotate_changelog_behind(res, cfg, version):
+    """Start a new changelog when changelog.0.mfs ends before metadata.mfs's version.
+
+    From the last second of its exit on, a stopping mfsmaster drops the changelog lines of
+    what it still changes (bgsaver.c: "changelog received during termination - changelog
+    line lost"; a busy filesystem's trash expiry logs a change every second); the changes
+    are only in the metadata.mfs it saves. A master started on that metadata appends to the
+    same changelog.0.mfs after the hole, and after its crash mfsmaster -a refuses the file
+    ("hole in change files"): no failover. Rotated as mfsmaster's own metadata save does
+    (changelog.N.mfs -> N+1), the old file ends below the metadata and -a skips it."""
+    current = cfg.path_in_data("changelog.0.mfs")
+    try:
+        newest = last_line(current)
+    except OSError:
+        return      # none: the master begins one
+    if newest is None or newest[0] >= version - 1:
+        return
+    numbers = []
+    for name in os.listdir(cfg.data_path):
+        middle = name[len("changelog."):-len(".mfs")]
+        if name.startswith("changelog.") and name.endswith(".mfs") and middle.isdigit():
+            numbers.append(int(middle))
+    for number in sorted(numbers, reverse=True):
+        os.rename(cfg.path_in_data(f"changelog.{number}.mfs"),
+                  cfg.path_in_data(f"changelog.{number + 1}.mfs"))
+    res.log.warning(f"changelog.0.mfs ends at change {newest[0]} but metadata.mfs is at version "
+                    f"{version}: the previous master dropped changes {newest[0] + 1}-{version - 1} "
+                    "from its changelog while it exited (they are in metadata.mfs); rotated it "
+                    "to changelog.1.mfs so that this master's changes start a new file (after "
+                    "that hole a restore would fail)")
 
 
 # The clients, chunkservers and metaloggers connected to the master, recorded by monitor
