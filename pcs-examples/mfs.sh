@@ -24,8 +24,9 @@
 # version it serves. The master listens on * (MATO*_LISTEN_HOST default), so it needs no VIP.
 # It also goes first when the group stops, and must: a stopping mfsmaster serves for ~3 s
 # more, but from its third second on drops the changelog lines of what it still changes
-# ("changelog received during termination - changelog line lost"; they are only in the
-# metadata.mfs it saves at exit). With the address stopped after the master (tried, measured
+# ("changelog received during termination - changelog line lost", with the default
+# CHANGELOG_SAVE_MODE = 0; they are only in the metadata.mfs it saves at exit). With the
+# address stopped after the master (tried, measured
 # in the lab) clients wrote in that second, the changelog got a hole, the next master appended
 # after it, and the restore after the next crash failed on the hole (README).
 #
