@@ -37,14 +37,13 @@ import os
 import time
 
 from ocf_agents.moosefs import (
-    LOCK_FILE, Inventory, MasterConfig, copy_owned, kill_master, last_line, launch,
-    lock_holder, master_status, master_uptime, metadata_header, metadata_version,
+    LOCK_FILE, Inventory, MasterConfig, changelog_number, copy_owned, kill_master, last_line,
+    launch, lock_holder, master_status, master_uptime, metadata_header, metadata_version,
     metaid_from_changelog, newest_change, terminate_master, wait_for_lock_release,
 )
 from ocf_agents.mfsrestore import (
-    begin_record, check_against_record, check_same_history, finish_record, prefetch_record,
-    read_record, record_name, remember_metaid, remembered_metaid, restore, undo_record,
-    write_record,
+    check_against_record, check_same_history, load_recorded, prefetch_record, read_record,
+    record_name, remember_metaid, remembered_metaid, restore, write_record,
 )
 from ocf_agents.ocf import (
     ERR_CONFIGURED, ERR_GENERIC, ERR_INSTALLED, NOT_RUNNING, SUCCESS,
@@ -172,15 +171,8 @@ def start_master(res, cfg):
         check_against_record(res, metaid, version, "metadata.mfs")
         check_same_history(res, local, "metadata.mfs")
         rotate_changelog_behind(res, cfg, version)
-        # recorded while the master loads it (see restore_while_starting)
-        recording = begin_record(res, cfg.data_path, metaid, version, now=True)
-        try:
-            launch(res, cfg)
-        except BaseException:
-            if lock_holder(cfg.path_in_data(LOCK_FILE)) is None:
-                undo_record(res, recording)
-            raise
-        finish_record(res, recording)
+        load_recorded(res, cfg.data_path, metaid, version, load=lambda: launch(res, cfg),
+                      roll_back=lambda: lock_holder(cfg.path_in_data(LOCK_FILE)) is None)
     elif not everything.metadata and highest is None:
         metaid = create_filesystem(res, cfg)
         launch(res, cfg)
@@ -216,12 +208,8 @@ def rotate_changelog_behind(res, cfg, version):
         return      # none: the master begins one
     if newest is None or newest[0] >= version - 1:
         return
-    numbers = []
-    for name in os.listdir(cfg.data_path):
-        middle = name[len("changelog."):-len(".mfs")]
-        if name.startswith("changelog.") and name.endswith(".mfs") and middle.isdigit():
-            numbers.append(int(middle))
-    for number in sorted(numbers, reverse=True):
+    numbers = [changelog_number(name) for name in os.listdir(cfg.data_path)]
+    for number in sorted((n for n in numbers if n is not None), reverse=True):
         os.rename(cfg.path_in_data(f"changelog.{number}.mfs"),
                   cfg.path_in_data(f"changelog.{number + 1}.mfs"))
     res.log.warning(f"changelog.0.mfs ends at change {newest[0]} but metadata.mfs is at version "
@@ -453,7 +441,11 @@ def stop(res):
     if metadata_header(current) is not None:
         try:
             version, metaid = metadata_version(res, current)
-            write_record(res, cfg.data_path, metaid, version, now=True)
+            if not write_record(res, cfg.data_path, metaid, version, now=True):
+                # the stop itself succeeded: failing it would only get this node fenced
+                res.log.warning(f"could not record the final metadata version {version} in "
+                                f"the cluster ({record_name(res)}): until this master runs "
+                                "again, a node with older metadata is not refused")
         except OCFError as err:
             res.log.warning(f"could not record the final metadata version: {err.reason}")
     return SUCCESS

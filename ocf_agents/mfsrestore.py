@@ -115,8 +115,8 @@ def write_record(res, data_path, metaid, version, now=False):
     A busy filesystem changes its version between any two monitors: without the interval
     every monitor would fork crm_attribute. The price is a record up to record_every behind
     the master, which matters only for a source that lags by less than that (a node down
-    for longer is refused all the same)."""
-    finish_record(res, begin_record(res, data_path, metaid, version, now))
+    for longer is refused all the same). Returns whether the cluster has the value."""
+    return finish_record(res, begin_record(res, data_path, metaid, version, now))
 
 
 def begin_record(res, data_path, metaid, version, now=False):
@@ -144,9 +144,10 @@ def begin_record(res, data_path, metaid, version, now=False):
 
 
 def finish_record(res, started):
-    """Wait for begin_record's crm_attribute; remember the value once the cluster has it."""
+    """Wait for begin_record's crm_attribute; remember the value once the cluster has it.
+    Whether the cluster has it (True when begin_record found nothing to write)."""
     if started is None:
-        return False
+        return True
     cache, value, pending = started
     if pending.result():
         write_file_atomically(cache, value)
@@ -157,8 +158,8 @@ def finish_record(res, started):
 def undo_record(res, started):
     """Put back the record begin_record replaced (a start that failed leaves the cluster's
     record as it found it); logged, never raised: the start's own failure is the reason."""
-    if not finish_record(res, started):
-        return
+    if started is None or not finish_record(res, started):
+        return      # nothing was written
     cache, value, _ = started
     previous = read_record(res)
     try:
@@ -176,6 +177,25 @@ def undo_record(res, started):
         res.log.error(f"the failed start could not put the cluster's record "
                       f"{record_name(res)} back to {previous.raw if previous else 'unset'}: "
                       f"it stays {value} (the version DATA_PATH's files reach)")
+
+
+def load_recorded(res, data_path, metaid, version, load, roll_back):
+    """Run load() (mfsmaster loading DATA_PATH, which holds every change up to version)
+    while the cluster's record goes up to version: the CIB's round trip is hidden in the
+    load. If load fails, roll_back() undoes what it can and says whether the master is
+    gone; only then is the previous record put back (a master that still runs serves
+    version, and the record must not claim less)."""
+    recording = begin_record(res, data_path, metaid, version, now=True)
+    try:
+        result = load()
+    except BaseException:
+        if roll_back():
+            undo_record(res, recording)
+        else:   # the master still runs: the record must not claim less than it serves
+            finish_record(res, recording)
+        raise
+    finish_record(res, recording)
+    return result
 
 
 def remember_metaid(res, metaid):
@@ -332,29 +352,33 @@ def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
     talks to the master before its version has been checked.
     """
     changes = DataPathChanges(cfg)
-    recording = None
-    try:
-        place_sources(res, cfg, inventory, changes, pieces)
-        # DATA_PATH now holds every change up to the version expected: the record goes up
-        # while mfsmaster loads them (the CIB's round trip is hidden in the load), and is
-        # put back if the start fails after all.
-        recording = begin_record(res, cfg.data_path, metaid, expected, now=True)
+
+    def roll_back():
+        if not stop_unchecked_master(res, cfg):
+            return False
+        try:
+            changes.undo()
+        except OSError as err:  # the reason the restore failed stays the exit reason
+            res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
+        return True
+
+    def load_and_check():
         launch(res, cfg, auto_restore=True, origins=changes.origins)
         _, info = master_status(res, cfg)
         if info is None:
             raise OCFError(ERR_GENERIC, "mfsmaster -a start: the master stopped answering")
         check_restored_version(res, info.metaversion, expected, metaid, "mfsmaster -a start")
+        return info.metaversion
+
+    try:
+        place_sources(res, cfg, inventory, changes, pieces)
     except BaseException:
-        if stop_unchecked_master(res, cfg):
-            try:
-                changes.undo()
-            except OSError as err:  # the reason the restore failed stays the exit reason
-                res.log.error(f"could not put {cfg.data_path} back as it was: {err}")
-            undo_record(res, recording)
+        roll_back()
         raise
-    finish_record(res, recording)
+    # DATA_PATH now holds every change up to the version expected
+    version = load_recorded(res, cfg.data_path, metaid, expected, load_and_check, roll_back)
     prune_replaced(cfg)
-    return info.metaversion
+    return version
 
 
 class DataPathChanges:

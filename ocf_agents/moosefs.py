@@ -172,13 +172,16 @@ def is_metadata_file(name):
     return base in METADATA_NAMES and number.isdigit()
 
 
+def changelog_number(name, prefix="changelog."):
+    """N of a file named <prefix>N.mfs (changelog.3.mfs -> 3), else None."""
+    if not (name.startswith(prefix) and name.endswith(".mfs")):
+        return None
+    middle = name[len(prefix):-4]
+    return int(middle) if middle.isdigit() else None
+
+
 def is_changelog(name):
-    if not name.endswith(".mfs"):
-        return False
-    for prefix in CHANGELOG_PREFIXES:
-        if name.startswith(prefix) and name[len(prefix):-4].isdigit():
-            return True
-    return False
+    return any(changelog_number(name, prefix) is not None for prefix in CHANGELOG_PREFIXES)
 
 
 def metadata_header(path):

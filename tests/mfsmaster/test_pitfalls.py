@@ -14,6 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from rigs.moosefs import FAKEBIN
+
 
 @pytest.fixture
 def agent(restoring_agent):
@@ -272,6 +274,83 @@ def test_a_restore_short_of_the_changes_present_is_refused_and_undone(lab, agent
     assert_refused_and_untouched(lab, agent, crashed, code, err, "refusing a restore that drops")
     assert (snapshot(crashed.metalogger), snapshot(crashed.data)) == sources
     assert agent.recorded() == record
+
+
+def failing_mfsmaster_start(tmp_path):
+    """A stand-in for mfsmaster whose plain start fails (a master that cannot come up on
+    this node, however that comes about); everything else is the real mfsmaster."""
+    stand_in = tmp_path / "mfsmaster"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -a "*) ;; *" start "*)\n'
+        "  echo 'mfsmaster (stand-in): cannot start' >&2; exit 1;;\n"
+        "esac\n"
+        'exec /usr/sbin/mfsmaster "$@"\n')
+    stand_in.chmod(0o755)
+    return stand_in
+
+
+def cib_refusing_updates_after(tmp_path, allowed):
+    """A stand-in for crm_attribute that loses the CIB after `allowed` updates (exit 102,
+    as Pacemaker's does); queries and the first updates go to the file-backed one."""
+    stand_ins = tmp_path / "cib-bin"
+    stand_ins.mkdir()
+    count = tmp_path / "updates"
+    script = stand_ins / "crm_attribute"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --update "*|*" --delete "*)\n'
+        f"  n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}\n"
+        f"  if [ $n -gt {allowed} ]; then\n"
+        "    echo 'Could not connect to the CIB: Transport endpoint is not connected' >&2\n"
+        "    exit 102\n"
+        "  fi;;\n"
+        "esac\n"
+        f'exec {FAKEBIN}/crm_attribute "$@"\n')
+    script.chmod(0o755)
+    return stand_ins
+
+
+def record_left_behind(lab, agent, crashed, tmp_path):
+    """The master stopped at a version the cluster's record is behind (its stop could not
+    reach the CIB): the next start raises the record while mfsmaster loads."""
+    make_dirs(crashed.mnt, "late", 3)
+    behind = agent.recorded()
+    code, err = agent("stop", config=crashed.primary,
+                      path_first=cib_refusing_updates_after(tmp_path / "stop", 0))
+    assert code == 0 and "could not record the final metadata version" in err, err
+    assert "older metadata is not refused" in err, err
+    assert agent.recorded() == behind
+    return behind
+
+
+@pytest.mark.parametrize("case", ["put back", "cannot be put back"])
+def test_a_failed_start_of_current_metadata_leaves_the_record_as_it_found_it(
+        lab, agent, crashed, tmp_path, case):
+    """metadata.mfs is current: start raises the cluster's record while mfsmaster loads it.
+    When mfsmaster does not come up the previous record is put back; when the CIB is lost
+    meanwhile that is logged as an error, and mfsmaster's failure stays the exit reason."""
+    if agent.restore_method != "single-pass":
+        pytest.skip("no restore: the restore method plays no part")
+    (tmp_path / "stop").mkdir()
+    behind = record_left_behind(lab, agent, crashed, tmp_path)
+    path_first = None
+    if case == "cannot be put back":
+        path_first = cib_refusing_updates_after(tmp_path, 1)
+    code, err = agent("start", config=crashed.primary, path_first=path_first,
+                      mfsmaster=failing_mfsmaster_start(tmp_path))
+    assert code == 1 and "cannot start" in err, err
+    assert not lab.master_pids(crashed.data)
+    if case == "put back":
+        assert agent.recorded() == behind
+    else:
+        assert "could not put the cluster's record" in err and f"back to {behind}" in err, err
+        assert agent.recorded() != behind
+    # the master starts once it can, and the record follows it
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert started_dirs(lab) == 13
+    assert int(agent.recorded().split(":")[1]) > int(behind.split(":")[1])
 
 
 def test_a_short_restore_in_place_is_refused_and_the_directory_put_back_byte_for_byte(
