@@ -41,8 +41,9 @@ from ocf_agents.moosefs import (
     launch, lock_holder, master_status, master_uptime, metadata_header, metadata_version,
     metaid_from_changelog, newest_change, terminate_master, wait_for_lock_release,
 )
+from ocf_agents.mfshistory import check_same_history, separate_histories
 from ocf_agents.mfsrestore import (
-    check_against_record, check_same_history, load_recorded, prefetch_record, read_record,
+    check_against_record, load_recorded, prefetch_record, read_record,
     record_name, remember_metaid, remembered_metaid, restore, write_record,
 )
 from ocf_agents.ocf import (
@@ -156,20 +157,23 @@ def start(res):
 def start_master(res, cfg):
     """Start the master from DATA_PATH's metadata, restoring it first where it must (the
     checks and refusals of mfsrestore.py); record the version it serves."""
-    local = Inventory([cfg.data_path])
     everything = Inventory([cfg.data_path, *res.params.metadata_sources])
     current = cfg.path_in_data("metadata.mfs")
     highest = everything.highest_change()
     for path, line in everything.skipped[:5]:
         res.log.warning(f"{path}: ignoring {line[:80].decode(errors='replace')!r}: not a "
                         "change continuing the changelog's sequence")
+    if separate_histories(res, everything, lambda: read_record(res)):
+        highest = max(everything.last_valid.values(), default=None)
     version = metaid = None
-    if current in local.metadata:
+    if current in everything.metadata:
         version, metaid = metadata_version(res, current)
-    if version is not None and (highest is None or highest < version):
+    # (another history's files in DATA_PATH must go first: the restore moves them out)
+    foreign_here = any(os.path.dirname(path) == cfg.data_path for path in everything.foreign)
+    if version is not None and (highest is None or highest < version) and not foreign_here:
         res.log.info(f"metadata.mfs is current (version {version}): no restore needed")
         check_against_record(res, metaid, version, "metadata.mfs")
-        check_same_history(res, local, "metadata.mfs")
+        check_same_history(res, Inventory([cfg.data_path]), "metadata.mfs")
         rotate_changelog_behind(res, cfg, version)
         load_recorded(res, cfg.data_path, metaid, version, load=lambda: launch(res, cfg),
                       roll_back=lambda: lock_holder(cfg.path_in_data(LOCK_FILE)) is None)

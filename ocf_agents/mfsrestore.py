@@ -16,11 +16,12 @@ import time
 
 from ocf_agents.moosefs import (
     LOCK_FILE, change_digest, change_run_offsets, changelog_metaid, copy_bytes, copy_owned,
-    cut_after_change, cut_torn_line, ends_torn, find_change, first_change, is_changelog,
+    cut_after_change, cut_torn_line, ends_torn, is_changelog,
     is_metadata_file, kill_master, launch, lock_holder,
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
     wait_for_lock_release,
 )
+from ocf_agents.mfshistory import check_same_history
 from ocf_agents.ocf import (
     ERR_GENERIC, AttributeUnreadable, OCFError, read_file, write_file_atomically,
 )
@@ -261,39 +262,6 @@ def check_against_record(res, metaid, version, what):
                        f"accept_metadata_loss={recorded.raw}")
 
 
-def check_same_history(res, inventory, what):
-    """Refuse sources whose history forked from the one the cluster ran.
-
-    The record names a change (number and CRC of its changelog line). Sources that hold
-    that change under the same number but with different content come from another
-    history: a node restored at an older version and clients wrote on it, while this
-    node's disk holds the old history's changes. Starting them would bring back what was
-    deleted there and lose what was written there, whatever the version numbers say.
-    """
-    recorded = read_record(res)
-    if recorded is None or recorded.change is None:
-        return
-    line = find_change(inventory.changelogs, recorded.change)
-    if line is None:
-        res.log.info(f"change {recorded.change} of the recorded history is not in the sources: "
-                     "histories not compared")
-        return
-    if change_digest(line) == recorded.crc:
-        return
-    if loss_accepted(res):
-        res.log.crit(f"{what} forked from the history the cluster ran (change {recorded.change} "
-                     f"differs): starting it because accept_metadata_loss={recorded.raw}; the "
-                     "other history's changes are lost")
-        return
-    res.log.error(f"{what}: change {recorded.change} reads "
-                  f"{line.decode(errors='replace')[:200]!r}, not the one recorded in "
-                  f"{record_name(res)}={recorded.raw}")
-    raise OCFError(ERR_GENERIC,
-                   f"refusing to start {what}: it comes from another history than the one the "
-                   f"cluster ran (change {recorded.change} differs); start the node that ran "
-                   f"last, or keep this side: accept_metadata_loss={recorded.raw}")
-
-
 # --- restoring ----------------------------------------------------------------------
 def restore(res, cfg, inventory, highest):
     """Restore the newest metadata from every source and start the master on it;
@@ -472,7 +440,7 @@ def chain_changes(inventory, first_needed):
         last = inventory.last_valid.get(path)
         if last is None or last < first_needed:
             continue
-        first = first_change(path)
+        first = inventory.first_of(path)
         if first is not None and first <= last:
             spans.append((first, last, path))
     pieces = []
@@ -494,13 +462,13 @@ def chain_changes(inventory, first_needed):
     return pieces
 
 
-def write_chain(pieces, target, uid, gid):
+def write_chain(inventory, pieces, target, uid, gid):
     """One changelog holding the pieces' changes in order (a new file owned by uid:gid)."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o640)
     with os.fdopen(fd, "wb") as out:
         for path, first, last in pieces:
-            offsets = change_run_offsets(path, first, last)
+            offsets = change_run_offsets(path, first, last, inventory.start_of(path))
             if offsets is None:
                 raise OCFError(ERR_GENERIC, f"{path} changed while it was read (changes "
                                             f"{first}-{last} no longer there)")
@@ -531,11 +499,18 @@ def place_sources(res, cfg, inventory, changes, pieces):
     try:
         merged = os.path.join(staging, "changelog.merged")
         if pieces:  # first: the pieces name files that are renamed below
-            write_chain(pieces, merged, uid, gid)
+            write_chain(inventory, pieces, merged, uid, gid)
+        # Another history's files leave DATA_PATH first: mfsmaster -a would load the newest
+        # metadata* file and merge every changelog there whatever history it tells.
+        # (What they share with the kept one is in the merged file.)
+        for path in inventory.foreign:
+            if os.path.dirname(path) == cfg.data_path:
+                target = changes.move_aside(os.path.basename(path))
+                res.log.warning(f"{path}: of the other history; kept in {target}")
         place_newest_metadata(res, cfg, inventory, changes, staging, uid, gid)
         current = {}    # DATA_PATH's changelogs -> their name now
         for path in inventory.changelogs:
-            if os.path.dirname(path) == cfg.data_path:
+            if os.path.dirname(path) == cfg.data_path and path not in inventory.foreign:
                 current[path] = os.path.basename(path)
         for name in ("changelog.0.mfs", "changelog.1.mfs"):
             if os.path.lexists(cfg.path_in_data(name)):
@@ -548,6 +523,8 @@ def place_sources(res, cfg, inventory, changes, pieces):
             changes.add(merged, "changelog.1.mfs",
                         sources[0] if len(sources) == 1 else f"[{' + '.join(sources)}]")
         for path in inventory.changelogs:
+            if path in inventory.kept_until:
+                continue    # moved out above, or read only up to a change
             now = cfg.path_in_data(current[path]) if path in current else path
             junk = inventory.junk_after(path)
             if junk is None and not ends_torn(now):
@@ -687,6 +664,12 @@ def gather(res, inventory, staging, uid, gid):
     for index, source in enumerate(inventory.changelogs, 1):
         target = os.path.join(staging, f"changelog.{index}.mfs")
         origins[f"changelog.{index}.mfs"] = source
+        if source in inventory.kept_until or source in inventory.runs:
+            # another history's (the part both share), or a metalogger's last run only
+            last = inventory.kept_until.get(source, inventory.last_valid[source])
+            write_chain(inventory, [(source, inventory.first_of(source), last)], target,
+                        uid, gid)
+            continue
         copy_owned(source, target, uid, gid)
         cut = cut_junk(target, inventory.junk_after(source))
         if cut:

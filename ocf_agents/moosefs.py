@@ -281,9 +281,10 @@ def first_change(path):
     return None
 
 
-def change_run_offsets(path, first, last):
+def change_run_offsets(path, first, last, since=0):
     """(start, end): the bytes of a changelog from the line of change `first` through the
-    line of change `last`, both included, or None if either line is not there."""
+    line of change `last`, both included, or None if either line is not there. `since`:
+    where the run read begins (mfshistory.last_run)."""
     import mmap
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         def line_start(number, since):
@@ -292,7 +293,7 @@ def change_run_offsets(path, first, last):
                 return since
             found = data.find(b"\n" + head, since)
             return None if found < 0 else found + 1
-        start = line_start(first, 0)
+        start = line_start(first, since)
         if start is None:
             return None
         # `last` is usually the file's last change: look in its tail first (a restore of
@@ -316,24 +317,6 @@ def newest_change(data_path):
             continue
         if found:
             return found
-    return None
-
-
-def find_change(paths, number):
-    """The line (without its newline) of change `number` in the first of the changelogs
-    holding it, or None. Files whose last change comes before it are not read."""
-    for path in paths:
-        try:
-            last = last_change(path)
-            if last is None or last < number:
-                continue
-            with open(path, "rb") as f:
-                for line in f:
-                    head = line.split(b":", 1)[0]
-                    if head.isdigit() and int(head) == number:
-                        return line.rstrip(b"\n")
-        except OSError:
-            continue
     return None
 
 
@@ -488,6 +471,11 @@ class Inventory:
         self.ends_with_junk = {}   # path -> its last good change
         self.last_valid = {}       # path -> its last change continuing the sequence
         self.newest_metadata = None    # path, once the versions were read (mfsrestore)
+        # set by mfshistory.separate_histories when the sources hold two histories:
+        self.foreign = []          # files of the history left out
+        self.kept_until = {}       # changelog of it -> its last change still used
+        self.history_settled = False
+        self.runs = {}             # metalogger changelog -> (offset, first) of its last run
         for directory in directories:
             try:
                 names = sorted(os.listdir(directory))
@@ -519,9 +507,22 @@ class Inventory:
             if number is not None:
                 numbers.append(number)
                 self.last_valid[path] = number
+                if changelog_number(os.path.basename(path), "changelog_ml.") is not None:
+                    from ocf_agents.mfshistory import last_run
+                    run = last_run(path, number)
+                    if run is not None:
+                        self.runs[path] = run
                 if skipped:
                     self.ends_with_junk[path] = number
         return max(numbers) if numbers else None
+
+    def first_of(self, path):
+        """The first change read from a changelog (of its last run, mfshistory.last_run)."""
+        return self.runs[path][1] if path in self.runs else first_change(path)
+
+    def start_of(self, path):
+        """Where reading a changelog begins (its last run's offset, mfshistory.last_run)."""
+        return self.runs[path][0] if path in self.runs else 0
 
     def junk_after(self, path):
         """The last good change of a changelog followed by junk lines (cut in copies:

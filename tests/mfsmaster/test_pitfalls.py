@@ -452,6 +452,69 @@ def copy_dir(lab, source, name):
     return cfg
 
 
+def there_and_back(lab, agent, crashed):
+    """STORAGE=metalogger, there and back: A dies with 3 changes ("lost*") B's metalogger
+    had not received; B restores without them and clients write 5 directories ("b*") on
+    it. A comes back: its metalogger follows B and appends B's changes to the file that
+    holds A's lost ones, under the same numbers; A's DATA_PATH holds the lost ones too.
+    Returns A's metalogger directory, once B has stopped."""
+    a_logger = crashed.metalogger
+    b_logger = lab.start_metalogger("b-logger")
+    lab.wait_for(lambda: (b_logger / "changelog_ml_back.0.mfs").exists(),
+                 "B's metalogger to download the changelogs")
+    make_dirs(crashed.mnt, "c", 1)
+    lab.wait_for(lambda: b"c0" in (b_logger / "changelog_ml.0.mfs").read_bytes()
+                 if (b_logger / "changelog_ml.0.mfs").exists() else False,
+                 "B's metalogger to follow")
+    lab.stop_daemon("b-logger")                     # B's metalogger falls behind ...
+    make_dirs(crashed.mnt, "lost", 3)               # ... these reach node A only
+    lab.wait_for(lambda: b"lost2" in (a_logger / "changelog_ml.0.mfs").read_bytes()
+                 and b"lost2" in (crashed.data / "changelog.0.mfs").read_bytes(),
+                 "A's changelogs to hold the last changes")
+    crashed.kill()
+    lab.stop_daemon("metalogger")                   # node A is gone
+    code, err = agent("start", config=crashed.standby, metadata_sources=b_logger)
+    assert code == 0, err
+    assert started_dirs(lab) == 11
+    lab.start_metalogger("metalogger")              # A is back; its metalogger follows B
+    make_dirs(crashed.mnt, "b", 5)
+    lab.wait_for(lambda: b"b4" in (a_logger / "changelog_ml.0.mfs").read_bytes(),
+                 "A's metalogger to follow B")
+    assert agent("stop", config=crashed.standby)[0] == 0
+    lab.stop_daemon("metalogger")
+    return a_logger
+
+
+def test_back_on_the_first_node_its_metalogger_brings_the_new_masters_history(lab, agent,
+                                                                               crashed):
+    """The restore on A mixed both histories: B's first 3 directories vanished, A's lost
+    ones came back, and start said all was well. The cluster's record names B's history:
+    it is kept, A's lost changes are set aside."""
+    a_logger = there_and_back(lab, agent, crashed)
+    code, err = agent("start", config=crashed.primary, metadata_sources=a_logger)
+    assert code == 0, err
+    assert started_dirs(lab) == 16
+    assert sorted(os.listdir(crashed.mnt)) == sorted(
+        [f"a{i}" for i in range(10)] + ["c0"] + [f"b{i}" for i in range(5)])
+    assert "two histories" in err, err
+    # A's lost changes are not deleted: kept aside, out of mfsmaster's way
+    kept = [p.read_bytes() for p in crashed.data.glob("pyha-replaced.*/changelog*.mfs")]
+    assert any(b"lost2" in content for content in kept), kept
+
+
+def test_two_histories_without_a_record_to_choose_are_refused(lab, agent, crashed):
+    if agent.restore_method != "single-pass":
+        pytest.skip("refused before the restore method plays a part")
+    a_logger = there_and_back(lab, agent, crashed)
+    agent.cib.unlink()
+    before = snapshot(crashed.data)
+    code, err = agent("start", config=crashed.primary, metadata_sources=a_logger)
+    assert code == 1 and "two histories" in err and "no record" in err, err
+    assert "changes from 14 on differ" in err, err   # the first lost one
+    assert snapshot(crashed.data) == before
+    assert not lab.master_pids(crashed.data)
+
+
 def test_a_node_whose_history_forked_is_refused_whatever_its_version(lab, agent, crashed):
     """Issue 13.3: B restored at an older version and clients wrote on it; A's disk holds
     more changes of the old history. A's version is higher, so version numbers let it

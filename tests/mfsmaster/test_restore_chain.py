@@ -31,12 +31,29 @@ def test_every_change_from_the_metadata_on_is_taken_once_from_the_file_reaching_
     changelog(data, "changelog.1.mfs", range(90, 150))
     changelog(metalogger, "changelog_ml.0.mfs", range(140, 201))
     changelog(metalogger, "changelog_ml_back.1.mfs", range(50, 100))
-    pieces = chain_changes(inventory_of(data, metalogger), 100)
+    inventory = inventory_of(data, metalogger)
+    pieces = chain_changes(inventory, 100)
     assert [(p.rsplit("/", 1)[1], a, b) for p, a, b in pieces] == [
         ("changelog.1.mfs", 100, 149), ("changelog_ml.0.mfs", 150, 200)]
     merged = tmp_path / "merged"
-    write_chain(pieces, merged, -1, -1)
+    write_chain(inventory, pieces, merged, -1, -1)
     assert merged.read_bytes() == b"".join(change(n) for n in range(100, 201))
+
+
+def test_of_a_metalogger_changelog_only_its_last_run_is_taken(tmp_path):
+    """Its earlier run is another connection's (test_changelog_runs.py): here an older
+    master's changes 95-120 that the current one, from 100 on, does not share."""
+    metalogger = tmp_path / "ml"
+    changelog(metalogger, "changelog_ml.0.mfs", range(95, 121))
+    with open(metalogger / "changelog_ml.0.mfs", "ab") as f:
+        f.write(b"".join(change(n).replace(b"|", b"|NEW") for n in range(100, 131)))
+    changelog(metalogger, "changelog_ml_back.1.mfs", range(50, 100))
+    inventory = inventory_of(metalogger)
+    pieces = chain_changes(inventory, 60)
+    merged = tmp_path / "merged"
+    write_chain(inventory, pieces, merged, -1, -1)
+    assert merged.read_bytes() == b"".join(change(n) for n in range(60, 100)) + b"".join(
+        change(n).replace(b"|", b"|NEW") for n in range(100, 131))
 
 
 def test_junk_after_the_last_good_change_is_left_out(tmp_path):
@@ -45,7 +62,7 @@ def test_junk_after_the_last_good_change_is_left_out(tmp_path):
     inventory = inventory_of(data)
     pieces = chain_changes(inventory, 5)
     merged = tmp_path / "merged"
-    write_chain(pieces, merged, -1, -1)
+    write_chain(inventory, pieces, merged, -1, -1)
     assert merged.read_bytes() == b"".join(change(n) for n in range(5, 11))
 
 
@@ -85,7 +102,8 @@ def test_the_chain_is_the_same_whether_the_kernel_copies_it_or_python_does(
                 return real(src, dst, min(count, 4096), offset_src)
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         monkeypatch.setattr(os, "copy_file_range", partial_then_refused)
-    pieces = chain_changes(inventory_of(data, metalogger), 10)
+    inventory = inventory_of(data, metalogger)
+    pieces = chain_changes(inventory, 10)
     merged = tmp_path / "merged"
-    write_chain(pieces, merged, -1, -1)
+    write_chain(inventory, pieces, merged, -1, -1)
     assert merged.read_bytes() == b"".join(change(n) for n in range(10, 5001))
