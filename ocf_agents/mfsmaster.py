@@ -41,7 +41,6 @@ from ocf_agents.moosefs import (
     launch, lock_holder, master_status, master_uptime, metadata_header, metadata_version,
     metaid_from_changelog, newest_change, terminate_master, wait_for_lock_release,
 )
-from ocf_agents.mfshistory import check_same_history, separate_histories
 from ocf_agents.mfsrestore import (
     check_against_record, load_recorded, prefetch_record, read_record,
     record_name, remember_metaid, remembered_metaid, restore, write_record,
@@ -157,6 +156,7 @@ def start(res):
 def start_master(res, cfg):
     """Start the master from DATA_PATH's metadata, restoring it first where it must (the
     checks and refusals of mfsrestore.py); record the version it serves."""
+    from ocf_agents.mfshistory import check_same_history, separate_histories
     everything = Inventory([cfg.data_path, *res.params.metadata_sources])
     current = cfg.path_in_data("metadata.mfs")
     highest = everything.highest_change()

@@ -21,7 +21,6 @@ from ocf_agents.moosefs import (
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
     wait_for_lock_release,
 )
-from ocf_agents.mfshistory import check_same_history
 from ocf_agents.ocf import (
     ERR_GENERIC, AttributeUnreadable, OCFError, read_file, write_file_atomically,
 )
@@ -274,6 +273,7 @@ def restore(res, cfg, inventory, highest):
     metaid, newest_metadata = check_single_filesystem(res, inventory)
     expected = max(newest_metadata, 0 if highest is None else highest + 1)
     check_against_record(res, metaid, expected, "the metadata to restore")
+    from ocf_agents.mfshistory import check_same_history
     check_same_history(res, inventory, "the metadata to restore")
     # (without any metadata file there is nothing to chain to: mfsmaster -a says so)
     pieces = chain_changes(inventory, newest_metadata) if inventory.metadata else []
