@@ -5,7 +5,7 @@
                                  the NFS-on-DRBD stack (vm: and a client VM that
                                  mounts it), crash the active node, show the
                                  service and the data on the other one
-  python3 -m lab up [--backend ns|vm] [--nodes 3] [--stack nfs|drbd|mfs|mfs-2vip|stateful]
+  python3 -m lab up [--backend ns|vm] [--nodes 3] [--stack nfs|drbd|mfs|mfs-2vip|mfs-ml|stateful]
   python3 -m lab scenarios [standby kill9 crash linkdown]   (on the running lab)
   python3 -m lab measure [--backend vm] [nfs mfs mfs-2vip]  failover table of every scenario vs corosync's floor
   python3 -m lab status | run NODE CMD... | down

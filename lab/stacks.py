@@ -621,7 +621,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
                                            cluster.lab_dir, cluster.client_setup))
             cluster.clients[0].create()
             cluster.write_hosts()
-        self.prepare_drbd(cluster)
+        self.prepare_storage(cluster)
         etc = cluster.lab_dir / "mfs-etc"
         etc.mkdir(exist_ok=True)
         # On real kernels a power loss takes the master's page cache with it: with the
@@ -634,6 +634,7 @@ class MfsDrbdStack(DrbdMixin, Stack):
             f"DATA_PATH = {self.data_path}\nEXPORTS_FILENAME = /etc/mfs/mfsexports.cfg\n"
             "TOPOLOGY_FILENAME = /etc/mfs/mfstopology.cfg\n" + save_mode)
         (etc / "mfsexports.cfg").write_text("* / rw,alldirs,admin,maproot=0:0\n")
+        self.write_more_config(etc)
         (etc / "mfstopology.cfg").write_text("")
         if cluster.backend == "vm":
             # The lab directory is shared with the VMs at the same path.
@@ -659,6 +660,12 @@ class MfsDrbdStack(DrbdMixin, Stack):
                                       "start"]})
         cluster.client_setup["services"] = services
         cluster.save()
+
+    def prepare_storage(self, cluster):
+        self.prepare_drbd(cluster)
+
+    def write_more_config(self, etc):
+        """More of /etc/mfs (shared by every node)."""
 
     def configure(self, cluster):
         if cluster.backend == "vm":
@@ -786,6 +793,51 @@ class MfsTwoAddressStack(MfsDrbdStack):
     server_vip = f"{SUBNET}.{FIRST_VIP + 1}"
 
 
+class MfsMetaloggerStack(MfsDrbdStack):
+    """pcs-examples/mfs.sh with its default STORAGE=metalogger: DATA_PATH local on each
+    node, a metalogger on every node following the master through the VIP, and the master
+    restored from the local metalogger's files on the node taking over. No DRBD.
+    Namespace backend only."""
+
+    name = "mfs-ml"
+    promotable = None
+    metalogger_data = "/srv/mfs-metalogger"     # per node: /srv is private to each node
+
+    def prepare_storage(self, cluster):
+        if cluster.backend == "vm":
+            raise LabError("the mfs-ml stack runs on the namespace backend only")
+
+    def write_more_config(self, etc):
+        (etc / "mfsmetalogger.cfg").write_text(
+            f"DATA_PATH = {self.metalogger_data}\nMASTER_HOST = {self.vip}\n"
+            "MASTER_RECONNECTION_DELAY = 1\n")
+
+    def configure(self, cluster):
+        with step("giving every node an empty DATA_PATH and metalogger directory",
+                  cluster.explain):
+            for node in cluster.nodes:
+                node.run(["sh", "-c",
+                          f"set -e; mkdir -p {self.data_path} {self.metalogger_data}; "
+                          f"cp /var/lib/mfs/metadata.mfs.empty {self.data_path}/metadata.mfs; "
+                          f"chown -R mfs:mfs {self.data_path} {self.metalogger_data}"])
+        script = REPO_ROOT / "pcs-examples" / "mfs.sh"
+        with step(f"configuring the MooseFS stack with {script.name}", cluster.explain):
+            cluster.nodes[0].run(["env", "STORAGE=metalogger", f"VIP={self.vip}",
+                                  f"METALOGGER_DATA={self.metalogger_data}", "sh", script],
+                                 timeout=180)
+        self.start_client(cluster)
+
+    def active_node(self, cluster, via=None):
+        status = cluster.status(quiet=True, via=via)
+        places = [cluster.where(r, status=status) for r in ("mfs-ip", "mfs-master")]
+        if len(places[0]) == 1 and places[0] == places[1]:
+            return places[0][0]
+        return None
+
+    def rejoined_ok(self, cluster, node):
+        return node.name in cluster.where("mfs-metalogger")
+
+
 STACKS = {"stateful": StatefulStack, "drbd": DrbdStack, "nfs": NfsDrbdStack,
           "nfs-ra": NfsResourceAgentsStack,
-          "mfs": MfsDrbdStack, "mfs-2vip": MfsTwoAddressStack}
+          "mfs": MfsDrbdStack, "mfs-2vip": MfsTwoAddressStack, "mfs-ml": MfsMetaloggerStack}
