@@ -1,5 +1,5 @@
 """Where the MooseFS stack's failover time goes (issue 13), on a running namespace lab
-(`python3 -m lab up --stack mfs`): fail the active node, then time from the failure what
+(`python3 -m lab up --stack mfs`, `mfs-2vip` or `mfs-ml`): fail the active node, then time from the failure what
 the client machine sees, sampled there every 50 ms, beside Pacemaker's own steps on the
 new node:
 
@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     cluster = Cluster.load(LAB_DIR)
-    if cluster is None or cluster.stack not in ("mfs", "mfs-2vip") or cluster.backend != "ns":
+    if cluster is None or cluster.stack not in ("mfs", "mfs-2vip", "mfs-ml") or cluster.backend != "ns":
         sys.exit("needs a running namespace lab with the MooseFS stack: "
                  "python3 -m lab up --stack mfs")
     stack = STACKS[cluster.stack]()
