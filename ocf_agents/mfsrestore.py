@@ -16,7 +16,7 @@ import time
 
 from ocf_agents.moosefs import (
     LOCK_FILE, change_digest, change_run_offsets, changelog_metaid, copy_bytes, copy_owned,
-    cut_after_change, cut_torn_line, ends_torn, is_changelog,
+    ends_torn, is_changelog,
     is_metadata_file, kill_master, launch, lock_holder,
     master_status, metadata_header, metadata_version, mfsmaster_failure, newest_change,
     wait_for_lock_release,
@@ -282,7 +282,7 @@ def restore(res, cfg, inventory, highest):
                  f"({res.params.restore_method})")
     if res.params.restore_method == "staged":
         changes = DataPathChanges(cfg)
-        version = restore_staged(res, cfg, inventory, expected, metaid, changes)
+        version = restore_staged(res, cfg, inventory, expected, metaid, changes, pieces)
         try:
             launch(res, cfg)
         except BaseException:
@@ -489,9 +489,10 @@ def place_sources(res, cfg, inventory, changes, pieces):
     in several files, the restored changes would be a gap in what a metalogger started
     after the failover holds: it could not carry the next one.
 
-    DATA_PATH's own files stay, renamed where they hold those names; one with a torn
-    last line or junk is moved to pyha-replaced.* (its good changes are in the new
-    file: mfsmaster -a drops a whole changelog that ends in garbage). Each step keeps
+    DATA_PATH's own changelogs that reach the metadata's version go to pyha-replaced.*
+    once the new file holds their changes (mfsmaster -a would merge them again, and stop
+    at a hole one has below that version; one with a torn last line or junk is dropped
+    whole by -a); older ones stay, renamed where they hold those names. Each step keeps
     every change present, so an agent killed half-way leaves a directory that restores.
     """
     uid, gid = cfg.ids()
@@ -534,9 +535,20 @@ def place_sources(res, cfg, inventory, changes, pieces):
                 res.log.warning(f"{path}: a torn last line or junk{after} left out of the "
                                 "restore")
                 continue
-            target = changes.move_aside(current[path], kept_as=os.path.basename(path))
+            target = changes.move_aside(current.pop(path), kept_as=os.path.basename(path))
             res.log.warning(f"{path}: a torn last line or junk{after} left out of the restore; "
                             f"the original is kept in {target}")
+        # The new changelog.1.mfs holds every change from the metadata's version on: the
+        # originals reaching that far go aside too, or mfsmaster -a would merge them again
+        # (and refuse a hole one of them has below that version, e.g. the lines a bare
+        # mfsmaster dropped at its exit, after which the next one appended to the file).
+        first_needed = pieces[0][1] if pieces else None
+        for path, now in current.items():
+            last = inventory.last_valid.get(path)
+            if first_needed is not None and last is not None and last >= first_needed:
+                changes.move_aside(now, kept_as=os.path.basename(path))
+        if changes.replaced:
+            res.log.info(f"DATA_PATH's changelogs are kept in {changes.replaced}")
     finally:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
@@ -563,13 +575,6 @@ def place_newest_metadata(res, cfg, inventory, changes, staging, uid, gid):
             and linked(newest, staged)):
         copy_owned(newest, staged, uid, gid)
     changes.add(staged, "metadata.mfs.back", newest)
-
-
-def cut_junk(path, last_good):
-    """Cut a copy after its last good change (junk behind it), else its torn last line."""
-    if last_good is not None:
-        return cut_after_change(path, last_good)
-    return cut_torn_line(path)
 
 
 def linked(path, staged):
@@ -619,14 +624,14 @@ def stop_unchecked_master(res, cfg):
     return lock_holder(cfg.path_in_data(LOCK_FILE)) is None
 
 
-def restore_staged(res, cfg, inventory, expected, metaid, changes):
+def restore_staged(res, cfg, inventory, expected, metaid, changes, pieces):
     """Restore into a staging directory, check the result with mfsmetadump, install it
     (recorded in changes, so that a master that then fails to start can be undone)."""
     import shutil
     uid, gid = cfg.ids()
     staging = fresh_staging(cfg)
     try:
-        origins = gather(res, inventory, staging, uid, gid)
+        origins = gather(res, inventory, staging, uid, gid, pieces)
         # Only now does WORKING_USER get the directory (mfsmaster -a writes there):
         # while root copies files in, nobody else can plant a symlink to write through.
         os.chmod(staging, 0o750)
@@ -651,29 +656,25 @@ def restore_staged(res, cfg, inventory, expected, metaid, changes):
     return version
 
 
-def gather(res, inventory, staging, uid, gid):
-    """Copy every source file into staging under unique names; cut torn lines.
-
-    mfsmaster -a reads each file's content to choose the newest metadata and
-    chain changelogs, so the names only need the right family and to be unique.
-    """
+def gather(res, inventory, staging, uid, gid, pieces):
+    """Copy the metadata files into staging under unique names, and the changes after
+    the newest one, from every source, as one changelog (write_chain, as single-pass
+    does): what a source holds below that version (a hole a bare mfsmaster left at its
+    exit, another history's lines) never reaches mfsmaster -a."""
     origins = {}
     for index, source in enumerate(inventory.metadata, 1):
         copy_owned(source, os.path.join(staging, f"metadata.mfs.back.{index}"), uid, gid)
         origins[f"metadata.mfs.back.{index}"] = source
-    for index, source in enumerate(inventory.changelogs, 1):
-        target = os.path.join(staging, f"changelog.{index}.mfs")
-        origins[f"changelog.{index}.mfs"] = source
-        if source in inventory.kept_until or source in inventory.runs:
-            # another history's (the part both share), or a metalogger's last run only
-            last = inventory.kept_until.get(source, inventory.last_valid[source])
-            write_chain(inventory, [(source, inventory.first_of(source), last)], target,
-                        uid, gid)
-            continue
-        copy_owned(source, target, uid, gid)
-        cut = cut_junk(target, inventory.junk_after(source))
-        if cut:
-            res.log.warning(f"{source}: cut a torn last line or junk ({cut} bytes) in the "
+    if pieces:
+        write_chain(inventory, pieces, os.path.join(staging, "changelog.1.mfs"), uid, gid)
+        sources = list(dict.fromkeys(path for path, _, _ in pieces))
+        origins["changelog.1.mfs"] = (sources[0] if len(sources) == 1
+                                      else f"[{' + '.join(sources)}]")
+    for source in inventory.changelogs:
+        junk = inventory.junk_after(source)
+        if source not in inventory.kept_until and (junk is not None or ends_torn(source)):
+            after = f" after change {junk}" if junk is not None else ""
+            res.log.warning(f"{source}: a torn last line or junk{after} left out of the "
                             "staging copy")
     return origins
 

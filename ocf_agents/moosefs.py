@@ -327,51 +327,6 @@ def change_digest(line):
     return zlib.crc32(line) & 0xFFFFFFFF
 
 
-def cut_after_change(path, number):
-    """Truncate a changelog right after change `number` (the junk behind it goes); return
-    the bytes cut. Only the tail is searched (see last_valid_change)."""
-    head = b"%d: " % number
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        start = max(0, size - TAIL_LIMIT)
-        f.seek(start)
-        tail = f.read()
-        position = tail.rfind(b"\n" + head)
-        if position < 0 and start == 0 and tail.startswith(head):
-            position = -1
-        elif position < 0:
-            return 0
-        end = tail.find(b"\n", position + 1)
-        if end < 0:
-            return 0
-        keep = start + end + 1
-        f.truncate(keep)
-        return size - keep
-
-
-def cut_torn_line(path):
-    """Truncate a changelog after its last newline; return the bytes cut."""
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        position = size
-        while position > 0:
-            step = min(4096, position)
-            f.seek(position - step)
-            chunk = f.read(step)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                keep = position - step + newline + 1
-                break
-            position -= step
-        else:
-            keep = 0
-        if keep < size:
-            f.truncate(keep)
-        return size - keep
-
-
 def ends_torn(path):
     """True when a changelog's last byte is not a newline (a torn last line)."""
     with open(path, "rb") as f:

@@ -703,3 +703,24 @@ def test_a_changelog_that_lost_its_last_lines_at_exit_does_not_break_the_next_re
     code, err = agent("start", config=crashed.primary)
     assert code == 0, err
     assert started_dirs(lab) == 15
+
+
+def test_a_hole_a_bare_mfsmaster_left_below_the_metadata_does_not_break_the_restore(
+        lab, agent, crashed):
+    """The same hole made before the agent ran (a bare mfsmaster started on that metadata
+    appended after it): the changes the restore needs start above the hole, but the dead
+    master's changelog.0.mfs, renamed and left in DATA_PATH, was merged again by
+    mfsmaster -a, which refused the hole (both methods)."""
+    lab.stop_daemon("metalogger")
+    assert agent("stop", config=crashed.primary)[0] == 0
+    log = crashed.data / "changelog.0.mfs"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    log.write_bytes(b"\n".join(lines[:-2]) + b"\n")    # dropped during the exit
+    lab.spawn("bare", ["mfsmaster", "-f", "-c", crashed.primary, "start"])
+    lab.wait_for(lambda: lab.master_info() is not None, "the bare master answering")
+    make_dirs(crashed.mnt, "b", 5)
+    lab.wait_for(lambda: b"b4" in log.read_bytes(), "the bare master's changelog")
+    crashed.kill()
+    code, err = agent("start", config=crashed.primary)
+    assert code == 0, err
+    assert started_dirs(lab) == 15
