@@ -150,23 +150,12 @@ def classify(span, agreed, parted):
     return None
 
 
-class Separation:
-    """What separate_histories decided: `kept` maps a changelog of the other history to
-    the last change of it still used (its part before the histories parted), `foreign`
-    lists every file of the other history (changelogs and metadata files)."""
-
-    def __init__(self, parted_at):
-        self.parted_at = parted_at
-        self.kept = {}
-        self.foreign = []
-
-
 def separate_histories(res, inventory, read_recorded):
     """Find changelogs that hold different changes under one number; keep the history the
     cluster ran last (read_recorded(): the record, asked only when there are two); change
     `inventory` so that the restore uses nothing of the other one: inventory.foreign lists
     the files left out (to move out of DATA_PATH), inventory.kept_until the changelogs used
-    only up to a change. Returns a Separation, or None when all sources tell one history.
+    only up to a change. Returns True, or None when all sources tell one history.
 
     Call after inventory.highest_change() (it reads each file's last good change)."""
     spans = []
@@ -223,7 +212,6 @@ def separate_histories(res, inventory, read_recorded):
                 parted[span] = side
             progress = progress or side is not None
     parted_at = min(parted.values(), default=number)
-    separation = Separation(parted_at)
     for span in spans:
         if span in agreed:
             continue
@@ -236,26 +224,24 @@ def separate_histories(res, inventory, read_recorded):
                            f"{span.first}-{span.last}) shares no change with another file to "
                            "tell which one it belongs to: move it out of DATA_PATH and "
                            f"metadata_sources if it is the other one's ({both})")
-        separation.foreign.append(span.path)
+        inventory.foreign.append(span.path)
         if keep_last >= span.first:
-            separation.kept[span.path] = keep_last
+            inventory.kept_until[span.path] = keep_last
             inventory.last_valid[span.path] = keep_last
         else:
             inventory.changelogs.remove(span.path)
             inventory.last_valid.pop(span.path, None)
         inventory.ends_with_junk.pop(span.path, None)
-    exclude_foreign_metadata(res, inventory, separation, parted)
-    inventory.foreign += separation.foreign
-    inventory.kept_until.update(separation.kept)
+    exclude_foreign_metadata(res, inventory, parted_at, parted)
     inventory.history_settled = True
     res.log.warning(f"the metadata sources hold two histories ({both}); keeping the one the "
                     f"cluster ran last (change {recorded.change} as recorded, in "
                     f"{ran_last[0].path}) and, of the other, only the changes before "
-                    f"{parted_at}: left out {', '.join(separation.foreign)}")
-    return separation
+                    f"{parted_at}: left out {', '.join(inventory.foreign)}")
+    return True
 
 
-def exclude_foreign_metadata(res, inventory, separation, parted):
+def exclude_foreign_metadata(res, inventory, parted_at, parted):
     """A metadata file saved after the histories parted, in a directory whose changelogs
     took the other way (or with no changelog to tell), holds the other history's changes."""
     parted_in = {}
@@ -263,18 +249,17 @@ def exclude_foreign_metadata(res, inventory, separation, parted):
         directory = os.path.dirname(span.path)
         parted_in[directory] = min(at, parted_in.get(directory, at))
     told = {os.path.dirname(path) for path in inventory.changelogs}
-    from ocf_agents.moosefs import metadata_version
     for path in list(inventory.metadata):
         directory = os.path.dirname(path)
         limit = parted_in.get(directory)
         if limit is None and directory in told:
             continue
         if limit is None:
-            limit = separation.parted_at
-        version, _ = metadata_version(res, path)
+            limit = parted_at
+        version, _ = inventory.metadata_version(res, path)
         if version > limit:
             inventory.metadata.remove(path)
-            separation.foreign.append(path)
+            inventory.foreign.append(path)
             if inventory.newest_metadata == path:
                 inventory.newest_metadata = None
 
@@ -300,7 +285,7 @@ def check_same_history(res, inventory, what):
     node's disk holds the old history's changes. Starting them would bring back what was
     deleted there and lose what was written there, whatever the version numbers say.
     """
-    from ocf_agents.mfsrestore import loss_accepted, read_record, record_name
+    from ocf_agents.mfsrestore import loss_accepted, read_record
     if inventory.history_settled:
         return      # two histories were found and the recorded one kept
     recorded = read_record(res)
@@ -322,7 +307,7 @@ def check_same_history(res, inventory, what):
         return
     res.log.error(f"{what}: change {recorded.change} reads "
                   f"{line.decode(errors='replace')[:200]!r}, not the one recorded in "
-                  f"{record_name(res)}={recorded.raw}")
+                  f"{record_label(res, recorded)}")
     raise OCFError(ERR_GENERIC,
                    f"refusing to start {what}: it comes from another history than the one the "
                    f"cluster ran (change {recorded.change} differs); start the node that ran "

@@ -167,7 +167,7 @@ def start_master(res, cfg):
         highest = max(everything.last_valid.values(), default=None)
     version = metaid = None
     if current in everything.metadata:
-        version, metaid = metadata_version(res, current)
+        version, metaid = everything.metadata_version(res, current)
     # (another history's files in DATA_PATH must go first: the restore moves them out)
     foreign_here = any(os.path.dirname(path) == cfg.data_path for path in everything.foreign)
     if version is not None and (highest is None or highest < version) and not foreign_here:

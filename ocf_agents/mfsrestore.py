@@ -222,7 +222,7 @@ def check_single_filesystem(res, inventory):
     owners = {}
     newest = 0
     for path in inventory.metadata:
-        version, metaid = metadata_version(res, path)
+        version, metaid = inventory.metadata_version(res, path)
         if version > newest or inventory.newest_metadata is None:
             inventory.newest_metadata = path
         newest = max(newest, version)

@@ -431,6 +431,7 @@ class Inventory:
         self.kept_until = {}       # changelog of it -> its last change still used
         self.history_settled = False
         self.runs = {}             # metalogger changelog -> (offset, first) of its last run
+        self.versions = {}         # metadata file -> (version, id), see metadata_version
         for directory in directories:
             try:
                 names = sorted(os.listdir(directory))
@@ -470,6 +471,12 @@ class Inventory:
                 if skipped:
                     self.ends_with_junk[path] = number
         return max(numbers) if numbers else None
+
+    def metadata_version(self, res, path):
+        """metadata_version(), read once per file (each read runs mfsmetadump)."""
+        if path not in self.versions:
+            self.versions[path] = metadata_version(res, path)
+        return self.versions[path]
 
     def first_of(self, path):
         """The first change read from a changelog (of its last run, mfshistory.last_run)."""
