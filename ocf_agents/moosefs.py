@@ -617,10 +617,8 @@ def terminate_master(pid):
         pass
 
 
-def kill_master(pid):
-    """SIGKILL the master and its children (the metadata writer)."""
-    import signal
-    check_is_master(pid, "killing")
+def children_of(pid):
+    """PIDs of pid's child processes (read from /proc: no fork)."""
     children = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -628,8 +626,44 @@ def kill_master(pid):
             fields = stat.rsplit(")", 1)[-1].split()
             if len(fields) > 1 and fields[1] == str(pid):
                 children.append(int(entry))
-    for target in [pid, *children]:
+    return children
+
+
+def kill_master(pid):
+    """SIGKILL the master and its children (the metadata writer)."""
+    import signal
+    check_is_master(pid, "killing")
+    for target in [pid, *children_of(pid)]:
         try:
             os.kill(target, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# The child mfsmaster forks to write its changelog (bgsaver.c) renames itself so.
+DATA_WRITER_NAME = b"mfsmaster (data writer)"
+
+
+def data_writer_of(pid):
+    """PID of master pid's background data writer, or None (gone, or a MooseFS without one)."""
+    for child in children_of(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if f.read(len(DATA_WRITER_NAME)) == DATA_WRITER_NAME:
+                    return child
+        except OSError:
+            continue
+    return None
+
+
+def last_change_written(data_path):
+    """Number of the newest change in DATA_PATH's changelog files: changelog.0.mfs, or
+    changelog.1.mfs when a metadata save has just rotated it and nothing changed since;
+    None when neither has one."""
+    for name in ("changelog.0.mfs", "changelog.1.mfs"):
+        try:
+            found = last_change(os.path.join(data_path, name))
+        except OSError:
+            continue
+        return found
+    return None
