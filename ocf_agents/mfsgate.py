@@ -20,8 +20,12 @@ GATE_CAP_S after the master started), then tickles the previous master's clients
 Opening (``open``) replaces the copy by a symlink to the user's file (so a later
 ``mfsmaster reload`` reads the user's file, as without the gate) and sends the master SIGHUP:
 mfsmaster rebinds its client port on reload (matoclserv_reload; measured 10 ms). A client
-that tried meanwhile was refused and tries again within 2 s (mastercomm.c): at most 2 s of
-waiting, against mfsmaster's 10. Monitor opens a gate whose opener is gone.
+refused meanwhile sleeps 2 s before it tries again (mastercomm.c); once the stop of the old
+master took 0.2 s instead of 3 (fast_stop), half the lab's switchovers had their client
+refused. So while the opener waits it holds the client port (``hold_client_port``): a
+listener whose accept queue it keeps full, so that the kernel drops a client's SYN instead
+of refusing it, and the client's own SYN retransmission 1 s later finds the gate open.
+Monitor opens a gate whose opener is gone.
 
 When the chunkservers reach the master through an address of their own that is already up
 when the master starts (``servers_address_is_local``: ordered before the master, the
@@ -194,14 +198,59 @@ def client_port_problem(host, port):
     return None
 
 
-def start_opener(gate, recorded):
-    """Spawn the opener and write its pid into the marker (it waits for that)."""
+def start_opener(gate, recorded, held_port=()):
+    """Spawn the opener and write its pid into the marker (it waits for that). held_port:
+    hold_client_port's sockets, handed to the opener (and closed here)."""
     from ocf_agents.ocf import spawn_detached
     port = gate.read_marker()[0]
-    pid = spawn_detached("mfsgate", [gate.user_config, gate.directory, gate.instance,
-                                     recorded])
+    for sock in held_port:
+        sock.set_inheritable(True)
+    try:
+        pid = spawn_detached("mfsgate", [gate.user_config, gate.directory, gate.instance,
+                                         recorded, ",".join(str(s.fileno()) for s in held_port)])
+    finally:
+        for sock in held_port:
+            sock.close()
     gate.write_marker(port, pid)
     return pid
+
+
+# Two connections of its own fill a listen(1) accept queue: the kernel then drops further
+# SYNs (LISTENOVERFLOWS) without a SYN-cookie warning, and a client retries its SYN after
+# the initial retransmission timeout (1 s), within mfsmount's 2 s connect timeout.
+QUEUE_FILLERS = 2
+
+
+def hold_client_port(cfg):
+    """Sockets that hold the clients' port while the gate is closed (see the module's text),
+    or () where they cannot: a MATOCL_LISTEN_HOST other than any address (it may not be
+    here yet to connect to), or the port not free. Closing them lets the master bind it."""
+    import socket
+    if cfg.values["MATOCL_LISTEN_HOST"] not in ("*", "0.0.0.0", ""):
+        return ()
+    sockets = []
+    try:
+        listener = socket.socket()
+        sockets.append(listener)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("", cfg.client_port))
+        listener.listen(1)
+        for _ in range(QUEUE_FILLERS):
+            sockets.append(socket.create_connection((GATE_HOST, cfg.client_port), timeout=1))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        return ()
+    return tuple(sockets)
+
+
+def release_client_port(fds):
+    """Close what hold_client_port held (by descriptor, in the opener)."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def servers_address_is_local(cfg, connections):
@@ -253,16 +302,17 @@ def main(argv):
     the agent's start, detached): hold the clients out until the chunkservers are back, then
     let them in; the connections recorded by the previous master (CONNECTIONS) are tickled,
     chunkservers and metaloggers at once, clients once they can come in."""
-    if len(argv) != 4:
+    if len(argv) not in (4, 5):
         import sys
         sys.stderr.write("usage: python3 -m ocf_agents.mfsgate USER_CONFIG DIRECTORY INSTANCE "
-                         "CONNECTIONS\n")
+                         "CONNECTIONS [HELD_PORT_FDS]\n")
         return 2
+    held = [int(fd) for fd in (argv[4] if len(argv) == 5 else "").split(",") if fd.isdigit()]
     from ocf_agents.ocf import Log, OCFError, read_file
     from ocf_agents.moosefs import MasterConfig, lock_holder, LOCK_FILE
     from ocf_agents.tickle import decode_connections, read_own_file, send_tickles, \
         wait_for_address
-    user_config, directory, instance, recorded = argv
+    user_config, directory, instance, recorded = argv[:4]
     log = Log("mfsmaster", instance, "client-gate")
     gate = ClientGate(directory, instance, user_config)
     try:
@@ -287,6 +337,7 @@ def main(argv):
         holder = lock_holder(lock)
         if holder is None:
             return 0
+        release_client_port(held)     # the master binds the port now; a waiting SYN comes in
         failure = gate.open(cfg, holder)
         if failure:
             log.error(f"clients still held out: {failure}")

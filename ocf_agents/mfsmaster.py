@@ -248,7 +248,7 @@ def let_clients_in(res, cfg, gate, held):
     recorded = cfg.path_in_data(CONNECTIONS_FILE)
     if not os.path.isfile(recorded) or os.path.islink(recorded):
         recorded = None     # none (a first start): nothing to tickle
-    from ocf_agents.mfsgate import GATE_CAP_S, start_opener
+    from ocf_agents.mfsgate import GATE_CAP_S, hold_client_port, start_opener
     tickle = [recorded] if recorded else None
     holder, info = master_status(res, cfg, count_chunkservers=True)
     if held and info is not None and not info.disconnected:
@@ -263,7 +263,7 @@ def let_clients_in(res, cfg, gate, held):
     from ocf_agents.ocf import spawn_detached
     try:
         if held:
-            pid = start_opener(gate, recorded or "/dev/null")
+            pid = start_opener(gate, recorded or "/dev/null", hold_client_port(cfg))
             res.log.info(f"clients held out until the chunkservers are back "
                          f"({info.disconnected if info else '?'} not connected yet; pid {pid})")
         elif tickle:

@@ -124,6 +124,42 @@ def test_with_the_chunkservers_address_not_here_yet_an_opener_holds_the_clients(
     assert lab.checksums(parts["mnt"]) == written
 
 
+CONNECT = """
+import socket, sys, time
+began = time.monotonic()
+try:
+    socket.create_connection((sys.argv[1], 9421), timeout=float(sys.argv[2])).close()
+    print("connected", round(time.monotonic() - began, 2))
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("waiting")
+"""
+
+
+def connect_to_client_port(lab, timeout):
+    return lab.ns_run(["python3", "-c", CONNECT, lab.address, str(timeout)]).stdout.split()
+
+
+def test_a_client_that_comes_while_held_waits_instead_of_being_refused(cluster, agent):
+    """A refused mfsmount sleeps 2 s; while the opener holds the client port the kernel
+    drops the client's SYN instead, and the SYN sent again 1 s later gets in once the gate
+    is open."""
+    lab, parts = cluster
+    written = lab.write_files(parts["mnt"], 20)
+    lab.kill_master(lab.root / "master")
+    with chunkservers_frozen(lab):
+        code, err = agent("start", config=lab.master_cfg("standby"),
+                          metadata_sources=parts["metalogger"])
+        assert code == 0 and "clients held out" in err, err
+        assert connect_to_client_port(lab, 0.5) == ["waiting"]
+    gate_opened = lab.wait_for(lab.master_info, "the client port open",
+                               timeout=CLIENTS_HELD_S + 5)
+    assert gate_opened["chunkservers"] == 2
+    assert connect_to_client_port(lab, 2)[0] == "connected"
+    assert lab.checksums(parts["mnt"]) == written
+
+
 def test_monitor_lets_the_clients_in_when_the_opener_is_gone(cluster, agent):
     lab, parts = cluster
     standby, written = fail_over_with_chunkservers_frozen(lab, parts, agent)
