@@ -41,6 +41,12 @@ CLUSTER_DIRS = {
     "/srv": (None, None, 0o755),
 }
 PACEMAKER_SUBDIRS = ("cib", "pengine", "blackbox", "cores")
+# root's login profile, read empty on a node: `su -` (ocf:heartbeat:anything's start) runs
+# it, and a host's profile may do anything there, e.g. `pyenv rehash`, which takes a lock in
+# the shared ~/.pyenv; a node powered off during it left the lock behind, and every later
+# `su -` on any node waited 60 s for it (the metalogger's start timed out at 20 s on both
+# nodes). /root itself stays visible: the repository may live below it.
+EMPTIED_FILES = ("/root/.profile", "/root/.bash_profile", "/root/.bash_login", "/root/.bashrc")
 
 
 def _mnt_ns(pid):
@@ -104,6 +110,7 @@ class Machine:
     """A namespace set on the lab bridge: net + mount + UTS, held by one process."""
 
     private_dirs = {}        # see CLUSTER_DIRS
+    emptied_files = ()       # see EMPTIED_FILES
     iface = "eth0"           # name of the machine's interface, inside it
 
     def __init__(self, name, address, lab_dir=LAB_DIR, setup=None):
@@ -230,6 +237,7 @@ class Machine:
         self.link_power(True)
         self.pidfile.unlink(missing_ok=True)
         mounts = {t: str(self.path(t)) for t in self.private_dirs if self.path(t).exists()}
+        mounts.update({f: "/dev/null" for f in self.emptied_files if Path(f).is_file()})
         # a source may name the machine: {node} (e.g. the DRBD emulator's per-node /proc/drbd)
         mounts.update({target: source.replace("{node}", self.name)
                        for target, source in self.setup.get("binds", {}).items()})
@@ -339,6 +347,7 @@ class Node(Machine):
     """A cluster node: corosync + pacemakerd run inside."""
 
     private_dirs = CLUSTER_DIRS
+    emptied_files = EMPTIED_FILES
 
     def create(self):
         super().create()

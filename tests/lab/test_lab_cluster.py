@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab import BRIDGE, LAB_DIR, NETNS_PREFIX, fencing
+from lab.node import EMPTIED_FILES
 from lab.scenarios import run_scenario, table
 from lab.stacks import StatefulStack
 
@@ -62,6 +63,18 @@ def test_cluster_forms_with_fencing_and_fails_over_a_promotable_clone_on_crash(l
     # The recovered node is back as Unpromoted, the service stayed put.
     assert stack.active_node(cluster) == result.new_node
     assert result.failed_node in cluster.where("state", "Unpromoted")
+
+
+def test_a_login_shell_on_a_node_runs_no_profile_of_the_host(lab_factory):
+    # ocf:heartbeat:anything starts its daemon through `su -`; the host's profile (pyenv,
+    # conda, ...) must neither slow nor hang it, while /root (perhaps our repository) stays.
+    cluster = lab_factory(2, fencing=False)
+    node = cluster.nodes[0]
+    for name in EMPTIED_FILES:
+        if Path(name).is_file():
+            assert node.run(["cat", name]).stdout == "", name
+    assert node.run(["su", "-", "root", "-c", "echo ok"], timeout=10).stdout == "ok\n"
+    assert set(node.run(["ls", "-A", "/root"]).stdout.split()) == set(os.listdir("/root"))
 
 
 def test_down_leaves_nothing_behind(lab_factory):
