@@ -104,12 +104,15 @@ class ClientGate:
     def close(self, cfg, user_text):
         """Before the master starts: its configuration is user_text with the client port
         on the gate; cfg is pointed at it (start from it, ask there)."""
-        import socket
         from ocf_agents.ocf import write_file_atomically
+        from ocf_agents.tcp import tcp_socket
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
-        with socket.socket() as probe:      # a free port (nothing binds 127.0.0.1 at random)
+        probe = tcp_socket()
+        try:                        # a free port (nothing binds 127.0.0.1 at random)
             probe.bind((GATE_HOST, 0))
             port = probe.getsockname()[1]
+        finally:
+            probe.close()
         separator = "" if not user_text or user_text.endswith("\n") else "\n"
         write_file_atomically(self.config, (
             f"{user_text}{separator}"
@@ -137,7 +140,7 @@ class ClientGate:
         """Let the clients in: the master's configuration becomes the user's file again and
         the master reloads it. Returns None once it listens on the client port, else why
         not (the gate stays closed)."""
-        import signal
+        from _signal import SIGHUP  # (signal.py's enums: 6 ms of imports, on every start)
         tmp = self.config + ".open"
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -145,7 +148,7 @@ class ClientGate:
         os.rename(tmp, self.config)
         from ocf_agents.moosefs import check_is_master
         check_is_master(master_pid, "reloading")
-        os.kill(master_pid, signal.SIGHUP)
+        os.kill(master_pid, SIGHUP)
         from ocf_agents.moosefs import query_master
         deadline = time.monotonic() + wait
         # answering there: the master itself (a foreign listener does not speak MooseFS)
@@ -182,19 +185,21 @@ def client_port_problem(host, port):
     A bind probe, not /proc/net/tcp: reading that walks the kernel's whole connection
     table (~5 ms a read measured here, on every start)."""
     import errno
-    import socket
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("" if host in ("*", "0.0.0.0", "") else host, port))
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                return (f"the client port {port} (MATOCL_LISTEN_PORT) is already in use on "
-                        "this node: stop what listens there")
-            if err.errno == errno.EADDRNOTAVAIL:
-                return (f"MATOCL_LISTEN_HOST {host} is not an address of this node: start "
-                        "the floating address before the master (an order constraint)")
-            return None     # anything else: mfsmaster's own start says it
+    from ocf_agents.tcp import SO_REUSEADDR, SOL_SOCKET, tcp_socket
+    probe = tcp_socket()
+    try:
+        probe.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
+        probe.bind(("" if host in ("*", "0.0.0.0", "") else host, port))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            return (f"the client port {port} (MATOCL_LISTEN_PORT) is already in use on "
+                    "this node: stop what listens there")
+        if err.errno == errno.EADDRNOTAVAIL:
+            return (f"MATOCL_LISTEN_HOST {host} is not an address of this node: start "
+                    "the floating address before the master (an order constraint)")
+        return None     # anything else (e.g. a name): mfsmaster's own start says it
+    finally:
+        probe.close()
     return None
 
 
@@ -204,7 +209,7 @@ def start_opener(gate, recorded, held_port=()):
     from ocf_agents.ocf import spawn_detached
     port = gate.read_marker()[0]
     for sock in held_port:
-        sock.set_inheritable(True)
+        os.set_inheritable(sock.fileno(), True)
     try:
         pid = spawn_detached("mfsgate", [gate.user_config, gate.directory, gate.instance,
                                          recorded, ",".join(str(s.fileno()) for s in held_port)])
@@ -225,18 +230,18 @@ def hold_client_port(cfg):
     """Sockets that hold the clients' port while the gate is closed (see the module's text),
     or () where they cannot: a MATOCL_LISTEN_HOST other than any address (it may not be
     here yet to connect to), or the port not free. Closing them lets the master bind it."""
-    import socket
+    from ocf_agents.tcp import SO_REUSEADDR, SOL_SOCKET, connect, tcp_socket
     if cfg.values["MATOCL_LISTEN_HOST"] not in ("*", "0.0.0.0", ""):
         return ()
     sockets = []
     try:
-        listener = socket.socket()
+        listener = tcp_socket()
         sockets.append(listener)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
         listener.bind(("", cfg.client_port))
         listener.listen(1)
         for _ in range(QUEUE_FILLERS):
-            sockets.append(socket.create_connection((GATE_HOST, cfg.client_port), timeout=1))
+            sockets.append(connect(GATE_HOST, cfg.client_port, timeout=1))
     except OSError:
         for sock in sockets:
             sock.close()

@@ -26,6 +26,7 @@ from ocf_agents.ocf import (
 )
 
 STAGING_DIR = "pyha-restore.staging"
+CHAIN_NAME = "changelog.merged"     # in STAGING_DIR: the changes after the newest metadata
 REPLACED_PREFIX = "pyha-replaced."
 REPLACED_KEEP = 3
 
@@ -272,11 +273,20 @@ def restore(res, cfg, inventory, highest):
     """
     metaid, newest_metadata = check_single_filesystem(res, inventory)
     expected = max(newest_metadata, 0 if highest is None else highest + 1)
-    check_against_record(res, metaid, expected, "the metadata to restore")
-    from ocf_agents.mfshistory import check_same_history
-    check_same_history(res, inventory, "the metadata to restore")
-    # (without any metadata file there is nothing to chain to: mfsmaster -a says so)
-    pieces = chain_changes(inventory, newest_metadata) if inventory.metadata else []
+    early = None
+    if res.params.restore_method == "single-pass" and inventory.metadata:
+        early = chain_into_staging(cfg, inventory, newest_metadata)
+    try:
+        check_against_record(res, metaid, expected, "the metadata to restore")
+        from ocf_agents.mfshistory import check_same_history
+        check_same_history(res, inventory, "the metadata to restore")
+        # (without any metadata file there is nothing to chain to: mfsmaster -a says so)
+        pieces = early[0] if early else \
+            chain_changes(inventory, newest_metadata) if inventory.metadata else []
+    except BaseException:
+        if early:
+            remove_tree(early[1])
+        raise
     res.log.info(f"restoring metadata from {len(inventory.metadata)} metadata file(s) and "
                  f"{len(inventory.changelogs)} changelog(s), changes up to {highest} "
                  f"({res.params.restore_method})")
@@ -297,7 +307,8 @@ def restore(res, cfg, inventory, highest):
             raise
         prune_replaced(cfg)
     else:
-        version = restore_while_starting(res, cfg, inventory, expected, metaid, pieces)
+        version = restore_while_starting(res, cfg, inventory, expected, metaid, pieces,
+                                         early[1] if early else None)
     res.log.notice(f"restored metadata version {version} in {cfg.data_path}")
     return metaid
 
@@ -310,7 +321,29 @@ def check_restored_version(res, version, expected, metaid, what):
     check_against_record(res, metaid, version, what)
 
 
-def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
+def chain_into_staging(cfg, inventory, newest_metadata):
+    """(pieces, a fresh staging directory holding their changes as one changelog) or None
+    when they do not chain (a gap, refused once the record's checks have said theirs).
+
+    The single-pass restore's one copy, done before the record is read: it runs while
+    crm_attribute answers (~20 ms each at 1M objects, measured here). Nothing of DATA_PATH
+    but the agent's private staging directory is touched before the checks."""
+    try:
+        pieces = chain_changes(inventory, newest_metadata)
+    except OCFError:
+        return None
+    uid, gid = cfg.ids()
+    staging = fresh_staging(cfg)
+    try:
+        if pieces:
+            write_chain(inventory, pieces, os.path.join(staging, CHAIN_NAME), uid, gid)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return pieces, staging
+
+
+def restore_while_starting(res, cfg, inventory, expected, metaid, pieces, staging=None):
     """Give DATA_PATH the newest metadata and every change after it (place_sources), run
     mfsmaster -a start, check the version it serves.
 
@@ -339,7 +372,7 @@ def restore_while_starting(res, cfg, inventory, expected, metaid, pieces):
         return info.metaversion
 
     try:
-        place_sources(res, cfg, inventory, changes, pieces)
+        place_sources(res, cfg, inventory, changes, pieces, staging)
     except BaseException:
         roll_back()
         raise
@@ -393,7 +426,6 @@ class DataPathChanges:
         What the refused master wrote (its lock files, a changelog.0.mfs with its
         own session records) is deleted: nobody could reach it, so it holds no
         one's data, and left behind it would join the next restore as a fork."""
-        import shutil
         for name in reversed(self.added):
             try:
                 os.unlink(self.cfg.path_in_data(name))
@@ -410,7 +442,7 @@ class DataPathChanges:
         for name, target in reversed(self.moved):
             os.rename(target, self.cfg.path_in_data(name))
         if self.replaced is not None:
-            shutil.rmtree(self.replaced, ignore_errors=True)
+            remove_tree(self.replaced)
 
 
 def new_replaced_dir(cfg):
@@ -422,10 +454,9 @@ def new_replaced_dir(cfg):
 
 def prune_replaced(cfg):
     """Keep the newest REPLACED_KEEP pyha-replaced.* directories."""
-    import shutil
     old = sorted(n for n in os.listdir(cfg.data_path) if n.startswith(REPLACED_PREFIX))
     for name in old[:-REPLACED_KEEP]:
-        shutil.rmtree(cfg.path_in_data(name), ignore_errors=True)
+        remove_tree(cfg.path_in_data(name))
 
 
 def chain_changes(inventory, first_needed):
@@ -479,7 +510,7 @@ def write_chain(inventory, pieces, target, uid, gid):
         os.fchown(out.fileno(), uid, gid)
 
 
-def place_sources(res, cfg, inventory, changes, pieces):
+def place_sources(res, cfg, inventory, changes, pieces, staging=None):
     """Give DATA_PATH what mfsmaster -a start needs, where a metalogger looks for it.
 
     A metalogger that connects downloads metadata.mfs.back, changelog.1.mfs and
@@ -496,10 +527,12 @@ def place_sources(res, cfg, inventory, changes, pieces):
     every change present, so an agent killed half-way leaves a directory that restores.
     """
     uid, gid = cfg.ids()
-    staging = fresh_staging(cfg)
+    chained = staging is not None   # the pieces are there already (chain_into_staging)
+    if not chained:
+        staging = fresh_staging(cfg)
+    merged = os.path.join(staging, CHAIN_NAME)
     try:
-        merged = os.path.join(staging, "changelog.merged")
-        if pieces:  # first: the pieces name files that are renamed below
+        if pieces and not chained:  # first: the pieces name files that are renamed below
             write_chain(inventory, pieces, merged, uid, gid)
         # Another history's files leave DATA_PATH first: mfsmaster -a would load the newest
         # metadata* file and merge every changelog there whatever history it tells.
@@ -550,8 +583,7 @@ def place_sources(res, cfg, inventory, changes, pieces):
         if changes.replaced:
             res.log.info(f"DATA_PATH's changelogs are kept in {changes.replaced}")
     finally:
-        import shutil
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
 
 
 def place_newest_metadata(res, cfg, inventory, changes, staging, uid, gid):
@@ -602,13 +634,24 @@ def can_link(path, name, uid, device):
 
 def fresh_staging(cfg):
     """An empty DATA_PATH/pyha-restore.staging only root can write to (0700)."""
-    import shutil
     staging = cfg.path_in_data(STAGING_DIR)
     if os.path.islink(staging):
         os.unlink(staging)  # planted: never rmtree'd or written through
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)
     os.mkdir(staging, 0o700)
     return staging
+
+
+def remove_tree(path):
+    """shutil.rmtree(path, ignore_errors=True), without importing shutil (5 ms of imports
+    measured here: re, bz2, lzma) for the usual case on start: path gone or empty."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:     # not empty (or not a directory: rmtree ignores that as well)
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stop_unchecked_master(res, cfg):
@@ -627,7 +670,6 @@ def stop_unchecked_master(res, cfg):
 def restore_staged(res, cfg, inventory, expected, metaid, changes, pieces):
     """Restore into a staging directory, check the result with mfsmetadump, install it
     (recorded in changes, so that a master that then fails to start can be undone)."""
-    import shutil
     uid, gid = cfg.ids()
     staging = fresh_staging(cfg)
     try:
@@ -652,7 +694,7 @@ def restore_staged(res, cfg, inventory, expected, metaid, changes, pieces):
         check_restored_version(res, version, expected, metaid, "mfsmaster -a restore")
         install(res, cfg, staging, changes)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
     return version
 
 

@@ -107,13 +107,16 @@ class MasterInfo:
 
 def query_master(host, port, timeout, count_chunkservers=False):
     """Ask the master for its info (as mfscli does); None when it does not answer."""
-    import socket
     import struct
+    from ocf_agents.tcp import connect
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock = connect(host, port, timeout)
+        try:
             info = _request(sock, CLTOMA_INFO, MATOCL_INFO)
             servers = _request(sock, CLTOMA_CSERV_LIST, MATOCL_CSERV_LIST) \
                 if count_chunkservers else None
+        finally:
+            sock.close()
     except (OSError, ValueError):
         return None
     # 3.0 answers 121..149 bytes; the last 8 of the HA block are the metadata
