@@ -258,6 +258,85 @@ def release_client_port(fds):
             pass
 
 
+# --- the previous master's connections, where the next master finds them ---------------
+# Monitor records the master's connections in DATA_PATH (mfsmaster.record_connections), for
+# the next master to tickle. Where DATA_PATH moves with the service (DRBD) the next master
+# reads them there; where it does not (each node restores from its own metalogger,
+# pcs-examples/mfs.sh STORAGE=metalogger) that file is this node's own, from when it was
+# master last: every peer has reconnected from another port since, and tickling it does
+# nothing (measured: the gate opened 1.1-2.6 s after start there, 0.9-1.5 s with DRBD). So
+# the list is also kept in a crm_config attribute, and start tickles both lists' union.
+SHARED_MAX = 256    # connections in the attribute: the chunkservers' and metaloggers' first
+
+
+def shared_connections_name(res):
+    return f"{res.instance_without_clone_suffix}-connections"
+
+
+def share_connections(res, cfg, text, interval):
+    """Copy the recorded list (DATA_PATH's file's text) into the cluster when it changed: at
+    once when a chunkserver's or metalogger's connection changed, at most every interval
+    seconds when only clients did (mounts come and go; each copy is a CIB write, which
+    starts a new transition). Never raises: the copy only saves seconds."""
+    from ocf_agents.ocf import OCFError, read_file, write_file_atomically
+    from ocf_agents.tickle import decode_connections
+    connections = decode_connections(text or "")
+    if not connections:
+        return
+    connections.sort(key=lambda c: c[1] == cfg.client_port)   # (stable) servers first
+    value = ";".join(" ".join(map(str, c)) for c in connections[:SHARED_MAX])
+    cache = res.state_path(f"{res.instance_without_clone_suffix}.connections-shared")
+    cached = read_file(cache)
+    if cached == value:
+        return
+
+    def servers(shared):
+        return {e for e in shared.split(";") if e.split(" ")[1:2] != [str(cfg.client_port)]}
+    if cached is not None and servers(cached) == servers(value):
+        try:
+            if time.time() - os.stat(cache).st_mtime < interval:
+                return
+        except OSError:
+            pass
+    try:
+        if res.cluster_attribute(shared_connections_name(res), value):
+            write_file_atomically(cache, value)
+    except (OSError, OCFError) as err:
+        res.log.debug(f"could not copy the connections into the cluster: {err}")
+
+
+def prefetch_shared_connections(res):
+    """Start reading the cluster's copy (read by connections_to_tickle)."""
+    res.mfs_connections_query = res.begin_cluster_attribute(shared_connections_name(res))
+
+
+def connections_to_tickle(res, recorded):
+    """A file of the agent's with the union of DATA_PATH's list (the path recorded, or None)
+    and the cluster's copy; None when both are empty or unreadable."""
+    from ocf_agents.ocf import OCFError, write_file_atomically
+    from ocf_agents.tickle import decode_connections, encode_connections, read_own_file
+    union = []
+    if recorded:
+        try:
+            union = decode_connections(read_own_file(recorded))
+        except (OSError, ValueError):
+            pass
+    query = getattr(res, "mfs_connections_query", None)
+    try:
+        shared = query.result() if query else None
+    except OCFError as err:
+        res.log.debug(f"could not read the cluster's copy of the connections: {err}")
+        shared = None
+    if shared:
+        union += decode_connections(shared.replace(";", "\n"))
+    union = list(dict.fromkeys(union))
+    if not union:
+        return None
+    path = res.state_path(f"{res.instance_without_clone_suffix}.tickle")
+    write_file_atomically(path, encode_connections(union))
+    return path
+
+
 def servers_address_is_local(cfg, connections):
     """True when the address the previous master's chunkservers and metaloggers reached is
     already on this node: the layout with their own floating address, started before the

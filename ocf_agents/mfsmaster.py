@@ -130,6 +130,8 @@ def start(res):
     if not os.path.isdir(cfg.data_path):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
     prefetch_record(res)    # the CIB answers while the checks below run
+    from ocf_agents.mfsgate import prefetch_shared_connections
+    prefetch_shared_connections(res)
     gate.discard()      # an earlier master's, gone with it
     from ocf_agents.mfsgate import client_port_problem
     # Behind the gate the master binds its client port only after the restore: a port it
@@ -225,18 +227,23 @@ def rotate_changelog_behind(res, cfg, version):
 
 
 # The clients, chunkservers and metaloggers connected to the master, recorded by monitor
-# in DATA_PATH (it moves with the service) for the node that takes over.
+# in DATA_PATH (it moves with the service, on DRBD) and copied into the cluster (where it
+# does not) for the node that takes over.
 CONNECTIONS_FILE = "pyha-connections"
 
 
 def record_connections(res, cfg):
     """Keep DATA_PATH/pyha-connections up to date (read from /proc/net/tcp: no fork;
-    written only when the connections changed)."""
+    written only when the connections changed), and the cluster's copy (a crm_config
+    attribute: a fork only when it changed, mfsgate.share_connections)."""
+    from ocf_agents.mfsgate import share_connections
     from ocf_agents.tickle import record_connections as record
+    path = cfg.path_in_data(CONNECTIONS_FILE)
     try:
-        record(cfg.path_in_data(CONNECTIONS_FILE), cfg.ports, write_file_atomically)
+        record(path, cfg.ports, write_file_atomically)
     except OSError as err:      # a full disk must not fail the monitor for this
         res.log.debug(f"could not record the master's connections: {err}")
+    share_connections(res, cfg, read_file(path), res.params.record_every)
 
 
 def let_clients_in(res, cfg, gate, held):
@@ -245,10 +252,13 @@ def let_clients_in(res, cfg, gate, held):
     master's recorded connections (tickle.py): their peers reconnect at once instead of at
     their next backed-off retransmission (1-3.5 s measured). Without the gate
     (hold_clients=false) the connections are only tickled, all at once."""
+    from ocf_agents.mfsgate import (
+        GATE_CAP_S, connections_to_tickle, hold_client_port, start_opener)
     recorded = cfg.path_in_data(CONNECTIONS_FILE)
     if not os.path.isfile(recorded) or os.path.islink(recorded):
-        recorded = None     # none (a first start): nothing to tickle
-    from ocf_agents.mfsgate import GATE_CAP_S, hold_client_port, start_opener
+        recorded = None     # none (a first start, or DATA_PATH does not move)
+    # ... with the cluster's copy (a DATA_PATH that does not move has only its own, old list)
+    recorded = connections_to_tickle(res, recorded)
     tickle = [recorded] if recorded else None
     holder, info = master_status(res, cfg, count_chunkservers=True)
     if held and info is not None and not info.disconnected:

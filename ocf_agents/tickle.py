@@ -29,7 +29,9 @@ ESTABLISHED = "01"   # /proc/net/tcp's st field
 
 def decode_proc_net_tcp(text, ports):
     """[(local ip, local port, remote ip, remote port)] of the established IPv4
-    connections whose local port is one of ports, from /proc/net/tcp's text."""
+    connections whose local port is one of ports, from /proc/net/tcp's text. Loopback
+    connections are left out: they never move to another node (e.g. the client gate's own
+    connections to the held port, recorded by the first monitor after a start)."""
     found = []
     for line in text.splitlines()[1:]:
         fields = line.split()
@@ -39,7 +41,7 @@ def decode_proc_net_tcp(text, ports):
             local, remote = (_decode_endpoint(f) for f in fields[1:3])
         except ValueError:
             continue
-        if local[1] in ports:
+        if local[1] in ports and not local[0].startswith("127."):
             found.append((*local, *remote))
     return sorted(set(found))
 

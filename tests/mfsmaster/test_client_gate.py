@@ -1,6 +1,7 @@
 """The client gate (mfsgate.py) on a real MooseFS: after a failover the clients reach the new
 master only once every chunkserver of its metadata is back, so no read is answered "no
 copies" (which mfsmount retries only after a fixed 10 s)."""
+import json
 import os
 import signal
 import socket
@@ -68,7 +69,8 @@ def test_clients_are_let_in_only_once_every_chunkserver_is_back(cluster, agent):
 
 def fail_over_with_recorded_connections(lab, parts, agent, local_address):
     """The old master's connections recorded by monitor (as in DATA_PATH on DRBD), moved
-    to the standby's DATA_PATH with local_address as the address they reached."""
+    to the standby's DATA_PATH with local_address as the address they reached (and so in
+    the cluster's copy of the list)."""
     written = lab.write_files(parts["mnt"], 20)
     assert agent("monitor", config=lab.root / "master.cfg")[0] == 0
     recorded = (lab.root / "master" / "pyha-connections").read_text()
@@ -77,6 +79,10 @@ def fail_over_with_recorded_connections(lab, parts, agent, local_address):
     standby = lab.master_cfg("standby")
     moved = lab.root / "standby" / "pyha-connections"
     moved.write_text(recorded.replace(f"{lab.address} ", f"{local_address} "))
+    cib = json.loads(agent.cib.read_text())
+    shared = cib["crm_config//mfs-connections"]
+    cib["crm_config//mfs-connections"] = shared.replace(f"{lab.address} ", f"{local_address} ")
+    agent.cib.write_text(json.dumps(cib))
     return standby, written
 
 

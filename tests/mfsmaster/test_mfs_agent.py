@@ -1,4 +1,5 @@
 """monitor, stop, validation and ocf-tester for the installed ocf:pyha:mfsmaster."""
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,35 @@ def test_monitor_records_the_masters_connections_for_the_node_taking_over(lab, a
     assert agent("stop", config=running)[0] == 0
     code, err = agent("start", config=running)
     assert code == 0 and "tickling the previous master's connections" in err, err
+
+
+def test_a_master_whose_data_path_stayed_behind_tickles_the_connections_the_cluster_kept(
+        lab, agent, running):
+    """Each node restoring from its own metalogger (mfs.sh STORAGE=metalogger): DATA_PATH
+    does not move, so its pyha-connections is this node's own, old list. Monitor also copies
+    the list into a crm_config attribute (a CIB write only when it changed), and the next
+    master, on another DATA_PATH, tickles what that copy names."""
+    lab.mount()
+    lab.start_metalogger()
+
+    def shared():
+        store = json.loads(agent.cib.read_text()) if agent.cib.exists() else {}
+        return store.get("crm_config//mfs-connections") or ""
+    lab.wait_for(lambda: agent("monitor", config=running)[0] == 0
+                 and {e.split()[1] for e in shared().split(";") if e} == {"9419", "9421"},
+                 "the client and the metalogger copied into the cluster")
+    value = shared()
+    assert all(e.split()[0] == lab.address for e in value.split(";"))
+    assert value.index(" 9419 ") < value.index(" 9421 ")   # the servers' first
+    cib_written = agent.cib.stat().st_mtime_ns
+    assert agent("monitor", config=running)[0] == 0
+    assert agent.cib.stat().st_mtime_ns == cib_written      # unchanged: no CIB write
+    assert agent("stop", config=running)[0] == 0
+
+    elsewhere = lab.master_cfg("elsewhere")   # the other node's DATA_PATH: no list of its own
+    code, err = agent("start", config=elsewhere, metadata_sources=lab.root / "master")
+    assert code == 0 and "tickling the previous master's connections" in err, err
+    assert not (lab.root / "elsewhere" / "pyha-connections").exists()
+    tickled = (agent.state / "mfsmaster" / "mfs.tickle").read_text().splitlines()
+    assert sorted(tickled) == sorted(value.split(";"))
+    assert agent("stop", config=elsewhere)[0] == 0

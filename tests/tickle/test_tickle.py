@@ -144,12 +144,13 @@ def test_without_tickles_the_client_waits_for_its_next_retransmission(net, tmp_p
     assert after_move > 1.0, (outcome, after_move)
 
 
-def test_proc_net_tcp_is_decoded_to_established_connections_of_the_ports():
+def test_proc_net_tcp_is_decoded_to_established_connections_of_the_ports_but_loopback():
     text = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
             "   0: 00000000:24CD 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0\n"
             "   1: F000D50A:24CD FB00D50A:A2C4 01 00000000:00000000 00:00000000 00000000 0\n"
             "   2: F000D50A:24CC FB00D50A:A2C6 01 00000000:00000000 00:00000000 00000000 0\n"
-            "   3: F000D50A:0016 FB00D50A:A2C8 01 00000000:00000000 00:00000000 00000000 0\n")
+            "   3: F000D50A:0016 FB00D50A:A2C8 01 00000000:00000000 00:00000000 00000000 0\n"
+            "   4: 0100007F:24CD 0100007F:A2CA 01 00000000:00000000 00:00000000 00000000 0\n")
     assert tickle.decode_proc_net_tcp(text, {9420, 9421}) == [
         ("10.213.0.240", 9420, "10.213.0.251", 41670),
         ("10.213.0.240", 9421, "10.213.0.251", 41668)]
