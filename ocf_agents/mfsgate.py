@@ -273,17 +273,16 @@ def shared_connections_name(res):
     return f"{res.instance_without_clone_suffix}-connections"
 
 
-def share_connections(res, cfg, text, interval):
-    """Copy the recorded list (DATA_PATH's file's text) into the cluster when it changed: at
-    once when a chunkserver's or metalogger's connection changed, at most every interval
-    seconds when only clients did (mounts come and go; each copy is a CIB write, which
-    starts a new transition). Never raises: the copy only saves seconds."""
+def share_connections(res, cfg, connections, interval):
+    """Copy the master's connections (tickle.read_connections' list) into the cluster when
+    they changed: at once when a chunkserver's or metalogger's connection changed, at most
+    every interval seconds when only clients did (mounts come and go; each copy is a CIB
+    write, which starts a new transition). None (a master whose peers are not back yet)
+    leaves the last copy. Never raises: the copy only saves seconds."""
     from ocf_agents.ocf import OCFError, read_file, write_file_atomically
-    from ocf_agents.tickle import decode_connections
-    connections = decode_connections(text or "")
     if not connections:
         return
-    connections.sort(key=lambda c: c[1] == cfg.client_port)   # (stable) servers first
+    connections = sorted(connections, key=lambda c: c[1] == cfg.client_port)  # servers first
     value = ";".join(" ".join(map(str, c)) for c in connections[:SHARED_MAX])
     cache = res.state_path(f"{res.instance_without_clone_suffix}.connections-shared")
     cached = read_file(cache)

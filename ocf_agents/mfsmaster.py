@@ -129,11 +129,10 @@ def start(res):
                            "which does not answer on the client port")
     if not os.path.isdir(cfg.data_path):
         raise OCFError(ERR_GENERIC, f"DATA_PATH {cfg.data_path} is not a directory (not mounted?)")
+    from ocf_agents.mfsgate import client_port_problem, prefetch_shared_connections
     prefetch_record(res)    # the CIB answers while the checks below run
-    from ocf_agents.mfsgate import prefetch_shared_connections
     prefetch_shared_connections(res)
     gate.discard()      # an earlier master's, gone with it
-    from ocf_agents.mfsgate import client_port_problem
     # Behind the gate the master binds its client port only after the restore: a port it
     # cannot have must stop the start here, before anything changed.
     problem = client_port_problem(cfg.values["MATOCL_LISTEN_HOST"], cfg.client_port)
@@ -237,13 +236,13 @@ def record_connections(res, cfg):
     written only when the connections changed), and the cluster's copy (a crm_config
     attribute: a fork only when it changed, mfsgate.share_connections)."""
     from ocf_agents.mfsgate import share_connections
-    from ocf_agents.tickle import record_connections as record
-    path = cfg.path_in_data(CONNECTIONS_FILE)
+    from ocf_agents.tickle import read_connections, record_connections as record
+    connections = read_connections(cfg.ports)     # one read of /proc/net/tcp for both
     try:
-        record(path, cfg.ports, write_file_atomically)
+        record(cfg.path_in_data(CONNECTIONS_FILE), connections, write_file_atomically)
     except OSError as err:      # a full disk must not fail the monitor for this
         res.log.debug(f"could not record the master's connections: {err}")
-    share_connections(res, cfg, read_file(path), res.params.record_every)
+    share_connections(res, cfg, connections, res.params.record_every)
 
 
 def let_clients_in(res, cfg, gate, held):

@@ -81,13 +81,13 @@ def decode_connections(text):
     return found
 
 
-def record_connections(path, ports, write):
-    """Write this node's connections to ports into path when they changed; True if written.
-    No connections (a master just started, its peers not back yet) leave the last list:
-    tickling a connection that is gone costs one packet, not tickling one costs seconds.
+def record_connections(path, connections, write):
+    """Write connections (read_connections' list) into path when they changed; True if
+    written. No connections (a master just started, its peers not back yet) leave the last
+    list: tickling a connection that is gone costs one packet, not tickling one costs seconds.
 
     write(path, text) writes atomically (the shim's write_file_atomically)."""
-    text = encode_connections(read_connections(ports))
+    text = encode_connections(connections)
     if not text:
         return False
     try:

@@ -189,7 +189,7 @@ def test_no_connections_leave_the_last_recorded_list(tmp_path):
     listed = tmp_path / "connections"
     listed.write_text("10.213.0.240 9421 10.213.0.251 41668\n")
     writes = []
-    assert not tickle.record_connections(str(listed), {1}, lambda p, t: writes.append(t))
+    assert not tickle.record_connections(str(listed), [], lambda p, t: writes.append(t))
     assert writes == [] and listed.read_text().startswith("10.213.0.240 9421")
 
 
