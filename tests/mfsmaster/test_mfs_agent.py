@@ -189,3 +189,27 @@ def test_a_master_whose_data_path_stayed_behind_tickles_the_connections_the_clus
     tickled = (agent.state / "mfsmaster" / "mfs.tickle").read_text().splitlines()
     assert sorted(tickled) == sorted(value.split(";"))
     assert agent("stop", config=elsewhere)[0] == 0
+
+
+def test_a_cib_that_refuses_the_connections_copy_fails_no_monitor_and_gets_it_later(
+        lab, agent, running, tmp_path):
+    """The copy only saves seconds: a CIB that refuses it (exit 102, as Pacemaker's
+    crm_attribute without a CIB) fails no monitor, and the next monitor with the CIB back
+    writes it (nothing remembered as written that was not)."""
+    refusing = tmp_path / "bin"
+    refusing.mkdir()
+    (refusing / "crm_attribute").write_text(
+        '#!/bin/sh\ncase " $* " in *" --update "*) exit 102;; esac\n'
+        f'exec {FAKEBIN}/crm_attribute "$@"\n')
+    (refusing / "crm_attribute").chmod(0o755)
+    lab.mount()
+    recorded = lab.root / "master" / "pyha-connections"
+    lab.wait_for(lambda: agent("monitor", config=running, path_first=refusing)[0] == 0
+                 and recorded.exists() and " 9421 " in recorded.read_text(),
+                 "the client recorded in DATA_PATH")
+
+    def shared():
+        return json.loads(agent.cib.read_text()).get("crm_config//mfs-connections") or ""
+    assert " 9421 " not in shared()
+    assert agent("monitor", config=running)[0] == 0
+    assert " 9421 " in shared()
